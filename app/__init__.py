@@ -1,0 +1,1 @@
+"""Download Ledger: an event-sourced stream processor for offline-download licensing."""

@@ -1,0 +1,52 @@
+"""Configuration from environment variables (prefix ``LEDGER_``), with defaults for the local stack.
+
+Read once at start-up by an entrypoint (``Settings()``) and passed down; nothing reads the
+environment at import time.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEDGER_", extra="ignore")
+
+    environment: str = Field("local", description="selects per-environment values in topics/ and deploy/cql/")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    events_topic: str = "downloads.events"
+    ledger_topic: str = "downloads.ledger"
+    rejections_topic: str = "downloads.rejections"
+    dlq_topic: str = "downloads.dlq"
+    consumer_group: str = "download-ledger"
+
+    cassandra_hosts: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    cassandra_keyspace: str = "download_ledger"
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+
+    batch_size: int = 500
+    batch_wait_ms: int = 50
+    snapshot_every: int = 100
+    member_cache_size: int = 50_000
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_tokens: str = "local-dev-token"
+    metrics_port: int = 9464
+
+    stack_dir: Path = REPO_ROOT / ".stack"
+
+    @property
+    def cassandra_contact_points(self) -> list[str]:
+        return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    @property
+    def api_token_set(self) -> frozenset[str]:
+        return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())

@@ -1,0 +1,37 @@
+"""The `ledger` command. Each subcommand lives in its own module and registers itself here.
+
+Errors a user can cause end as one line on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.config import Settings
+from app.entrypoints import commands
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ledger", description="Download Ledger: stack, topics, schema, workers.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in commands.REGISTRY:
+        register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        return int(args.handler(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except commands.CommandError as exc:
+        print(f"ledger {args.command}: {exc}", file=sys.stderr)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

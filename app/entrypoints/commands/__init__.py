@@ -1,0 +1,15 @@
+"""Subcommands of `ledger`; each module exposes ``register(subparsers)``."""
+from __future__ import annotations
+
+
+class CommandError(Exception):
+    """A failure the user can act on: printed as one line, non-zero exit."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+from app.entrypoints.commands import migrate_cmd, stack_cmd, topics_cmd  # noqa: E402
+
+REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register]

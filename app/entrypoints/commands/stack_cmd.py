@@ -1,0 +1,44 @@
+"""`ledger stack up|down|status|logs|reset`."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from app.entrypoints.commands import CommandError
+from app.stack import manager
+from app.stack.maven import InstallError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("stack", help="run the local Kafka, Cassandra and Redis")
+    p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
+    p.add_argument("service", nargs="?", help="logs: kafka, cassandra or redis (default all)")
+    p.add_argument("-n", "--lines", type=int, default=40, help="logs: how many lines")
+    p.set_defaults(handler=run)
+
+
+def run(args, settings) -> int:
+    stack_dir = settings.stack_dir
+    try:
+        if args.action == "up":
+            manager.up(stack_dir)
+        elif args.action == "down":
+            manager.down(stack_dir)
+        elif args.action == "reset":
+            manager.reset(stack_dir)
+        elif args.action == "logs":
+            print(manager.logs(stack_dir, args.service, args.lines))
+        else:
+            return _print_status(manager.status(stack_dir))
+    except (manager.StackError, InstallError) as exc:
+        raise CommandError(str(exc)) from None
+    return 0
+
+
+def _print_status(health) -> int:
+    table = Table("service", "pid", "port", "health", "detail")
+    for h in health:
+        table.add_row(h.name, str(h.pid or "-"), str(h.port),
+                      "[green]healthy[/]" if h.healthy else "[red]down[/]", h.detail)
+    Console().print(table)
+    return 0 if all(h.healthy for h in health) else 1

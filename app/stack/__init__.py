@@ -1,0 +1,1 @@
+"""The local development stack: Kafka, Cassandra and Redis started from registry packages."""

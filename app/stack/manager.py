@@ -1,0 +1,125 @@
+"""`ledger stack up|down|status|logs|reset` for the local Kafka, Cassandra and Redis."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.config import REPO_ROOT
+from app.stack.cassandra_server import CassandraServer
+from app.stack.kafka_server import KafkaServer
+from app.stack.process import port_open
+from app.stack.redis_server import RedisServer
+from app.stack.service import LocalService
+
+READY_TIMEOUT_S = {"redis": 30.0, "kafka": 120.0, "cassandra": 240.0}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+@dataclass
+class Health:
+    name: str
+    pid: int | None
+    port: int
+    healthy: bool
+    detail: str
+
+
+def services(stack_dir: Path) -> list[LocalService]:
+    return [RedisServer(stack_dir), KafkaServer(stack_dir), CassandraServer(stack_dir)]
+
+
+def _check(service: LocalService) -> tuple[bool, str]:
+    try:
+        return True, service.check()
+    except Exception as exc:  # any failure to answer means "not healthy", with its reason
+        return False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
+
+
+def up(stack_dir: Path, echo=print) -> dict[str, float]:
+    """Start whatever is not running and wait until each one really answers; idempotent."""
+    all_services = services(stack_dir)
+    for service in all_services:
+        installed = service.install()
+        if installed:
+            echo(f"installed {', '.join(installed)}")
+        service.prepare()
+    started: dict[str, float] = {}
+    for service in all_services:
+        if service.process.pid() is not None or port_open(service.host, service.port):
+            ok, detail = _check(service)
+            if ok:
+                echo(f"{service.name:<9} already running: {detail}")
+                continue
+            if service.process.pid() is None:
+                raise StackError(f"port {service.port} is taken by a process that is not our {service.name}: {detail}")
+        else:
+            service.process.start(service.argv(), cwd=REPO_ROOT)
+        started[service.name] = time.monotonic()
+    ready: dict[str, float] = {}
+    for service in all_services:
+        if service.name not in started:
+            continue
+        ready[service.name] = _wait_ready(service, started[service.name])
+        echo(f"{service.name:<9} ready in {ready[service.name]:.1f}s: {_check(service)[1]}")
+    return ready
+
+
+def _wait_ready(service: LocalService, t0: float) -> float:
+    deadline = t0 + READY_TIMEOUT_S[service.name]
+    detail = ""
+    while time.monotonic() < deadline:
+        if service.process.pid() is None:
+            raise StackError(f"{service.name} exited during start-up; last lines of its log:\n{_tail(service)}")
+        if port_open(service.host, service.port):
+            ok, detail = _check(service)
+            if ok:
+                return time.monotonic() - t0
+        time.sleep(0.5)
+    raise StackError(
+        f"{service.name} did not answer within {READY_TIMEOUT_S[service.name]:.0f}s ({detail}); "
+        f"last lines of its log:\n{_tail(service)}"
+    )
+
+
+def _tail(service: LocalService, lines: int = 30) -> str:
+    chunks = []
+    for log in service.log_files():
+        if log.exists():
+            text = "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            chunks.append(f"--- {log}\n{text}")
+    return "\n".join(chunks) or "(no log yet)"
+
+
+def down(stack_dir: Path, echo=print) -> None:
+    # Reverse order: clients of nothing first is irrelevant here, but Cassandra takes longest.
+    for service in reversed(services(stack_dir)):
+        stopped = service.process.stop()
+        echo(f"{service.name:<9} {'stopped' if stopped else 'not running'}")
+
+
+def status(stack_dir: Path) -> list[Health]:
+    result = []
+    for service in services(stack_dir):
+        pid = service.process.pid()
+        ok, detail = _check(service) if port_open(service.host, service.port) else (False, "port closed")
+        result.append(Health(service.name, pid, service.port, ok, detail))
+    return result
+
+
+def logs(stack_dir: Path, name: str | None, lines: int) -> str:
+    chosen = [s for s in services(stack_dir) if name in (None, s.name)]
+    if not chosen:
+        raise StackError(f"unknown service {name!r}: choose kafka, cassandra or redis")
+    return "\n".join(_tail(s, lines) for s in chosen)
+
+
+def reset(stack_dir: Path, echo=print) -> None:
+    """Stop everything and wipe the data (jars and logs stay)."""
+    down(stack_dir, echo)
+    shutil.rmtree(stack_dir / "data", ignore_errors=True)
+    echo(f"wiped {stack_dir / 'data'}")
