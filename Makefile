@@ -1,0 +1,52 @@
+# Download Ledger: every target installs what is missing first and skips what is already done.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+LEDGER := $(VENV)/bin/ledger
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help tools venv stack-up stack-down stack-status test test-unit run bench
+
+help:
+	@echo "make run        set up, start the local stack and run the pipeline with a demo load"
+	@echo "make test       set up, start the local stack and run every test"
+	@echo "make bench      set up, start the local stack and run the benchmarks"
+	@echo "make stack-up / stack-down / stack-status"
+
+# Java 17 and Maven fetch and run Kafka and Cassandra; redis-server is installed by `ledger stack up`.
+tools:
+	@command -v java >/dev/null && command -v mvn >/dev/null || { \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven; }
+
+$(VENV)/.installed: pyproject.toml
+	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required"; exit 1; }
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+stack-up: tools venv
+	$(LEDGER) stack up
+	$(LEDGER) topics apply
+	$(LEDGER) migrate
+
+stack-down: venv
+	$(LEDGER) stack down
+
+stack-status: venv
+	$(LEDGER) stack status
+
+test-unit: venv
+	$(VENV)/bin/pytest tests/unit -q
+
+test: stack-up
+	$(VENV)/bin/pytest tests -q
+
+run: stack-up
+	$(LEDGER) demo
+
+bench: stack-up
+	$(LEDGER) bench

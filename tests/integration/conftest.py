@@ -1,0 +1,38 @@
+"""Fixtures for tests against the real local stack (`make stack-up`)."""
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from app.adapters.cassandra import session as cassandra_session
+
+
+@pytest.fixture(scope="session")
+def kafka_admin(settings):
+    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+@pytest.fixture
+def temp_topic(kafka_admin):
+    """A fresh 3-partition topic, deleted afterwards."""
+    created = []
+
+    def make(partitions: int = 3, config: dict | None = None) -> str:
+        name = f"test.{uuid.uuid4().hex[:12]}"
+        kafka_admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(30)
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        for f in kafka_admin.delete_topics(created).values():
+            f.result(30)
+
+
+@pytest.fixture(scope="session")
+def cassandra(settings):
+    cluster, session = cassandra_session.connect(settings)
+    yield session
+    cluster.shutdown()

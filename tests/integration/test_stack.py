@@ -1,0 +1,106 @@
+"""The local stack answers for real: Kafka with both clients, Cassandra, Redis with AOF."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import redis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from confluent_kafka import Consumer, Producer
+
+from app.stack.redis_server import RedisServer
+from app.config import REPO_ROOT
+
+from tests.helpers import wait_until
+
+
+def _confluent_consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe([topic])
+    got: list[bytes] = []
+    try:
+        wait_until(lambda: _poll_into(consumer, got) >= count, timeout, message=f"{count} messages on {topic}")
+    finally:
+        consumer.close()
+    return got
+
+
+def _poll_into(consumer, got) -> int:
+    msg = consumer.poll(0.5)
+    if msg is not None and not msg.error():
+        got.append(msg.value())
+    return len(got)
+
+
+def test_confluent_kafka_reads_what_aiokafka_wrote(settings, temp_topic):
+    topic = temp_topic()
+    values = [f"aio-{i}".encode() for i in range(10)]
+
+    async def produce():
+        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all")
+        await producer.start()
+        try:
+            for v in values:
+                await producer.send_and_wait(topic, v, key=v)
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce())
+    assert sorted(_confluent_consume(settings.kafka_bootstrap, topic, len(values))) == sorted(values)
+
+
+def test_aiokafka_reads_what_confluent_kafka_wrote(settings, temp_topic):
+    topic = temp_topic()
+    values = [f"ck-{i}".encode() for i in range(10)]
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    for v in values:
+        producer.produce(topic, v, key=v)
+    assert producer.flush(30) == 0
+
+    async def consume() -> list[bytes]:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+                                    group_id=f"t-{uuid.uuid4().hex}", auto_offset_reset="earliest")
+        await consumer.start()
+        got: list[bytes] = []
+        try:
+            async with asyncio.timeout(30):
+                while len(got) < len(values):
+                    batch = await consumer.getmany(timeout_ms=1000)
+                    got += [r.value for records in batch.values() for r in records]
+        finally:
+            await consumer.stop()
+        return got
+
+    assert sorted(asyncio.run(consume())) == sorted(values)
+
+
+def test_cql_write_then_read(settings, cassandra):
+    ks = settings.cassandra_keyspace
+    cassandra.execute(f"CREATE TABLE IF NOT EXISTS {ks}.stack_probe (id text PRIMARY KEY, value int)")
+    key = uuid.uuid4().hex
+    cassandra.execute(f"INSERT INTO {ks}.stack_probe (id, value) VALUES (%s, %s)", (key, 42))
+    assert cassandra.execute(f"SELECT value FROM {ks}.stack_probe WHERE id = %s", (key,)).one().value == 42
+
+
+def test_redis_acknowledged_write_survives_a_crash_and_restart(settings):
+    server = RedisServer(settings.stack_dir)
+    client = redis.Redis.from_url(settings.redis_url)
+    key, value = f"probe:{uuid.uuid4().hex}", uuid.uuid4().hex
+    assert client.set(key, value)
+    client.close()
+
+    assert server.process.pid() is not None, "the stack's redis is not running"
+    server.process.kill()
+    server.process.start(server.argv(), cwd=REPO_ROOT)
+    client = redis.Redis.from_url(settings.redis_url)
+    wait_until(lambda: _pings(client), 30, message="redis to answer after restart")
+    assert client.get(key) == value.encode()
+    client.delete(key)
+
+
+def _pings(client) -> bool:
+    try:
+        return client.ping()
+    except redis.ConnectionError:
+        return False
