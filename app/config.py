@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     batch_wait_ms: int = 50
     snapshot_every: int = 100
     member_cache_size: int = 50_000
+    session_timeout_s: float = 10.0
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080

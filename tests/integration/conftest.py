@@ -36,3 +36,15 @@ def cassandra(settings):
     cluster, session = cassandra_session.connect(settings)
     yield session
     cluster.shutdown()
+
+
+@pytest.fixture(scope="session")
+def test_keyspace(cassandra, settings):
+    """A keyspace of its own with every migration applied, dropped at the end of the session."""
+    from app.adapters.cassandra.migrations import migrate
+    from app.config import REPO_ROOT
+
+    keyspace = f"test_{uuid.uuid4().hex[:10]}"
+    migrate(cassandra, REPO_ROOT / "deploy" / "cql", settings.environment, keyspace, echo=lambda *_: None)
+    yield keyspace
+    cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)

@@ -1,0 +1,42 @@
+"""cassandra-driver futures as asyncio awaitables (the driver calls back on its own thread)."""
+from __future__ import annotations
+
+import asyncio
+
+
+def execute(session, statement, params=None, timeout: float | None = None) -> asyncio.Future:
+    """Runs a statement and resolves to the list of all rows (every page)."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    response = session.execute_async(statement, params, timeout=timeout)
+    rows: list = []
+
+    def on_rows(page):
+        rows.extend(page or ())
+        if response.has_more_pages:
+            response.start_fetching_next_page()
+        else:
+            _call_soon(loop, _resolve, future, rows)
+
+    def on_error(exc):
+        _call_soon(loop, _fail, future, exc)
+
+    response.add_callbacks(on_rows, on_error)
+    return future
+
+
+def _call_soon(loop, callback, *args) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, *args)
+    except RuntimeError:  # the loop closed while the query ran: nobody is waiting any more
+        pass
+
+
+def _resolve(future: asyncio.Future, value) -> None:
+    if not future.done():
+        future.set_result(value)
+
+
+def _fail(future: asyncio.Future, exc: BaseException) -> None:
+    if not future.done():
+        future.set_exception(exc)

@@ -1,0 +1,41 @@
+"""`ledger worker`: a Faust worker running the decider, the projector, or both."""
+from __future__ import annotations
+
+import logging
+
+from app.entrypoints.commands import CommandError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("worker", help="run a Faust worker (decider and/or projector)")
+    p.add_argument("--role", choices=["decider", "projector", "all"], default="all")
+    p.add_argument("--metrics-port", type=int, help="Prometheus port (default LEDGER_METRICS_PORT; 0: off)")
+    p.add_argument("--loglevel", default="warning")
+    p.set_defaults(handler=run)
+
+
+def run(args, settings) -> int:
+    import faust
+    from prometheus_client import start_http_server
+
+    from app.entrypoints.worker.faust_app import create_app
+    from app.entrypoints.worker.resources import Resources
+
+    port = settings.metrics_port if args.metrics_port is None else args.metrics_port
+    if port:
+        try:
+            start_http_server(port, addr="127.0.0.1" if settings.environment == "local" else "0.0.0.0")
+        except OSError as exc:
+            raise CommandError(f"metrics port {port} is not free ({exc.strerror}); use --metrics-port") from None
+    try:
+        resources = Resources.open(settings)
+    except Exception as exc:
+        raise CommandError(f"cannot connect to the stores: {exc}") from None
+    logging.basicConfig(level=args.loglevel.upper())
+    app = create_app(settings, args.role, resources)
+    worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        resources.close()
+    return 0

@@ -1,0 +1,129 @@
+"""The Faust worker: the decider agent on the input topic and the projector agent on the ledger.
+
+Kafka and Faust stop at this module: each agent turns a micro-batch of Faust events into
+``InputMessage``s and hands it to a service. Faust acknowledges the events of a batch only after
+the service returned (``take_events`` acks after the loop body), so committed offsets never pass
+work that is not durable. Faust has had bugs committing offsets of in-flight events, so on every
+assignment the input partitions are also sought back to the decider's durable progress when the
+committed offset is ahead of it (see ``_seek_to_durable_progress``).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+import faust
+from faust.types import TP
+
+from app.config import Settings
+from app.entrypoints.worker.resources import Resources
+from app.observability import PROJECTED, record_decider_batch, BATCH_SECONDS, BATCH_SIZE
+from app.service.decider import Decider, OutputTopics
+from app.service.member_cache import MemberCache
+from app.service.messages import InputMessage
+from app.service.projector import Projector
+
+log = logging.getLogger(__name__)
+
+ROLES = ("decider", "projector", "all")
+
+
+def create_app(settings: Settings, role: str, resources: Resources) -> faust.App:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    app = faust.App(
+        f"{settings.consumer_group}-{role}",
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",
+        web_enabled=False,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_s,
+        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+        broker_commit_interval=1.0,
+        stream_buffer_maxsize=max(4096, settings.batch_size * 4),
+        producer_acks=-1,
+    )
+    within = settings.batch_wait_ms / 1000
+    if role in ("decider", "all"):
+        _add_decider(app, settings, resources, within)
+    if role in ("projector", "all"):
+        _add_projector(app, settings, resources, within)
+    return app
+
+
+def _to_message(event) -> InputMessage:
+    m = event.message
+    headers = m.headers.items() if hasattr(m.headers, "items") else (m.headers or ())
+    return InputMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(headers))
+
+
+def _raw_topic(app: faust.App, name: str):
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def _add_decider(app: faust.App, settings: Settings, resources: Resources, within: float) -> None:
+    decider = Decider(
+        resources.store, resources.progress, resources.producer,
+        OutputTopics(settings.ledger_topic, settings.rejections_topic, settings.dlq_topic),
+        MemberCache(settings.member_cache_size), settings.snapshot_every,
+    )
+    events_topic = settings.events_topic
+
+    @app.agent(_raw_topic(app, events_topic), name="decider")
+    async def decide(stream):
+        async for batch in stream.take_events(settings.batch_size, within=within):
+            started = time.perf_counter()
+            report = await decider.process([_to_message(e) for e in batch])
+            record_decider_batch(report, time.perf_counter() - started)
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked(sender, revoked, **kwargs):
+        dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
+        log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
+
+    _seek_to_durable_progress(app, resources.progress, events_topic)
+
+
+def _add_projector(app: faust.App, settings: Settings, resources: Resources, within: float) -> None:
+    projector = Projector.from_settings(settings, resources)
+    ledger_topic = settings.ledger_topic
+
+    @app.agent(_raw_topic(app, ledger_topic), name="projector")
+    async def project(stream):
+        async for batch in stream.take_events(settings.batch_size, within=within):
+            started = time.perf_counter()
+            result = await projector.process([_to_message(e) for e in batch])
+            BATCH_SECONDS.labels("projector").observe(time.perf_counter() - started)
+            BATCH_SIZE.labels("projector").observe(len(batch))
+            PROJECTED.labels("applied").inc(result.applied)
+            PROJECTED.labels("duplicate").inc(result.duplicates)
+
+    @app.on_partitions_revoked.connect
+    async def drop_revoked(sender, revoked, **kwargs):
+        projector.drop_partitions({tp.partition for tp in revoked if tp.topic == ledger_topic})
+
+
+def _seek_to_durable_progress(app: faust.App, progress, topic: str) -> None:
+    """Wrap the consumer's seek-to-committed (run by Faust after every assignment) so that a
+    committed offset ahead of the durable progress is replaced by the durable progress."""
+    consumer = app.consumer
+    seek_to_committed = consumer.seek_to_committed
+
+    async def seek_to_committed_or_durable():
+        committed = dict(await seek_to_committed())
+        durable = await progress.load(topic)
+        for tp in list(committed):
+            if tp.topic != topic:
+                continue
+            offset = committed[tp]
+            target = durable.get(tp.partition, 0)
+            if offset is not None and offset > target:
+                log.warning("%s[%d]: committed offset %d is ahead of the durable progress %d; seeking back",
+                            topic, tp.partition, offset, target)
+                await consumer._seek(TP(tp.topic, tp.partition), target)
+                committed[tp] = target
+        return committed
+
+    consumer.seek_to_committed = seek_to_committed_or_durable

@@ -1,0 +1,31 @@
+"""Prometheus metrics of the workers (served by `ledger worker` on LEDGER_METRICS_PORT)."""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS = Counter("ledger_decider_events_total", "input messages by outcome", ["outcome"])
+REJECTIONS = Counter("ledger_decider_rejections_total", "rejected events by reason", ["reason"])
+DEAD_LETTERS = Counter("ledger_decider_dead_letters_total", "dead letters by error code", ["code"])
+STORE_CONFLICTS = Counter("ledger_decider_store_conflicts_total", "conditional appends lost to another writer")
+SNAPSHOTS = Counter("ledger_decider_snapshots_total", "member snapshots written")
+BATCH_SECONDS = Histogram("ledger_batch_seconds", "micro-batch processing time", ["stage"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+BATCH_SIZE = Histogram("ledger_batch_size", "messages per micro-batch", ["stage"],
+                       buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000))
+PROJECTED = Counter("ledger_projector_entries_total", "ledger entries by outcome", ["outcome"])
+CONSUMER_LAG = Gauge("ledger_consumer_lag", "messages behind the end of the partition", ["topic", "partition"])
+
+
+def record_decider_batch(report, seconds: float) -> None:
+    BATCH_SECONDS.labels("decider").observe(seconds)
+    BATCH_SIZE.labels("decider").observe(report.messages)
+    EVENTS.labels("accepted").inc(report.accepted)
+    EVENTS.labels("rejected").inc(sum(report.rejected.values()))
+    EVENTS.labels("duplicate").inc(report.duplicates)
+    EVENTS.labels("dead_letter").inc(sum(report.dead_letters.values()))
+    for reason, n in report.rejected.items():
+        REJECTIONS.labels(reason).inc(n)
+    for code, n in report.dead_letters.items():
+        DEAD_LETTERS.labels(code).inc(n)
+    STORE_CONFLICTS.inc(report.conflicts)
+    SNAPSHOTS.inc(report.snapshots)

@@ -1,0 +1,121 @@
+"""The decider's batch orchestration, with in-memory stores and a recording publisher."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.adapters.avro.mapping import decode_ledger_entry, decode_rejection, encode_event
+from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
+from app.service.decider import Decider, OutputTopics
+from app.service.member_cache import MemberCache
+from app.service.messages import InputMessage
+from tests.unit.domain_builders import DAY, T0, acquire, event, plan, release
+
+TOPICS = OutputTopics("ledger", "rejections", "dlq")
+
+
+class RecordingPublisher:
+    def __init__(self):
+        self.records = []
+
+    async def publish(self, records):
+        self.records += records
+
+    def on(self, topic):
+        return [r for r in self.records if r.topic == topic]
+
+
+def make_decider(store=None, snapshot_every=100, cache_size=100):
+    store = store or InMemoryEventStore()
+    progress = InMemoryProgressStore()
+    publisher = RecordingPublisher()
+    return Decider(store, progress, publisher, TOPICS, MemberCache(cache_size), snapshot_every), store, progress, publisher
+
+
+def messages(events, partition=0, start=0):
+    return [InputMessage("events", partition, start + i, e.member_id.encode(), encode_event(e), ())
+            for i, e in enumerate(events)]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_accepted_and_rejected_events_are_stored_published_and_progress_saved():
+    decider, store, progress, publisher = make_decider()
+    evs = [event(acquire("l1", device="d1"), at=T0), event(acquire("l2", device="d2"), at=T0 + 1)]
+    report = run(decider.process(messages(evs, partition=3, start=10)))
+    assert report.accepted == 1 and report.rejected == {"DEVICE_LIMIT": 1}
+    entry = decode_ledger_entry(publisher.on("ledger")[0].value)
+    assert (entry.recorded.seq, entry.source.partition, entry.source.offset) == (1, 3, 10)
+    rejection = decode_rejection(publisher.on("rejections")[0].value)
+    assert rejection.reason == "DEVICE_LIMIT" and "d1" in rejection.detail
+    assert sorted(store.rows["m1"]) == [(1, 0), (1, 1)]
+    assert run(progress.load("events")) == {3: 12}
+
+
+def test_undecodable_and_malformed_messages_become_dead_letters_and_the_rest_is_processed():
+    decider, store, _, publisher = make_decider()
+    good = event(acquire("l1"))
+    bad_id = event(acquire("l 2"))  # space: identifier out of pattern
+    batch = [InputMessage("events", 0, 0, b"m1", b"\x00garbage", ())] + messages([bad_id, good], start=1)
+    report = run(decider.process(batch))
+    assert report.accepted == 1
+    assert report.dead_letters == {"bad_marker": 1, "bad_identifier": 1}
+    dlq = publisher.on("dlq")
+    assert dlq[0].value == b"\x00garbage" and dict(dlq[0].headers)["error.code"] == b"bad_marker"
+    assert dict(dlq[1].headers)["source.offset"] == b"1"
+
+
+def test_redelivered_batch_changes_nothing_and_republishes_outcomes():
+    decider, store, _, publisher = make_decider()
+    batch = messages([event(acquire("l1", device="d1")), event(acquire("l2", device="d2"))])
+    run(decider.process(batch))
+    rows_before = dict(store.rows["m1"])
+    fresh, _, _, publisher2 = make_decider(store)  # a restarted worker: empty cache
+    report = run(fresh.process(batch))
+    assert report.accepted == 0 and report.duplicates == 2
+    assert store.rows["m1"] == rows_before
+    assert [r.topic for r in publisher2.records] == ["ledger", "rejections"]
+
+
+def test_an_outcome_is_final_across_a_redelivered_batch():
+    """A rejection followed in the same batch by an event that frees the slot stays a rejection."""
+    decider, store, _, _ = make_decider()
+    run(decider.process(messages([event(acquire("l1", device="d1"), event_id="a")])))
+    batch = messages([event(acquire("l2", device="d2"), event_id="b"),  # DEVICE_LIMIT
+                      event(release("l1"), event_id="c")], start=1)     # frees d1's slot
+    run(decider.process(batch))
+    restarted, _, _, publisher = make_decider(store)
+    report = run(restarted.process(batch))
+    assert report.duplicates == 2 and report.accepted == 0
+    assert "l2" not in run(store.load("m1")).licenses
+
+
+def test_a_lost_append_reloads_the_member_and_decides_again():
+    store = InMemoryEventStore()
+    zombie, _, _, _ = make_decider(store)
+    owner, _, _, _ = make_decider(store)
+    run(zombie.process(messages([event(plan(device_limit=2), event_id="p")])))  # zombie caches seq 1
+    run(owner.process(messages([event(acquire("l1"), event_id="x")], start=1)))  # owner loads, appends seq 2
+    report = run(zombie.process(messages([event(acquire("l2", device="d2"), event_id="y")], start=2)))
+    assert report.conflicts == 1 and report.accepted == 1
+    assert sorted(store.rows["m1"]) == [(1, 0), (2, 0), (3, 0)]
+
+
+def test_snapshots_every_n_accepted_events_and_loading_from_them_equals_folding():
+    decider, store, _, _ = make_decider(snapshot_every=3)
+    evs = [event(acquire(f"l{i}", expires=T0 + 90 * DAY), at=T0 + i) for i in range(7)]
+    report = run(decider.process(messages(evs)))
+    assert report.snapshots == 1 and store.snapshots["m1"][-1].seq == 7
+    from_snapshot = run(store.load("m1"))
+    store.snapshots.clear()
+    assert run(store.load("m1")) == from_snapshot
+
+
+@pytest.mark.parametrize("capacity", [1, 2])
+def test_cache_is_bounded(capacity):
+    decider, _, _, _ = make_decider(cache_size=capacity)
+    run(decider.process(messages([event(plan(), member=f"m{i}") for i in range(5)])))
+    assert len(decider.cache) == capacity
