@@ -1,0 +1,83 @@
+"""Malformed events (DOMAIN.md "Identifiers", field constraints): validate() raises MalformedEvent."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import pytest
+
+from app.domain import DownloadEvent, MalformedEvent, validate
+from app.domain.events import PAYLOAD_TYPES
+from app.domain.validation import PAYLOAD_FIELDS
+from tests.unit.domain_builders import acquire, deactivate, event, plan, release, renew
+
+GOOD = [event(plan(monthly_limit=3)), event(acquire(max_renewals=0, quality="HD")), event(renew()),
+        event(release(reason="EXPIRED")), event(deactivate())]
+
+
+@pytest.mark.parametrize("ev", GOOD, ids=lambda e: type(e.payload).__name__)
+def test_well_formed_events_pass(ev: DownloadEvent) -> None:
+    validate(ev)
+
+
+def test_identifier_edges_pass() -> None:
+    validate(event(acquire(license_id="a" * 64, device="A.b_c:d-9")))
+
+
+def _payload(ev: DownloadEvent, **changes) -> DownloadEvent:
+    return replace(ev, payload=replace(ev.payload, **changes))
+
+
+BAD = {
+    "event_id-empty": (replace(GOOD[0], event_id=""), "bad_identifier"),
+    "event_id-65-chars": (replace(GOOD[0], event_id="e" * 65), "bad_identifier"),
+    "member_id-space": (replace(GOOD[0], member_id="m 1"), "bad_identifier"),
+    "member_id-trailing-newline": (replace(GOOD[0], member_id="m1\n"), "bad_identifier"),
+    "member_id-slash": (replace(GOOD[0], member_id="m/1"), "bad_identifier"),
+    "member_id-non-ascii": (replace(GOOD[0], member_id="mé"), "bad_identifier"),
+    "device_id-bad": (_payload(GOOD[1], device_id="d#1"), "bad_identifier"),
+    "title_id-bad": (_payload(GOOD[1], title_id="t 1"), "bad_identifier"),
+    "studio_id-bad": (_payload(GOOD[1], studio_id=""), "bad_identifier"),
+    "license_id-bad-on-renew": (_payload(GOOD[2], license_id="l?"), "bad_identifier"),
+    "device_id-bad-on-deactivate": (_payload(GOOD[4], device_id="x" * 65), "bad_identifier"),
+    "device_limit-0": (_payload(GOOD[0], device_limit=0), "out_of_range"),
+    "downloads_per_device-0": (_payload(GOOD[0], downloads_per_device=0), "out_of_range"),
+    "monthly_limit-0": (_payload(GOOD[0], monthly_limit=0), "out_of_range"),
+    "device_limit-over-avro-int": (_payload(GOOD[0], device_limit=2**31), "out_of_range"),
+    "title_yearly_limit-0": (_payload(GOOD[1], title_yearly_limit=0), "out_of_range"),
+    "studio_concurrent_limit-0": (_payload(GOOD[1], studio_concurrent_limit=0), "out_of_range"),
+    "max_renewals-negative": (_payload(GOOD[1], max_renewals=-1), "out_of_range"),
+    "expires_at-over-avro-long": (_payload(GOOD[2], expires_at=2**63), "out_of_range"),
+    "occurred_at-over-avro-long": (replace(GOOD[0], occurred_at=-(2**63) - 1), "out_of_range"),
+    "release-reason-unknown": (_payload(GOOD[3], reason="LOST"), "unknown_reason"),
+    "release-reason-lowercase": (_payload(GOOD[3], reason="deleted"), "unknown_reason"),
+    "missing-event_id": (replace(GOOD[0], event_id=None), "missing_field"),
+    "missing-producer": (replace(GOOD[0], producer=None), "missing_field"),
+    "missing-occurred_at": (replace(GOOD[0], occurred_at=None), "missing_field"),
+    "missing-payload": (replace(GOOD[0], payload=None), "missing_field"),
+    "missing-plan_id": (_payload(GOOD[0], plan_id=None), "missing_field"),
+    "missing-device_limit": (_payload(GOOD[0], device_limit=None), "missing_field"),
+    "missing-expires_at": (_payload(GOOD[1], expires_at=None), "missing_field"),
+    "missing-reason": (_payload(GOOD[3], reason=None), "missing_field"),
+    "wrong-type-occurred_at-str": (replace(GOOD[0], occurred_at="2024-06-01"), "wrong_type"),
+    "wrong-type-occurred_at-float": (replace(GOOD[0], occurred_at=1.5), "wrong_type"),
+    "wrong-type-limit-bool": (_payload(GOOD[0], device_limit=True), "wrong_type"),
+    "wrong-type-license_id-int": (_payload(GOOD[1], license_id=7), "wrong_type"),
+    "wrong-type-quality-int": (_payload(GOOD[1], download_quality=1), "wrong_type"),
+    "wrong-type-payload": (replace(GOOD[0], payload="PlanChanged"), "wrong_type"),
+    "wrong-type-not-an-event": ({"event_id": "e1"}, "wrong_type"),
+}
+
+
+@pytest.mark.parametrize(("ev", "code"), BAD.values(), ids=BAD.keys())
+def test_malformed(ev, code: str) -> None:
+    with pytest.raises(MalformedEvent) as raised:
+        validate(ev)
+    assert raised.value.code == code
+    assert raised.value.detail
+
+
+def test_validation_table_covers_every_payload_field() -> None:
+    assert set(PAYLOAD_FIELDS) == set(PAYLOAD_TYPES)
+    for cls, kinds in PAYLOAD_FIELDS.items():
+        assert list(kinds) == [f.name for f in fields(cls)], cls.__name__
