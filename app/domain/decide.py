@@ -94,7 +94,8 @@ def step(state: MemberState, event: DownloadEvent) -> tuple[Decision, MemberStat
 def _apply(state: MemberState, payload: object, clock: int) -> dict:
     match payload:
         case PlanChanged():
-            return {"plan": Plan(payload.plan_id, payload.device_limit, payload.downloads_per_device, payload.monthly_limit)}
+            plan = Plan(payload.plan_id, payload.device_limit, payload.downloads_per_device, payload.monthly_limit)
+            return {"plan": plan}
         case LicenseAcquired():
             lic = License(
                 license_id=payload.license_id,
@@ -108,11 +109,13 @@ def _apply(state: MemberState, payload: object, clock: int) -> dict:
                 studio_concurrent_limit=payload.studio_concurrent_limit,
                 released=False,
             )
-            return {"licenses": {**state.licenses, lic.license_id: lic}, **_count_download(state, lic.title_id, clock)}
+            licenses = {**state.licenses, lic.license_id: lic}
+            return {"licenses": licenses, **_count_download(state, lic.title_id, clock)}
         case LicenseRenewed():
             lic = _known(state, payload.license_id)
             renewed = replace(lic, expires_at=payload.expires_at, renewals=lic.renewals + 1)
-            return {"licenses": {**state.licenses, lic.license_id: renewed}, **_count_download(state, lic.title_id, clock)}
+            licenses = {**state.licenses, lic.license_id: renewed}
+            return {"licenses": licenses, **_count_download(state, lic.title_id, clock)}
         case LicenseReleased():
             lic = _known(state, payload.license_id)
             return {"licenses": {**state.licenses, lic.license_id: replace(lic, released=True)}}
@@ -131,7 +134,10 @@ def _count_download(state: MemberState, title_id: str, clock: int) -> dict:
     title_key = (title_id, year)
     month_key = (year, month)
     return {
-        "title_year_downloads": {**state.title_year_downloads, title_key: state.title_downloads(title_id, year) + 1},
+        "title_year_downloads": {
+            **state.title_year_downloads,
+            title_key: state.title_downloads(title_id, year) + 1,
+        },
         "month_downloads": {**state.month_downloads, month_key: state.downloads_in_month(year, month) + 1},
     }
 

@@ -66,14 +66,14 @@ def decode_stored(
 
     datum = codec.read_body(data, writer, writer)
     for version in steps:
+        current, following = registry.get(writer.name, version), registry.get(writer.name, version + 1)
         upcaster = upcasters.get((writer.name, version))
         try:
             if upcaster is not None:
                 datum = upcaster(datum)
             else:
-                older = codec.encode(writer.name, datum, version)
-                datum = codec.read_body(older, registry.get(writer.name, version), registry.get(writer.name, version + 1))
-            validate(datum, registry.get(writer.name, version + 1).parsed, raise_errors=True)
+                datum = codec.read_body(codec.encode(writer.name, datum, version), current, following)
+            validate(datum, following.parsed, raise_errors=True)
         except DecodeError:
             raise
         except (ValidationError, ValueError, KeyError, TypeError, AttributeError) as exc:
