@@ -21,7 +21,6 @@ from app.observability import PROJECTED, record_decider_batch, BATCH_SECONDS, BA
 from app.service.decider import Decider, OutputTopics
 from app.service.member_cache import MemberCache
 from app.service.messages import InputMessage
-from app.service.projector import Projector
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +86,9 @@ def _add_decider(app: faust.App, settings: Settings, resources: Resources, withi
 
 
 def _add_projector(app: faust.App, settings: Settings, resources: Resources, within: float) -> None:
-    projector = Projector.from_settings(settings, resources)
+    from app.service.projector import Projector
+
+    projector = Projector.from_settings(settings, resources.redis, resources.session, resources.store)
     ledger_topic = settings.ledger_topic
 
     @app.agent(_raw_topic(app, ledger_topic), name="projector")
@@ -99,6 +100,8 @@ def _add_projector(app: faust.App, settings: Settings, resources: Resources, wit
             BATCH_SIZE.labels("projector").observe(len(batch))
             PROJECTED.labels("applied").inc(result.applied)
             PROJECTED.labels("duplicate").inc(result.duplicates)
+            PROJECTED.labels("gap_filled").inc(result.gap_entries)
+            PROJECTED.labels("undecodable").inc(result.undecodable)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
