@@ -10,6 +10,6 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
-from app.entrypoints.commands import migrate_cmd, stack_cmd, publish_cmd, topics_cmd, worker_cmd  # noqa: E402
+from app.entrypoints.commands import api_cmd, migrate_cmd, stack_cmd, publish_cmd, topics_cmd, worker_cmd  # noqa: E402
 
-REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register, worker_cmd.register, publish_cmd.register]
+REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register, worker_cmd.register, publish_cmd.register, api_cmd.register]

@@ -1,0 +1,206 @@
+"""The read API (DOMAIN.md "Views" over HTTP): Redis views only, never the event store or Kafka.
+
+``create_app(settings)`` builds the app; nothing is read from the environment here. Handlers stay
+thin: one Redis read (``ViewReader``), then a pure function of ``app.domain.views``.
+
+Auth: ``/v1/*`` needs ``Authorization: Bearer <token>`` with a token of ``settings.api_tokens``;
+``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs`` are open.
+"""
+# No `from __future__ import annotations`: FastAPI must resolve the closures' Annotated parameters.
+import hmac
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+import redis.asyncio
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi.responses import PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY
+from app.config import Settings
+from app.domain import views
+from app.domain.events import LicenseAcquired
+from app.domain.state import MemberState
+from app.domain.utc import year_of
+from app.entrypoints.api import errors
+from app.entrypoints.api.errors import ApiError
+from app.entrypoints.api.metrics import ApiMetrics, MetricsMiddleware
+from app.entrypoints.api.models import (
+    ID_PATTERN,
+    TIME_MAX,
+    TIME_MIN,
+    YEAR_MAX,
+    YEAR_MIN,
+    EligibilityRequest,
+    EligibilityResponse,
+    ErrorBody,
+    Health,
+    LicenseState,
+    MemberLicenses,
+    MemberSummary,
+    Ready,
+    TitleDownloads,
+)
+from app.entrypoints.api.reader import DEFAULT_NAMESPACE_TTL, ViewReader
+
+REDIS_TIMEOUT_S = 1.0
+
+ID_RULE = "1-64 characters from [A-Za-z0-9._:-]"
+MemberId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_RULE, examples=["m-1"])]
+TitleId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_RULE, examples=["t-1"])]
+At = Annotated[int | None, Query(ge=TIME_MIN, le=TIME_MAX,
+                                 description="evaluate at this time, epoch milliseconds (default: now)")]
+Year = Annotated[int | None, Query(ge=YEAR_MIN, le=YEAR_MAX, description="calendar year, UTC (default: this year)")]
+StateFilter = Annotated[LicenseState | None, Query(alias="state", description="only licenses in this state at `at`")]
+
+
+def _error(description: str) -> dict:
+    return {"model": ErrorBody, "description": description}
+
+
+V1_ERRORS = {
+    401: _error("missing or invalid bearer token"),
+    422: _error("an identifier or parameter is invalid"),
+    500: _error("unexpected server error (no traceback is exposed)"),
+    503: _error("the view store (Redis) is unavailable"),
+}
+NOT_FOUND = {404: _error("no view of this member in the active namespace")}
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def make_redis_client(url: str) -> redis.asyncio.Redis:
+    """One pooled client per app; hiredis parses replies when installed (it is a dependency)."""
+    return redis.asyncio.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_S,
+        socket_connect_timeout=REDIS_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 1),  # one immediate retry (a pooled connection may have gone stale)
+    )
+
+
+def create_app(
+    settings: Settings,
+    *,
+    redis_client: redis.asyncio.Redis | None = None,
+    pointer_key: str = ACTIVE_NAMESPACE_KEY,
+    namespace_ttl: float = DEFAULT_NAMESPACE_TTL,
+    now_ms: Callable[[], int] = wall_clock_ms,
+) -> FastAPI:
+    """The read API. Tests may pass their own client, a test-only pointer key, and a clock."""
+    owns_client = redis_client is None
+    client = make_redis_client(settings.redis_url) if owns_client else redis_client
+    reader = ViewReader(client, pointer_key=pointer_key, namespace_ttl=namespace_ttl)
+    metrics = ApiMetrics()
+    tokens = tuple(t.encode() for t in settings.api_token_set)
+    bearer = HTTPBearer(auto_error=False, description="one of the tokens in LEDGER_API_TOKENS")
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if owns_client:
+            await client.aclose()
+
+    app = FastAPI(
+        title="Download Ledger read API",
+        version="1",
+        description="Member views of the Download Ledger, read from Redis. "
+                    "Errors are always {\"error\": {\"code\": ..., \"message\": ...}}.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.reader = reader
+    app.state.metrics = metrics
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    async def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+        if credentials is None:
+            raise ApiError(401, "unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})
+        given = credentials.credentials.encode("utf-8", "surrogateescape")
+        if not any(hmac.compare_digest(given, token) for token in tokens):
+            raise ApiError(401, "unauthorized", "invalid bearer token",
+                           {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+    async def known_member(member_id: str) -> MemberState:
+        state = await reader.member(member_id)
+        if state is None:
+            raise ApiError(404, "member_not_found", f"member {member_id} has no view")
+        return state
+
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], responses=V1_ERRORS, tags=["members"])
+
+    @v1.get("/members/{member_id}", response_model=MemberSummary, responses=NOT_FOUND,
+            summary="member summary at a time")
+    async def member_summary(member_id: MemberId, at: At = None):
+        state = await known_member(member_id)
+        return views.summary(state, now_ms() if at is None else at)
+
+    @v1.get("/members/{member_id}/licenses", response_model=MemberLicenses, responses=NOT_FOUND,
+            summary="licenses of a member with their state at a time")
+    async def member_licenses(member_id: MemberId, state_filter: StateFilter = None, at: At = None):
+        state = await known_member(member_id)
+        at = now_ms() if at is None else at
+        return {"member_id": member_id, "at": at, "seq": state.seq, "state": state_filter,
+                "licenses": views.licenses(state, at, state_filter)}
+
+    @v1.get("/members/{member_id}/titles/{title_id}/downloads", response_model=TitleDownloads,
+            responses=NOT_FOUND, summary="downloads of a title by a member in a year")
+    async def title_downloads(member_id: MemberId, title_id: TitleId, year: Year = None):
+        state = await known_member(member_id)
+        year = year_of(now_ms()) if year is None else year
+        return {"member_id": member_id, "title_id": title_id, "year": year, "seq": state.seq,
+                "downloads": views.title_year_count(state, title_id, year)}
+
+    @v1.post("/members/{member_id}/eligibility", response_model=EligibilityResponse,
+             summary="would this LicenseAcquired be accepted?",
+             description="Runs the decider's own rules (app.domain.views.eligibility) against the view. "
+                         "A member without a view is evaluated against the empty default state "
+                         "(a new member may download), so this endpoint never answers 404.")
+    async def eligibility(member_id: MemberId, body: EligibilityRequest):
+        state = await reader.member(member_id) or MemberState.empty(member_id)
+        at = now_ms() if body.at is None else body.at
+        payload = LicenseAcquired(
+            license_id=body.license_id or f"eligibility:{uuid.uuid4().hex}",
+            device_id=body.device_id,
+            title_id=body.title_id,
+            studio_id=body.studio_id,
+            expires_at=body.expires_at,
+            title_yearly_limit=body.title_yearly_limit,
+            studio_concurrent_limit=body.studio_concurrent_limit,
+            max_renewals=body.max_renewals,
+            download_quality=body.download_quality,
+        )
+        result = views.eligibility(state, payload, at)
+        return {"member_id": member_id, "license_id": payload.license_id, "at": max(state.clock, at),
+                "seq": state.seq, "eligible": result.eligible, "reason": result.reason, "detail": result.detail}
+
+    app.include_router(v1)
+
+    @app.get("/healthz", response_model=Health, tags=["operations"], summary="the process is alive (no Redis)")
+    async def healthz():
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Ready, tags=["operations"],
+             responses={503: _error("Redis unreachable, or the active namespace has no member views")},
+             summary="Redis reachable and the active namespace holds views")
+    async def readyz():
+        namespace, members = await reader.member_count()
+        if members == 0:
+            raise ApiError(503, "no_views", f"the active namespace {namespace!r} holds no member views")
+        return {"status": "ready", "namespace": namespace, "members": members}
+
+    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
+             summary="Prometheus metrics: requests and latency by route and status")
+    async def metrics_endpoint():
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

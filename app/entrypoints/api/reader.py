@@ -1,0 +1,57 @@
+"""The API's only data access: member views in Redis, in the namespace the pointer names.
+
+One Redis round trip per request: the active-namespace pointer is cached for at most
+``namespace_ttl`` seconds (default 0.5 s), so a replay's switch is followed within that time.
+"""
+from __future__ import annotations
+
+import time
+
+from app.adapters.redis.view_store import (
+    ACTIVE_NAMESPACE_KEY,
+    DEFAULT_NAMESPACE,
+    decode_view,
+    member_key,
+    members_key,
+)
+from app.domain.state import MemberState
+
+DEFAULT_NAMESPACE_TTL = 0.5
+
+
+class ViewCorrupt(Exception):
+    """A stored view that does not decode: a server-side problem, never the caller's."""
+
+
+class ViewReader:
+    def __init__(self, client, *, pointer_key: str = ACTIVE_NAMESPACE_KEY,
+                 namespace_ttl: float = DEFAULT_NAMESPACE_TTL):
+        self.client = client
+        self.pointer_key = pointer_key
+        self.namespace_ttl = namespace_ttl
+        self._namespace = DEFAULT_NAMESPACE
+        self._expires = float("-inf")
+
+    async def namespace(self, fresh: bool = False) -> str:
+        now = time.monotonic()
+        if not fresh and now < self._expires:
+            return self._namespace
+        raw = await self.client.get(self.pointer_key)
+        namespace = DEFAULT_NAMESPACE if raw is None else (raw.decode() if isinstance(raw, bytes) else raw)
+        self._namespace, self._expires = namespace, now + self.namespace_ttl
+        return namespace
+
+    async def member(self, member_id: str) -> MemberState | None:
+        namespace = await self.namespace()
+        raw = await self.client.hget(member_key(namespace, member_id), "state")
+        if raw is None:
+            return None
+        try:
+            return decode_view(raw)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ViewCorrupt(f"view of member {member_id} in namespace {namespace} does not decode: {exc}") from exc
+
+    async def member_count(self) -> tuple[str, int]:
+        """(active namespace read fresh, number of members in it): for readiness."""
+        namespace = await self.namespace(fresh=True)
+        return namespace, int(await self.client.scard(members_key(namespace)))

@@ -1,0 +1,65 @@
+"""`ledger api`: serve the read API (uvicorn) on LEDGER_API_HOST:LEDGER_API_PORT."""
+from __future__ import annotations
+
+import socket
+import sys
+
+from app.entrypoints.commands import CommandError
+
+
+def register(sub) -> None:
+    p = sub.add_parser("api", help="serve the HTTP read API over the Redis views")
+    p.add_argument("--host", help="interface to listen on (default LEDGER_API_HOST)")
+    p.add_argument("--port", type=int, help="port (default LEDGER_API_PORT)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action="store_true", help="log every request (off: /metrics counts them)")
+    p.set_defaults(handler=run)
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn starts, so a taken port is one line here instead of uvicorn's exit."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    # proto must say TCP: asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP, and
+    # without it every response waits ~40 ms on Nagle + delayed ACK (headers and body are two writes).
+    sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    return sock
+
+
+def run(args, settings) -> int:
+    import uvicorn
+
+    from app.entrypoints.api import create_app
+
+    host = args.host or settings.api_host
+    port = settings.api_port if args.port is None else args.port
+    if not settings.api_token_set:
+        raise CommandError("LEDGER_API_TOKENS is empty: no client could call /v1")
+    sock = listen(host, port)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        proxy_headers=False,
+        server_header=False,
+        # loop="auto" / http="auto": uvloop and httptools when installed, else asyncio and h11.
+    )
+    bound_host, bound_port = sock.getsockname()[:2]
+    print(f"ledger api: serving http://{bound_host}:{bound_port} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+    return 0
