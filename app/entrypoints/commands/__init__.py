@@ -13,3 +13,6 @@ class CommandError(Exception):
 from app.entrypoints.commands import api_cmd, migrate_cmd, stack_cmd, publish_cmd, topics_cmd, worker_cmd  # noqa: E402
 
 REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register, worker_cmd.register, publish_cmd.register, api_cmd.register]
+
+from app.bench.cli import register as register_bench  # noqa: E402
+REGISTRY.append(register_bench)

@@ -1,0 +1,391 @@
+"""End to end: one `ledger worker --role all` process (decider + projector) over a simulator workload.
+
+Throughput: the workload is published first (as fast as Kafka takes it), then the worker starts. The
+clock starts at the first decider progress row in Cassandra (the decider saves its input position
+after every batch) and stops when every member's Redis view holds the seq the pure domain predicts
+(the oracle: every member's events decided in publish order). Events counted are those decided after
+the clock started, so the worker's start-up (imports, group join) is not in the figure. Views are
+then checked against the oracle, field by field (the view digest), outside the timing.
+
+Latency: with the same worker running, `ledger simulate` publishes a fresh workload at a fixed rate
+(half the measured throughput) in its own process, and probe events (PlanChanged, always accepted)
+for dedicated probe members go out every few milliseconds. A probe's latency is from the moment it
+was handed to the producer to the moment its member's Redis view shows its seq (polled every 2 ms).
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from app.bench.env import BenchError, BenchEnv, CpuMeter, Pipeline, Process, percentile
+from app.bench.profiling import Profiler
+
+POLL_S = 0.2
+VIEW_CHUNK = 5_000
+
+
+# --- the workload and its oracle -----------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    config: object  # WorkloadConfig
+    items: list
+    expected: dict[str, object]  # member_id -> final MemberState (members with at least one accepted event)
+    kinds: dict[str, int]
+    outcomes: dict[str, int]  # accepted / rejected / duplicate / dead_letter
+    members_touched: int = 0  # members with at least one well-formed event (what the decider caches)
+
+    @property
+    def size(self) -> int:
+        return len(self.items)
+
+    @property
+    def accepted(self) -> int:
+        return self.outcomes.get("accepted", 0)
+
+
+def prepare_workload(config) -> Workload:
+    """Generate the items and decide them with the pure domain (the oracle of the run)."""
+    from app.domain.decide import Accepted, Rejected, step
+    from app.domain.state import MemberState
+    from app.simulate.workload import EVENT_KINDS, generate
+
+    items = list(generate(config))
+    states: dict[str, MemberState] = {}
+    outcomes: Counter[str] = Counter()
+    for item in items:
+        if item.kind not in EVENT_KINDS:
+            outcomes["dead_letter"] += 1
+            continue
+        ev = item.event
+        state = states.get(ev.member_id) or MemberState.empty(ev.member_id)
+        decision, states[ev.member_id] = step(state, ev)
+        if isinstance(decision, Accepted):
+            outcomes["accepted"] += 1
+        elif isinstance(decision, Rejected):
+            outcomes["rejected"] += 1
+        else:
+            outcomes["duplicate"] += 1
+    kinds = Counter(i.kind.value for i in items)
+    expected = {m: s for m, s in states.items() if s.seq > 0}
+    return Workload(config, items, expected, dict(kinds), dict(outcomes), len(states))
+
+
+def publish_workload(workload: Workload, bootstrap: str, topic: str, echo=print) -> dict:
+    from app.simulate.publish import publish
+
+    stats = publish(workload.items, bootstrap, topic)
+    echo(f"  published {stats.items:,} items to {topic} in {stats.elapsed_s:.1f} s ({stats.rate:,.0f}/s)")
+    return {"items": stats.items, "seconds": round(stats.elapsed_s, 3), "rate": stats.rate}
+
+
+# --- watching the pipeline ---------------------------------------------------------------------
+
+
+class DeciderProgress:
+    """The decider's durable input position (next offset per partition), read from Cassandra."""
+
+    def __init__(self, session, keyspace: str, topic: str):
+        self.session = session
+        self.topic = topic
+        self._select = session.prepare(f"SELECT partition, next_offset FROM {keyspace}.decider_progress WHERE topic = ?")
+
+    def offsets(self) -> dict[int, int]:
+        return {r.partition: r.next_offset for r in self.session.execute(self._select, (self.topic,))}
+
+    def done(self) -> int:
+        return sum(self.offsets().values())
+
+
+class Views:
+    """Seq of members' Redis views in the default namespace, read in pipelined chunks."""
+
+    def __init__(self, redis_client, ns: str = "v1"):
+        from app.adapters.redis.view_store import member_key
+
+        self.client = redis_client
+        self.ns = ns
+        self._key = member_key
+
+    def seqs(self, members: list[str]) -> list[int]:
+        out: list[int] = []
+        for i in range(0, len(members), VIEW_CHUNK):
+            pipe = self.client.pipeline(transaction=False)
+            for m in members[i:i + VIEW_CHUNK]:
+                pipe.hget(self._key(self.ns, m), "seq")
+            out.extend(int(s) if s is not None else 0 for s in pipe.execute())
+        return out
+
+    def incomplete(self, expected: dict[str, int], members: list[str]) -> list[str]:
+        return [m for m, s in zip(members, self.seqs(members)) if s < expected[m]]
+
+    def states(self, members: list[str]) -> dict[str, object]:
+        from app.adapters.redis.view_store import decode_view
+
+        out = {}
+        for i in range(0, len(members), VIEW_CHUNK):
+            chunk = members[i:i + VIEW_CHUNK]
+            pipe = self.client.pipeline(transaction=False)
+            for m in chunk:
+                pipe.hget(self._key(self.ns, m), "state")
+            for m, raw in zip(chunk, pipe.execute()):
+                if raw is not None:
+                    out[m] = decode_view(raw)
+        return out
+
+
+def check_views(views: Views, expected: dict[str, object]) -> dict:
+    """Every member's view against the oracle (the view digest); untimed."""
+    from app.domain.views import digest
+
+    members = list(expected)
+    got = views.states(members)
+    missing = [m for m in members if m not in got]
+    differ = [m for m in members if m in got and digest(got[m]) != digest(expected[m])]
+    return {"members": len(members), "missing": len(missing), "differ": len(differ),
+            "examples": (missing + differ)[:5], "ok": not missing and not differ}
+
+
+def _wait_rows(progress: DeciderProgress, worker: Process, deadline: float) -> None:
+    while not progress.offsets():
+        worker.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"{worker.name} made no progress in time; log {worker.log}:\n{worker.tail()}")
+        time.sleep(0.02)
+
+
+# --- throughput -------------------------------------------------------------------------------
+
+
+def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, timeout_s: float,
+                   profile_to=None, echo=print) -> tuple[dict, Process]:
+    """Start a worker on the pre-published workload and time it to the last view. Returns the
+    figures and the still-running worker (for the latency phase)."""
+    total = workload.size
+    expected_seq = {m: s.seq for m, s in workload.expected.items()}
+    members = list(expected_seq)
+    progress = DeciderProgress(env.session, pipeline.keyspace, pipeline.events_topic)
+    redis_client = env.redis()
+    views = Views(redis_client)
+
+    spawned = time.monotonic()
+    worker = env.start_worker(pipeline)
+    deadline = spawned + timeout_s
+    _wait_rows(progress, worker, spawned + 120)
+    t_start = time.monotonic()
+    done_at_start = progress.done()
+    meter = CpuMeter({"worker": worker.pid, **env.stack}).start()
+    profiler = Profiler(worker.pid, profile_to, echo=echo).start() if profile_to else None
+    echo(f"  worker up after {t_start - spawned:.1f} s; first batch: {done_at_start:,} events")
+
+    last_echo = t_start
+    done = done_at_start
+    while done < total:
+        worker.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"the decider did not finish {total:,} events within {timeout_s:.0f} s "
+                             f"({done:,} done)")
+        time.sleep(POLL_S)
+        done = progress.done()
+        now = time.monotonic()
+        if now - last_echo >= 10:
+            last_echo = now
+            echo(f"  decided {done:,}/{total:,} ({(done - done_at_start) / (now - t_start):,.0f} events/s)")
+    t_decided = time.monotonic()
+    hwm_decided = worker.status().get("VmHWM", 0)
+
+    # Views: one full pass, then only the members still behind, every 20 ms.
+    pending = views.incomplete(expected_seq, members)
+    while pending:
+        worker.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"{len(pending):,} views did not reach their seq within {timeout_s:.0f} s")
+        time.sleep(0.02 if len(pending) < 2_000 else POLL_S)
+        pending = views.incomplete(expected_seq, pending)
+    t_end = time.monotonic()
+    shares = meter.stop()
+    profile = profiler.stop() if profiler else None
+    status = worker.status()
+
+    counted = total - done_at_start
+    seconds = t_end - t_start
+    echo(f"  all {len(members):,} views complete {seconds:.1f} s after the first batch "
+         f"({counted / seconds:,.0f} events/s; decider done at {t_decided - t_start:.1f} s)")
+    check = check_views(views, workload.expected)
+    redis_client.close()
+    if not check["ok"]:
+        echo(f"  WARNING: views differ from the oracle: {check}")
+    result = {
+        "events": total,
+        "events_counted": counted,
+        "members": workload.config.members,
+        "members_with_views": len(members),
+        "members_touched": workload.members_touched,
+        "accepted": workload.accepted,
+        "outcomes": workload.outcomes,
+        "kinds": workload.kinds,
+        "seconds": round(seconds, 3),
+        "rate": counted / seconds,
+        "decider_seconds": round(t_decided - t_start, 3),
+        "decider_rate": counted / (t_decided - t_start) if t_decided > t_start else None,
+        "views_lag_after_decider_s": round(t_end - t_decided, 3),
+        "worker_startup_s": round(t_start - spawned, 3),
+        "worker_vm_hwm_bytes": status.get("VmHWM", hwm_decided),
+        "worker_vm_rss_bytes": status.get("VmRSS", 0),
+        "cpu_share": shares,
+        "views_check": check,
+        "profile": profile,
+    }
+    return result, worker
+
+
+# --- latency ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Probe:
+    member: str
+    seq: int
+    sent: float
+
+
+@dataclass
+class _ProbeState:
+    outstanding: dict[str, _Probe] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)  # seconds, of probes sent after the warm-up
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    stop: bool = False
+
+
+def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_args: dict, rate: float,
+                seconds: float, warmup_s: float, probes_per_s: float, probe_members: int, echo=print) -> dict:
+    """Probe latency while `ledger simulate` publishes at ``rate`` events/s in its own process."""
+    from confluent_kafka import Producer
+
+    from app.adapters.avro.mapping import encode_event
+    from app.adapters.kafka.producer import producer_config
+    from app.domain.events import DownloadEvent, PlanChanged
+
+    progress = DeciderProgress(env.session, pipeline.keyspace, pipeline.events_topic)
+    events_before = env.end_offset_total(pipeline.events_topic)
+    background_events = int(rate * (seconds + warmup_s + 30))
+    argv = [sys.executable, "-m", "app", "simulate", "--topic", pipeline.events_topic, "--rate", f"{rate:.1f}",
+            "--events", str(background_events)] + [
+        f"--{k.replace('_', '-')}={v}" for k, v in workload_args.items()]
+    sim = env.spawn(f"simulate-{pipeline.label}-latency", argv, {"LEDGER_KAFKA_BOOTSTRAP": env.settings.kafka_bootstrap})
+    # start probing once the background load flows
+    began = time.monotonic()
+    while env.end_offset_total(pipeline.events_topic) <= events_before:
+        sim.check_alive()
+        if time.monotonic() - began > 60:
+            raise BenchError("ledger simulate published nothing within 60 s")
+        time.sleep(0.05)
+
+    producer = Producer(producer_config(env.settings.kafka_bootstrap, **{"linger.ms": 0}))
+    members = [f"probe-{env.run_id}-{i:03d}" for i in range(probe_members)]
+    seqs = dict.fromkeys(members, 0)
+    state = _ProbeState()
+    redis_client = env.redis()
+    views = Views(redis_client)
+    poller = threading.Thread(target=_poll_probes, args=(state, views), daemon=True)
+    poller.start()
+    meter = CpuMeter({"worker": worker.pid, **env.stack})
+    metering = False
+    interval = 1.0 / probes_per_s
+    t0 = time.monotonic()
+    measure_from = t0 + warmup_s
+    end = measure_from + seconds
+    sent = 0
+    next_at = t0
+    n = 0
+    try:
+        while True:
+            now = time.monotonic()
+            if now >= end:
+                break
+            if now < next_at:
+                time.sleep(min(next_at - now, 0.005))
+                continue
+            if not metering and now >= measure_from:
+                meter.start()
+                metering = True
+            next_at += interval
+            member = members[n % len(members)]
+            n += 1
+            seqs[member] += 1
+            event_id = f"probe-{env.run_id}-{n}"
+            ev = DownloadEvent(event_id, member, int(time.time() * 1000), "bench-probe",
+                               PlanChanged("probe", 1 + n % 3, 100, None))
+            value = encode_event(ev)
+            sent_at = time.monotonic()
+            producer.produce(pipeline.events_topic, value, member.encode())
+            producer.poll(0)
+            with state.lock:
+                state.outstanding[event_id] = _Probe(member, seqs[member], sent_at if sent_at >= measure_from else -1.0)
+            if sent_at >= measure_from:
+                sent += 1
+            worker.check_alive()
+        producer.flush(30)
+        drain_deadline = time.monotonic() + 30
+        while time.monotonic() < drain_deadline:
+            with state.lock:
+                if not state.outstanding:
+                    break
+            time.sleep(0.05)
+    finally:
+        state.stop = True
+        poller.join(5)
+        shares = meter.stop() if metering else {}
+        sim.stop(10)
+    end_total = env.end_offset_total(pipeline.events_topic)
+    background_published = end_total - events_before - n
+    # did the worker keep up? the decider's backlog right after the probes
+    backlog = end_total - progress.done()
+    redis_client.close()
+    with state.lock:
+        lost = sum(1 for p in state.outstanding.values() if p.sent >= 0)
+        lat = sorted(state.latencies)
+    ms = [x * 1000 for x in lat]
+    result = {
+        "rate_target": rate,
+        "background_rate_measured": None,
+        "background_events_published": background_published,
+        "seconds": seconds,
+        "warmup_s": warmup_s,
+        "probes": len(ms),
+        "probes_sent": sent,
+        "probes_unseen": lost,
+        "probes_per_s": probes_per_s,
+        "probe_members": probe_members,
+        "poll_interval_ms": 2,
+        "p50_ms": percentile(ms, 50),
+        "p90_ms": percentile(ms, 90),
+        "p99_ms": percentile(ms, 99),
+        "max_ms": ms[-1] if ms else None,
+        "backlog_after": backlog,
+        "cpu_share": shares,
+    }
+    elapsed = time.monotonic() - t0
+    result["background_rate_measured"] = round(background_published / max(elapsed, 1e-9), 1)
+    return result
+
+
+def _poll_probes(state: _ProbeState, views: Views) -> None:
+    while not state.stop:
+        with state.lock:
+            outstanding = list(state.outstanding.items())
+        if outstanding:
+            members = sorted({p.member for _, p in outstanding})
+            seen = dict(zip(members, views.seqs(members)))
+            now = time.monotonic()
+            with state.lock:
+                for event_id, probe in outstanding:
+                    if seen[probe.member] >= probe.seq:
+                        del state.outstanding[event_id]
+                        if probe.sent >= 0:
+                            state.latencies.append(now - probe.sent)
+        time.sleep(0.002)

@@ -1,0 +1,94 @@
+"""Sampling profiles of a running worker with py-spy (the `bench` extra), summarised for the report.
+
+`Profiler(pid, path).start()` attaches ``py-spy record --format raw`` (collapsed stacks) to the
+process; `stop()` ends it with SIGINT, which makes py-spy write the file, and returns the functions
+that hold the most samples (self time: the frame on top of the stack; total: anywhere on the stack).
+Only samples of threads holding the GIL are taken (``--gil``): in a CPU-bound asyncio worker that
+is the time the event loop cannot do anything else.
+"""
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+
+def py_spy() -> str | None:
+    here = Path(sys.executable).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+class Profiler:
+    def __init__(self, pid: int, path: Path, rate: int = 67, echo=print):
+        self.pid = pid
+        self.path = Path(path)
+        self.rate = rate
+        self.echo = echo
+        self._proc: subprocess.Popen | None = None
+        self._started = 0.0
+
+    def start(self) -> Profiler:
+        exe = py_spy()
+        if exe is None:
+            self.echo("  profile: py-spy is not installed (pip install -e '.[bench]'); no profile taken")
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._proc = subprocess.Popen(
+            [exe, "record", "--pid", str(self.pid), "--format", "raw", "--output", str(self.path),
+             "--rate", str(self.rate), "--gil", "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=open(self.path.with_suffix(".log"), "wb"))
+        self._started = time.monotonic()
+        return self
+
+    def stop(self) -> dict | None:
+        if self._proc is None:
+            return None
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+        seconds = time.monotonic() - self._started
+        if not self.path.exists():
+            return {"file": None, "error": self.path.with_suffix(".log").read_text(errors="replace")[-500:]}
+        summary = summarise(self.path.read_text(errors="replace"))
+        summary.update({"file": str(self.path), "seconds": round(seconds, 1), "rate_hz": self.rate})
+        return summary
+
+
+def summarise(collapsed: str, top: int = 25) -> dict:
+    """Top functions by self and total samples of a collapsed-stack file (``a;b;c N`` per line)."""
+    own: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        samples += n
+        frames = [_short(f) for f in stack.split(";")]
+        if frames:
+            own[frames[-1]] += n
+        for f in set(frames):
+            total[f] += n
+
+    def share(c: Counter) -> list[list]:
+        return [[name, n, round(100 * n / samples, 1)] for name, n in c.most_common(top)] if samples else []
+
+    return {"samples": samples, "self": share(own), "total": share(total)}
+
+
+def _short(frame: str) -> str:
+    """``func (path/to/module.py:123)`` -> ``func (module.py)``; line numbers vary between samples."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")")
+    path = where.rsplit(":", 1)[0]
+    parts = path.split("/")
+    short = "/".join(parts[-2:]) if len(parts) > 1 else path
+    return f"{name} ({short})" if where else name

@@ -1,0 +1,103 @@
+"""Replay: the replay service (`ledger replay`'s engine) over the ledger the end-to-end run produced.
+
+It runs in a process of its own (``python -m app.bench.replay_bench --out FILE`` with the pipeline's
+``LEDGER_*`` variables), so that nothing of the bench process (the workload, the oracle) weighs on
+it: prepare a fresh namespace, rebuild it from the ledger (read, decode, fold, fill gaps from the
+event store, write Redis and Cassandra), then verify it against the event store. Readers are not
+switched (``--no-switch``): the live views stay what the API bench reads.
+
+The figure is the rebuild's ledger entries per second (what `ledger replay` prints as events/s);
+the verification is timed separately.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+async def _replay(settings, concurrency: int) -> dict:
+    import redis.asyncio as aioredis
+
+    from app.adapters.cassandra import session as cassandra_session
+    from app.service.replay import Replay
+
+    cluster, session = cassandra_session.connect(settings)
+    client = aioredis.Redis.from_url(settings.redis_url)
+    replay = Replay(settings, client, session, concurrency=concurrency)
+    try:
+        began = time.monotonic()
+        run = await replay.prepare()
+        await replay.rebuild(run)
+        verify_began = time.monotonic()
+        report = await replay.verify(run)
+        verify_s = time.monotonic() - verify_began
+        return {
+            "namespace": run.new_ns,
+            "events_read": run.events_read,
+            "applied": run.applied,
+            "duplicates": run.duplicates,
+            "undecodable": run.undecodable,
+            "members": run.members,
+            "gaps_filled": run.gaps_filled,
+            "read_seconds": round(run.read_seconds, 3),
+            "rebuild_seconds": round(run.rebuild_seconds, 3),
+            "rate": run.events_per_second,
+            "verify_seconds": round(verify_s, 3),
+            "verified_members": report.checked,
+            "verified_ok": report.ok,
+            "verify_differing": len(report.differing),
+            "elapsed_s": round(time.monotonic() - began, 3),
+            "concurrency": concurrency,
+            "cpu_seconds": round(sum(os.times()[:2]), 3),
+        }
+    finally:
+        replay.close()
+        await client.aclose()
+        cluster.shutdown()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.config import Settings
+
+    parser = argparse.ArgumentParser(description="time the replay service over a pipeline's ledger")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args(argv)
+    result = asyncio.run(_replay(Settings(), args.concurrency))
+    args.out.write_text(json.dumps(result))
+    return 0
+
+
+def run(env, pipeline, *, concurrency: int = 8, timeout_s: float = 900, echo=print) -> dict:
+    from app.bench.env import BenchError, CpuMeter
+
+    out = env.work_dir / f"replay-{pipeline.label}.json"
+    out.unlink(missing_ok=True)
+    proc = env.spawn(f"replay-{pipeline.label}", [sys.executable, "-m", "app.bench.replay_bench", "--out", str(out),
+                                                    "--concurrency", str(concurrency)], pipeline.env())
+    meter = CpuMeter({"replay": proc.pid, **env.stack}).start()
+    try:
+        proc.popen.wait(timeout_s)
+    except Exception:
+        proc.stop(5)
+        raise BenchError(f"the replay did not finish within {timeout_s:.0f} s:\n{proc.tail()}") from None
+    shares = meter.stop()
+    if proc.popen.returncode != 0 or not out.exists():
+        raise BenchError(f"the replay failed (exit {proc.popen.returncode}):\n{proc.tail()}")
+    result = json.loads(out.read_text())
+    # the child's own CPU time (it has exited: /proc no longer has it) over its whole run
+    shares["replay"] = round(result["cpu_seconds"] / max(meter.wall, 1e-9), 3)
+    result["cpu_share_whole_run"] = shares
+    echo(f"  replay: {result['events_read']:,} ledger entries rebuilt in {result['rebuild_seconds']:.1f} s "
+         f"({result['rate']:,.0f} events/s); verified {result['verified_members']:,} members in "
+         f"{result['verify_seconds']:.1f} s: {'ok' if result['verified_ok'] else 'DIFFER'}")
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
