@@ -16,3 +16,6 @@ REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register, worke
 
 from app.bench.cli import register as register_bench  # noqa: E402
 REGISTRY.append(register_bench)
+
+from app.entrypoints.commands import simulate_cmd  # noqa: E402
+REGISTRY.append(simulate_cmd.register)
