@@ -6,10 +6,12 @@ keyed by the member, so the pipeline's dead-letter path sees exactly what a brok
 
 Records go out in chunks; each chunk is acknowledged (acks=all) before the next but one is sent, so
 encoding the next chunk overlaps with waiting for the previous one. With a rate, a token bucket
-holds chunks back; the rate reported is the measured one, up to the last acknowledgement.
+sizes the chunks (what it allows at that moment); the rate reported is the measured one, up to
+the last acknowledgement.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -22,7 +24,7 @@ from app.adapters.kafka.publisher import EventPublisher
 from app.simulate.workload import EVENT_KINDS, Item, ItemKind
 
 MAX_CHUNK = 5_000
-CHUNKS_PER_SECOND = 20  # with a rate: chunks of 50 ms worth of items
+BURST_S = 1.0  # with a rate: a stall of up to this long is caught up afterwards
 METADATA_TIMEOUT_S = 5.0
 DELIVERY_TIMEOUT_MS = 30_000  # a record not acknowledged by then fails the publish
 
@@ -51,7 +53,8 @@ class PublishStats:
 
 
 class TokenBucket:
-    """`take(n)` blocks until n tokens are available; tokens accrue at `rate` per second up to `burst`."""
+    """Tokens accrue at `rate` per second up to `burst`, starting empty. `take(n)` blocks until n
+    are available; `take_up_to(limit)` until one is, then takes as many as there are (up to limit)."""
 
     def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -64,13 +67,26 @@ class TokenBucket:
         self._tokens = 0.0  # start empty: the first chunk waits its share, so short runs keep the rate
         self._last = clock()
 
+    def take_up_to(self, limit: int) -> int:
+        """Blocks until at least one token is available, then takes all available, up to `limit`."""
+        self._refill()
+        if self._tokens < 1 - 1e-6:
+            self._sleep((1 - self._tokens) / self.rate)
+            self._refill()
+        n = max(1, min(limit, int(self._tokens + 1e-6)))
+        self._tokens = max(0.0, self._tokens - n)
+        return n
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
     def take(self, n: int) -> None:
         if n > self.burst:
             raise ValueError(f"cannot take {n} tokens at once from a bucket of {self.burst:g}")
         while True:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-            self._last = now
+            self._refill()
             if self._tokens >= n - 1e-6:  # not exactly n: float rounding would make us sleep 0 s forever
                 self._tokens = max(0.0, self._tokens - n)
                 return
@@ -121,8 +137,7 @@ def publish(
         raise ValueError("rate must be > 0")
     if check:
         check_topic(bootstrap, topic)
-    chunk = MAX_CHUNK if rate is None else max(1, min(MAX_CHUNK, int(rate / CHUNKS_PER_SECOND)))
-    bucket = TokenBucket(rate, burst=chunk) if rate is not None else None
+    bucket = TokenBucket(rate, burst=max(1.0, rate * BURST_S)) if rate is not None else None
     publisher = EventPublisher(bootstrap, topic, **{"message.timeout.ms": DELIVERY_TIMEOUT_MS, **producer_overrides})
     stats = PublishStats(topic, target_rate=rate)
     counts: Counter[str] = Counter()
@@ -141,23 +156,21 @@ def publish(
         publisher.publish_raw(records)
         return len(records)
 
+    remaining = iter(items)
     started = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="simulate-publish") as pool:
             try:
-                batch: list[OutRecord] = []
-                for item in items:
-                    batch.append(to_record(publisher, item))
-                    counts[item.kind.value] += 1
-                    if len(batch) >= chunk:
-                        if bucket is not None:
-                            bucket.take(len(batch))
-                        wait_pending()
-                        pending = pool.submit(send, batch)
-                        batch = []
-                if batch:
-                    if bucket is not None:
-                        bucket.take(len(batch))
+                while True:
+                    # With a rate, a chunk is what the bucket allows now: when acknowledgements are
+                    # slow, tokens pile up meanwhile and the next chunk is larger, so the rate holds.
+                    size = MAX_CHUNK if bucket is None else bucket.take_up_to(MAX_CHUNK)
+                    batch = []
+                    for item in itertools.islice(remaining, size):
+                        batch.append(to_record(publisher, item))
+                        counts[item.kind.value] += 1
+                    if not batch:
+                        break
                     wait_pending()
                     pending = pool.submit(send, batch)
                 wait_pending()

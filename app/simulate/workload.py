@@ -336,6 +336,12 @@ class _Generator:
         self.prefix = config.id_prefix
         self.seed = config.seed
         self.break_probability = self._break_probability(weights)
+        # a good action and what the member does instead when it is not possible
+        self._after_acquire = (self._acquire, self._release, self._change_plan)
+        self._after_renew = (self._renew, self._acquire, self._release, self._change_plan)
+        self._after_release = (self._release, self._acquire, self._change_plan)
+        self._after_deactivate = (self._deactivate, self._acquire, self._change_plan)
+        self._after_change_plan = (self._change_plan,)
 
     def _break_probability(self, weights: list[float]) -> float:
         """Per-item probability of drawing a limit-breaking item so that `share_limit_breaking` of the
@@ -366,6 +372,9 @@ class _Generator:
         recent = self.recent
         members = self.members
         binges = self.binges
+        bisect_right = bisect.bisect_right
+        member_cum, member_total, member_by_rank = self._member_cum, self._member_total, self.member_by_rank
+        n_members = len(member_by_rank)
         for i in range(n):
             occurred_at = start + span * i // n + int(r() * 10_000)
             if r() < p_late:
@@ -385,7 +394,8 @@ class _Generator:
                     binges.popleft()
                     m.binge_device = None
             else:
-                index = self._pick_member(r())
+                rank = bisect_right(member_cum, r() * member_total)
+                index = member_by_rank[rank if rank < n_members else n_members - 1]
                 m = members[index]
                 if m is None:
                     m = members[index] = _Member(c.member_id(index))
@@ -461,15 +471,15 @@ class _Generator:
     def _good(self, m: _Member, i: int, occurred_at: int, t: int) -> Item:
         u = self.random()
         if u < _ACQUIRE:
-            order = (self._acquire, self._release, self._change_plan)
+            order = self._after_acquire
         elif u < _RENEW:
-            order = (self._renew, self._acquire, self._release, self._change_plan)
+            order = self._after_renew
         elif u < _RELEASE:
-            order = (self._release, self._acquire, self._change_plan)
+            order = self._after_release
         elif u < _DEACTIVATE:
-            order = (self._deactivate, self._acquire, self._change_plan)
+            order = self._after_deactivate
         else:
-            order = (self._change_plan,)
+            order = self._after_change_plan
         for action in order:
             made = action(m, i, occurred_at, t)
             if made is not None:

@@ -325,3 +325,22 @@ def test_token_bucket_holds_to_the_rate():
     assert now[0] == pytest.approx(5.0, rel=0.01)  # 500 tokens at 100/s, starting empty
     with pytest.raises(ValueError):
         bucket.take(11)
+
+
+def test_token_bucket_chunks_grow_when_the_sender_is_slow():
+    now = [0.0]
+
+    def sleep(seconds):
+        now[0] += seconds
+
+    bucket = TokenBucket(rate=1_000, burst=1_000, clock=lambda: now[0], sleep=sleep)
+    assert bucket.take_up_to(500) == 1  # starts empty: waits for one token
+    now[0] += 0.2  # a slow acknowledgement: 200 tokens accrue meanwhile
+    assert bucket.take_up_to(500) == 200
+    now[0] += 5.0  # a long stall catches up at most `burst`, capped by the chunk limit
+    assert bucket.take_up_to(500) == 500
+    assert bucket.take_up_to(5_000) == 500
+    taken, start = 0, now[0]
+    while taken < 3_000:
+        taken += bucket.take_up_to(100)
+    assert now[0] - start == pytest.approx(3.0, abs=0.01)
