@@ -83,13 +83,15 @@ def parse_start(text: str) -> int:
 
 
 def _publish(items, config, bootstrap: str, topic: str, rate: float | None) -> int:
-    from app.simulate.publish import PublishError, SimulateError, publish
+    from app.simulate.publish import PublishError, SimulateError, check_topic, publish
 
+    try:
+        check_topic(bootstrap, topic)
+    except SimulateError as exc:
+        raise CommandError(str(exc)) from None
     with _progress(config.events, f"publishing to {topic}") as advance:
         try:
-            stats = publish(items, bootstrap, topic, rate, on_progress=advance)
-        except SimulateError as exc:
-            raise CommandError(str(exc)) from None
+            stats = publish(items, bootstrap, topic, rate, on_progress=advance, check=False)
         except PublishError as exc:
             raise CommandError(f"publishing to {topic} on {bootstrap} failed: {exc}") from None
     target = f" (target {rate:g}/s)" if rate is not None else " (max rate)"
