@@ -1,0 +1,543 @@
+"""The replay: rebuild every projection (Redis views, Cassandra read models) from the ledger topic into
+a fresh namespace, verify it against the event store, switch readers over, catch up.
+
+Steps (each a method, so a test or an operator can run them one at a time; `Replay.run` chains them):
+
+1. `prepare`   resolve the namespaces (the active one, a fresh one to build: the next free ``vN``
+               by default), capture the ledger's end offsets (the replay reads a fixed range) and
+               the start offsets (the beginning, or ``offsets_for_times(from_timestamp)``), create
+               the Cassandra tables of the new namespace.
+2. `rebuild`   read the range with a consumer assigned to every partition, decode, fold each member
+               in memory (`LedgerFold`: `evolve`, an entry at or below the member's seq is a
+               duplicate and skipped, an entry beyond seq + 1 waits for the gap to close), fill the
+               gaps left at the end from the event store (`accepted_between`; with a start
+               timestamp that is each member's history before it), copy from the active namespace
+               the members without an entry in the range (with a start timestamp only), then write
+               each member's final state once: Redis in pipelined chunks, Cassandra concurrently.
+3. `verify`    every member of the event store and of the new namespace against the fold of the
+               event store (`app.service.verify`). Events decided meanwhile make a view *behind*:
+               accepted when it is the store's history up to its seq.
+4. `top_up`    write those members at the event store's seq (fenced), so nothing stays behind.
+5. `switch`    one atomic compare-and-set of ``ledger:active-namespace``: the API and the live
+               projector follow the pointer. Refused when the verification failed.
+6. `catch_up`  read the ledger from the captured end offsets to the new end and apply it to the new
+               namespace with the projector's own code (fenced by seq: racing the live projector,
+               which follows the pointer from its next batch, is harmless). Entries that arrived
+               during the rebuild are not lost.
+7. `drop_old`  after a short grace (a live batch that read the old pointer may still be writing),
+               UNLINK the old namespace's Redis keys and DROP its Cassandra tables.
+
+While it runs, the live projector keeps serving the old namespace untouched: the replay never
+writes to it.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from app.adapters.avro.errors import DecodeError
+from app.adapters.avro.mapping import decode_ledger_entry
+from app.domain.decide import evolve
+from app.domain.events import Recorded
+from app.domain.state import MemberState, ProcessedIds
+from app.service.projector import LedgerGapError, Projector
+from app.service.verify import Verifier, VerifyReport, for_chunks, with_retries
+
+log = logging.getLogger(__name__)
+
+_VERSIONED = re.compile(r"^v(\d+)$")
+_NO_IDS = ProcessedIds()
+_LEAN_AT = 512  # processed ids a folded state may carry before they are dropped (views do not use them)
+REDIS_CHUNK_LICENSES = 10_000  # licenses per Redis pipeline (with the members bound: a few MB of JSON)
+
+
+class ReplayError(RuntimeError):
+    """A replay cannot start or continue (bad namespace, unreadable ledger, failed verification)."""
+
+
+def next_namespace(active: str, taken: Iterable[str]) -> str:
+    """The next ``vN`` after the active namespace that nothing uses yet (``v1`` -> ``v2``)."""
+    match = _VERSIONED.match(active)
+    n = int(match.group(1)) + 1 if match else 1
+    used = set(taken) | {active}
+    while f"v{n}" in used:
+        n += 1
+    return f"v{n}"
+
+
+# --- the in-memory fold -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _MemberFold:
+    state: MemberState
+    pending: dict[int, Recorded] | None = None  # entries beyond seq + 1, waiting for the gap to close
+
+
+class LedgerFold:
+    """Each member's state folded from ledger entries in any order, duplicates skipped.
+
+    Pure: no I/O. Entries of one member normally come in seq order (one partition); republished
+    entries repeat seqs already applied (duplicates); an entry beyond seq + 1 is held until the
+    missing seqs arrive or `fill` supplies them from the event store."""
+
+    def __init__(self) -> None:
+        self.members: dict[str, _MemberFold] = {}
+        self.applied = 0
+        self.duplicates = 0
+
+    def add(self, recorded: Recorded) -> None:
+        member_id = recorded.event.member_id
+        member = self.members.get(member_id)
+        if member is None:
+            member = self.members[member_id] = _MemberFold(MemberState.empty(member_id))
+        seq = recorded.seq
+        if seq <= member.state.seq or (member.pending is not None and seq in member.pending):
+            self.duplicates += 1
+        elif seq == member.state.seq + 1:
+            self._apply(member, recorded)
+            if member.pending:
+                self._drain(member)
+        else:
+            if member.pending is None:
+                member.pending = {}
+            member.pending[seq] = recorded
+
+    def gaps(self) -> dict[str, tuple[int, int]]:
+        """Per member still waiting: the first missing range (after_seq, upto_seq]."""
+        return {m: (f.state.seq, min(f.pending) - 1) for m, f in self.members.items() if f.pending}
+
+    def fill(self, member_id: str, recorded: list[Recorded]) -> int:
+        """Apply the accepted events of the member's first gap (from the event store); returns how many."""
+        member = self.members[member_id]
+        after, upto = member.state.seq, min(member.pending) - 1
+        got = [r.seq for r in recorded]
+        if got != list(range(after + 1, upto + 1)):
+            raise LedgerGapError(member_id, after, upto, got)
+        for r in recorded:
+            member.state = self._lean(evolve(member.state, r))
+        self._drain(member)
+        return len(recorded)
+
+    def states(self) -> list[MemberState]:
+        return [self._lean(f.state, 0) for f in self.members.values() if f.state.seq > 0]
+
+    def _apply(self, member: _MemberFold, recorded: Recorded) -> None:
+        member.state = self._lean(evolve(member.state, recorded))
+        self.applied += 1
+
+    def _drain(self, member: _MemberFold) -> None:
+        pending = member.pending
+        if not pending:
+            return
+        while pending and member.state.seq + 1 in pending:
+            self._apply(member, pending.pop(member.state.seq + 1))
+        # entries at or below the seq reached are duplicates of what was applied
+        for seq in [s for s in pending if s <= member.state.seq]:
+            del pending[seq]
+            self.duplicates += 1
+        if not pending:
+            member.pending = None
+
+    @staticmethod
+    def _lean(state: MemberState, keep: int = _LEAN_AT) -> MemberState:
+        return replace(state, processed=_NO_IDS) if len(state.processed) > keep else state
+
+
+def redis_chunks(states: list[MemberState], members: int, licenses: int = REDIS_CHUNK_LICENSES):
+    """Consecutive chunks of at most ``members`` states and, unless one state alone exceeds it,
+    ``licenses`` licenses: a pipeline stays a few MB, well within the client's socket timeout."""
+    chunk: list[MemberState] = []
+    weight = 0
+    for state in states:
+        if chunk and (len(chunk) >= members or weight + len(state.licenses) > licenses):
+            yield chunk
+            chunk, weight = [], 0
+        chunk.append(state)
+        weight += len(state.licenses)
+    if chunk:
+        yield chunk
+
+
+# --- progress ---------------------------------------------------------------------------
+
+
+class ReplayObserver:
+    """Progress callbacks (the CLI renders them); this base class ignores them all. `read_progress`
+    is called from the reading thread."""
+
+    def reading(self, run: ReplayRun) -> None: ...
+
+    def read_progress(self, positions: dict[int, int], events: int) -> None: ...
+
+    def phase(self, label: str, total: int, detail: str = "") -> None:
+        """A step begins: a short ``label`` ("write", "verify"...), its ``total`` units, a ``detail`` line."""
+
+    def advance(self, done: int, total: int) -> None: ...
+
+    def note(self, message: str) -> None: ...
+
+
+@dataclass
+class ReplayRun:
+    """What a replay decided and did: its plan, then the counts of every step."""
+
+    old_ns: str
+    new_ns: str
+    topic: str
+    from_timestamp: int | None
+    start: dict[int, int]
+    end: dict[int, int]
+    started: float = field(default_factory=time.monotonic)
+    events_read: int = 0
+    undecodable: int = 0
+    applied: int = 0
+    duplicates: int = 0
+    members_rebuilt: int = 0
+    members_copied: int = 0
+    gaps_filled: int = 0
+    gap_entries: int = 0
+    read_seconds: float = 0.0
+    rebuild_seconds: float = 0.0
+    verification: VerifyReport | None = None
+    topped_up: int = 0
+    switched: bool = False
+    caught_up_entries: int = 0
+    caught_up_applied: int = 0
+    dropped_keys: int = 0
+    dropped_tables: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def events_in_range(self) -> int:
+        return sum(max(0, self.end[p] - self.start.get(p, self.end[p])) for p in self.end)
+
+    @property
+    def members(self) -> int:
+        return self.members_rebuilt + self.members_copied
+
+    @property
+    def events_per_second(self) -> float:
+        """Ledger entries per second of the rebuild (read, decode, fold, gap fill and write)."""
+        return self.events_read / self.rebuild_seconds if self.rebuild_seconds > 0 else 0.0
+
+
+# --- the replay -------------------------------------------------------------------------
+
+
+class Replay:
+    def __init__(self, settings, redis_client, session, *, event_store=None,
+                 reader_factory: Callable[[], object] | None = None, observer: ReplayObserver | None = None,
+                 redis_chunk: int = 500, cassandra_chunk: int = 50, concurrency: int = 4,
+                 drop_grace_s: float = 2.0):
+        """``cassandra_chunk`` members per concurrent unit of Cassandra work and ``concurrency`` units
+        at once bound the requests in flight (too many and the driver reports the connection
+        overloaded); a unit failing with a transient driver error is retried (the work is idempotent)."""
+        from app.adapters.cassandra.event_store import CassandraEventStore
+        from app.adapters.kafka.ledger_reader import LedgerReader
+
+        self.settings = settings
+        self.redis = redis_client
+        self.session = session
+        self.keyspace = settings.cassandra_keyspace
+        self.event_store = event_store or CassandraEventStore(session, self.keyspace)
+        self._reader_factory = reader_factory or (
+            lambda: LedgerReader(settings.kafka_bootstrap, settings.ledger_topic))
+        self._reader = None
+        self.observer = observer or ReplayObserver()
+        self.redis_chunk = redis_chunk
+        self.cassandra_chunk = cassandra_chunk
+        self.concurrency = concurrency
+        self.drop_grace_s = drop_grace_s
+        self.last_run: ReplayRun | None = None  # the run in progress or last run (for error reports)
+        self._transient: tuple[type[BaseException], ...] | None = None
+
+    @property
+    def reader(self):
+        if self._reader is None:
+            self._reader = self._reader_factory()
+        return self._reader
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+
+    @property
+    def transient(self) -> tuple[type[BaseException], ...]:
+        if self._transient is None:
+            from app.adapters.cassandra import namespaces as cassandra_ns
+            from app.adapters.redis import namespaces as redis_ns
+            self._transient = cassandra_ns.transient_errors() + redis_ns.transient_errors()
+        return self._transient
+
+    async def _retrying(self, call):
+        return await with_retries(call, self.transient)
+
+    def _views(self, ns: str):
+        from app.adapters.redis.view_store import ViewStore
+        return ViewStore(self.redis, ns)
+
+    def _read_models(self, ns: str):
+        from app.adapters.cassandra.read_models import CassandraReadModels
+        return CassandraReadModels(self.session, self.keyspace, ns)
+
+    # --- all steps ----------------------------------------------------------------------
+
+    async def run(self, *, namespace: str | None = None, from_timestamp: int | None = None, switch: bool = True,
+                  drop_old: bool = False, after_rebuild: Callable[[ReplayRun], Awaitable[None]] | None = None,
+                  before_switch: Callable[[ReplayRun], Awaitable[None]] | None = None) -> ReplayRun:
+        """Every step; returns with ``run.switched`` False when the verification failed (nothing is
+        switched nor dropped then; the new namespace is left for inspection)."""
+        if drop_old and not switch:
+            raise ReplayError("--drop-old needs the switch (it would drop the namespace readers use)")
+        run = await self.prepare(namespace=namespace, from_timestamp=from_timestamp)
+        self.last_run = run
+        await self.rebuild(run)
+        if after_rebuild is not None:
+            await after_rebuild(run)
+        await self.verify(run)
+        if run.verification.ok:
+            await self.top_up(run)
+            if before_switch is not None:
+                await before_switch(run)
+            if switch:
+                await self.switch(run)
+                await self.catch_up(run)
+                if drop_old:
+                    await self.drop_old(run)
+        run.elapsed = time.monotonic() - run.started
+        return run
+
+    # --- 1. prepare ---------------------------------------------------------------------
+
+    async def prepare(self, *, namespace: str | None = None, from_timestamp: int | None = None) -> ReplayRun:
+        from app.adapters.cassandra import namespaces as cassandra_ns
+        from app.adapters.cassandra.read_models import check_namespace, ensure_tables
+        from app.adapters.kafka.ledger_reader import LedgerReadError
+        from app.adapters.redis import namespaces as redis_ns
+        from app.adapters.redis.view_store import active_namespace
+
+        started = time.monotonic()
+        old = await active_namespace(self.redis)
+        if namespace is None:
+            taken = await asyncio.to_thread(cassandra_ns.namespaces_with_tables, self.session, self.keyspace)
+            while await redis_ns.holds_views(self.redis, new := next_namespace(old, taken)):
+                taken.add(new)
+        else:
+            new = namespace
+        try:
+            check_namespace(new)
+        except ValueError as exc:
+            raise ReplayError(str(exc)) from None
+        if new == old:
+            raise ReplayError(f"namespace {new} is the active one: a replay builds a fresh namespace")
+        if await redis_ns.holds_views(self.redis, new):
+            raise ReplayError(f"namespace {new} already holds Redis views: choose another --namespace")
+        if await asyncio.to_thread(cassandra_ns.holds_rows, self.session, self.keyspace, new):
+            raise ReplayError(f"namespace {new} already holds Cassandra read models: choose another --namespace")
+        try:
+            end = await asyncio.to_thread(self.reader.end_offsets)
+            if from_timestamp is None:
+                start = await asyncio.to_thread(self.reader.beginning_offsets)
+            else:
+                start = await asyncio.to_thread(self.reader.offsets_for_time, from_timestamp)
+        except LedgerReadError as exc:
+            raise ReplayError(str(exc)) from None
+        start = {p: min(start.get(p, end[p]), end[p]) for p in end}
+        await asyncio.to_thread(ensure_tables, self.session, self.keyspace, new)
+        return ReplayRun(old_ns=old, new_ns=new, topic=self.settings.ledger_topic, from_timestamp=from_timestamp,
+                         start=start, end=end, started=started)
+
+    # --- 2. rebuild ---------------------------------------------------------------------
+
+    async def rebuild(self, run: ReplayRun) -> None:
+        from app.adapters.kafka.ledger_reader import LedgerReadError
+
+        began = time.monotonic()
+        self.observer.reading(run)
+        try:
+            fold = await asyncio.to_thread(self._read_and_fold, run)
+        except LedgerReadError as exc:
+            raise ReplayError(str(exc)) from None
+        run.read_seconds = time.monotonic() - began
+
+        await self._fill_gaps(fold, run)
+        states = fold.states()
+        run.applied, run.duplicates, run.members_rebuilt = fold.applied, fold.duplicates, len(states)
+        if run.from_timestamp is not None:
+            copied = await self._copy_untouched(run, set(fold.members))
+            run.members_copied = len(copied)
+            states.extend(copied)
+        await self._write(run.new_ns, states)
+        run.rebuild_seconds = time.monotonic() - began
+
+    def _read_and_fold(self, run: ReplayRun) -> LedgerFold:
+        """Blocking (runs in a thread): read the range, decode, fold."""
+        fold = LedgerFold()
+        positions = dict(run.start)
+        events = 0
+        for batch in self.reader.read(run.start, run.end):
+            for message in batch:
+                positions[message.partition] = message.offset + 1
+                try:
+                    if message.value is None:
+                        raise DecodeError("truncated", "no value (tombstone)")
+                    entry = decode_ledger_entry(message.value)
+                except DecodeError as exc:
+                    run.undecodable += 1  # its member ends behind: the verification tops it up
+                    log.warning("undecodable ledger message at %s[%d]@%d skipped: %s",
+                                message.topic, message.partition, message.offset, exc)
+                    continue
+                fold.add(entry.recorded)
+            events += len(batch)
+            run.events_read = events
+            self.observer.read_progress(positions, events)
+        return fold
+
+    async def _fill_gaps(self, fold: LedgerFold, run: ReplayRun) -> None:
+        gaps = fold.gaps()
+        if gaps:
+            self.observer.phase("gap fill", len(gaps), f"{len(gaps):,} member(s) take history from the event store")
+        while gaps:
+            members = list(gaps)
+
+            async def fill(chunk):
+                fetched = await self._retrying(lambda: asyncio.gather(*(
+                    self.event_store.accepted_between(m, *gaps[m]) for m in chunk)))
+                for member_id, recorded in zip(chunk, fetched):
+                    run.gap_entries += fold.fill(member_id, recorded)
+                    run.gaps_filled += 1
+
+            await for_chunks(members, self.cassandra_chunk, self.concurrency, fill, self.observer.advance)
+            gaps = fold.gaps()
+
+    async def _copy_untouched(self, run: ReplayRun, touched: set[str]) -> list[MemberState]:
+        """Members of the active namespace without a ledger entry after the timestamp, as they are."""
+        from app.adapters.redis import namespaces as redis_ns
+
+        members = sorted(await redis_ns.namespace_members(self.redis, run.old_ns) - touched)
+        if members:
+            self.observer.phase("copy", len(members), f"{len(members):,} member(s) without entries after the "
+                                f"timestamp, as they are in namespace {run.old_ns}")
+        views = self._views(run.old_ns)
+        copied: list[MemberState] = []
+        for i in range(0, len(members), self.redis_chunk):
+            found = await self._retrying(lambda: views.read_many(members[i:i + self.redis_chunk]))
+            copied.extend(found.values())
+            self.observer.advance(min(i + self.redis_chunk, len(members)), len(members))
+        return copied
+
+    async def _write(self, ns: str, states: list[MemberState], label: str = "write") -> None:
+        """Each member once: Redis pipelined in chunks, Cassandra members concurrently, both at once."""
+        views, read_models = self._views(ns), self._read_models(ns)
+        total = 2 * len(states)
+        self.observer.phase(label, total, f"{len(states):,} member(s) to Redis and Cassandra, namespace {ns}")
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            self.observer.advance(done, total)
+
+        async def to_redis() -> None:
+            for chunk in redis_chunks(states, self.redis_chunk):
+                await self._retrying(lambda: views.write_many(chunk))  # fenced by seq: idempotent
+                advance(len(chunk))
+
+        async def to_cassandra(chunk) -> None:
+            await self._retrying(lambda: read_models.write_many(chunk))  # fenced by seq: idempotent
+            advance(len(chunk))
+
+        await asyncio.gather(to_redis(), for_chunks(states, self.cassandra_chunk, self.concurrency, to_cassandra))
+
+    # --- 3. verify, 4. top up -----------------------------------------------------------
+
+    async def verify(self, run: ReplayRun) -> VerifyReport:
+        members = await self.members_to_verify(run.new_ns)
+        self.observer.phase("verify", len(members), f"{len(members):,} member(s) against the event store")
+        verifier = Verifier(self.event_store, self._views(run.new_ns), self._read_models(run.new_ns),
+                            chunk=self.cassandra_chunk, concurrency=self.concurrency, transient=self.transient)
+        run.verification = await verifier.verify(run.new_ns, members, allow_behind=True,
+                                                 progress=self.observer.advance)
+        return run.verification
+
+    async def members_to_verify(self, ns: str) -> set[str]:
+        """Every member of the event store, of the namespace's Redis views and Cassandra read models."""
+        from app.adapters.cassandra import namespaces as cassandra_ns
+        from app.adapters.redis import namespaces as redis_ns
+
+        in_store, in_redis, in_cassandra = await asyncio.gather(
+            self.event_store.member_ids(), redis_ns.namespace_members(self.redis, ns),
+            cassandra_ns.read_model_members(self.session, self.keyspace, ns))
+        return set(in_store) | in_redis | in_cassandra
+
+    async def top_up(self, run: ReplayRun) -> None:
+        """Members behind the event store (events decided during the rebuild) written at its seq."""
+        behind = run.verification.behind if run.verification is not None else []
+        if not behind:
+            return
+        states = [LedgerFold._lean(b.state, 0) for b in behind]
+        await self._write(run.new_ns, states, label="top up")
+        run.topped_up = len(states)
+
+    # --- 5. switch, 6. catch up, 7. drop ------------------------------------------------
+
+    async def switch(self, run: ReplayRun) -> None:
+        from app.adapters.redis.namespaces import SwitchRefused, switch_active
+
+        if run.verification is None or not run.verification.ok:
+            raise ReplayError(f"namespace {run.new_ns} is not verified: readers stay on {run.old_ns}")
+        try:
+            await switch_active(self.redis, run.old_ns, run.new_ns)
+        except SwitchRefused as exc:
+            raise ReplayError(str(exc)) from None
+        run.switched = True
+        self.observer.note(f"switched readers from {run.old_ns} to {run.new_ns}")
+
+    async def catch_up(self, run: ReplayRun) -> None:
+        """Apply the ledger entries appended since the captured end offsets to the new namespace."""
+        from app.adapters.kafka.ledger_reader import LedgerReadError
+
+        views, read_models = self._views(run.new_ns), self._read_models(run.new_ns)
+
+        async def namespace() -> str:
+            return run.new_ns
+
+        projector = Projector(self.event_store, lambda _: views, lambda _: read_models, namespace,
+                              cache_size=self.settings.member_cache_size)
+        try:
+            new_end = await asyncio.to_thread(self.reader.end_offsets)
+        except LedgerReadError as exc:
+            raise ReplayError(f"catching up after the switch to {run.new_ns}: {exc}") from None
+        start = {p: run.end.get(p, 0) for p in new_end}
+        total = sum(max(0, new_end[p] - start[p]) for p in new_end)
+        self.observer.phase("catch up", total, f"{total:,} entries appended since the rebuild read the ledger")
+        batches = self.reader.read(start, new_end)
+        try:
+            while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+                result = await self._retrying(lambda: projector.process(batch))  # fenced: safe to redo
+                run.caught_up_entries += len(batch)
+                run.caught_up_applied += result.applied + result.gap_entries
+                self.observer.advance(run.caught_up_entries, total)
+        except LedgerReadError as exc:
+            raise ReplayError(f"catching up after the switch to {run.new_ns}: {exc}") from None
+        finally:
+            batches.close()
+        run.end = new_end
+
+    async def drop_old(self, run: ReplayRun) -> None:
+        from app.adapters.cassandra.namespaces import drop_tables
+        from app.adapters.redis.namespaces import delete_namespace
+
+        if not run.switched:
+            raise ReplayError(f"not switched: namespace {run.old_ns} is still the active one")
+        self.observer.phase("drop", 1, f"namespace {run.old_ns}: Redis keys and Cassandra tables")
+        await asyncio.sleep(self.drop_grace_s)
+        run.dropped_keys = await delete_namespace(self.redis, run.old_ns)
+        run.dropped_tables = await asyncio.to_thread(drop_tables, self.session, self.keyspace, run.old_ns)
+        self.observer.advance(1, 1)
