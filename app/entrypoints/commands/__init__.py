@@ -10,9 +10,9 @@ class CommandError(Exception):
         self.exit_code = exit_code
 
 
-from app.entrypoints.commands import api_cmd, migrate_cmd, stack_cmd, publish_cmd, topics_cmd, worker_cmd  # noqa: E402
+from app.entrypoints.commands import api_cmd, migrate_cmd, stack_cmd, publish_cmd, topics_cmd, worker_cmd, replay_cmd, verify_cmd  # noqa: E402
 
-REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register, worker_cmd.register, publish_cmd.register, api_cmd.register]
+REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register, worker_cmd.register, publish_cmd.register, api_cmd.register, replay_cmd.register, verify_cmd.register]
 
 from app.bench.cli import register as register_bench  # noqa: E402
 REGISTRY.append(register_bench)
