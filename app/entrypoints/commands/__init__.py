@@ -1,21 +1,20 @@
-"""Subcommands of `ledger`; each module exposes ``register(subparsers)``."""
+"""Subcommands of `ledger`; each module exposes ``register(subparsers)`` and imports its heavy
+dependencies inside its handler, so `ledger --help` stays fast."""
 from __future__ import annotations
 
-
-class CommandError(Exception):
-    """A failure the user can act on: printed as one line, non-zero exit."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-from app.entrypoints.commands import api_cmd, migrate_cmd, stack_cmd, publish_cmd, topics_cmd, worker_cmd, replay_cmd, verify_cmd  # noqa: E402
-
-REGISTRY = [stack_cmd.register, topics_cmd.register, migrate_cmd.register, worker_cmd.register, publish_cmd.register, api_cmd.register, replay_cmd.register, verify_cmd.register]
-
+from app.entrypoints.commands.errors import CommandError
+from app.entrypoints.commands import (  # noqa: E402  (after CommandError, which they import)
+    api_cmd, demo_cmd, migrate_cmd, publish_cmd, replay_cmd, simulate_cmd, stack_cmd, topics_cmd, verify_cmd,
+    worker_cmd,
+)
 from app.bench.cli import register as register_bench  # noqa: E402
-REGISTRY.append(register_bench)
 
-from app.entrypoints.commands import simulate_cmd  # noqa: E402
-REGISTRY.append(simulate_cmd.register)
+REGISTRY = [
+    stack_cmd.register, topics_cmd.register, migrate_cmd.register,   # the stack
+    worker_cmd.register, api_cmd.register, demo_cmd.register,        # running the pipeline
+    publish_cmd.register, simulate_cmd.register,                     # feeding it
+    replay_cmd.register, verify_cmd.register,                        # operating it
+    register_bench,
+]
+
+__all__ = ["CommandError", "REGISTRY"]
