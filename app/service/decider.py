@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from app.adapters.avro.errors import DecodeError
 from app.adapters.avro.mapping import Source, decode_event, encode_ledger_entry, encode_rejection
 from app.adapters.kafka.producer import OutRecord
-from app.domain.decide import Accepted, Duplicate, Rejected, step
+from app.domain.decide import Duplicate, step
 from app.domain.events import DownloadEvent
 from app.domain.state import MemberState
 from app.domain.validation import MalformedEvent, validate
 from app.service.member_cache import MemberCache
 from app.service.messages import InputMessage
-from app.service.ports import ACCEPTED, REJECTED, EventStore, ProgressStore, StoredDecision
+from app.service.history import to_stored
+from app.service.ports import ACCEPTED, EventStore, ProgressStore, StoredDecision
 
 log = logging.getLogger(__name__)
 
@@ -188,21 +189,16 @@ class Decider:
 
 def _decide_member(state: MemberState, events: list[tuple[DownloadEvent, Source]]) -> _MemberOutcome:
     outcome = _MemberOutcome(state, [], [])
-    decisions = outcome.decisions
     decided_here: set[str] = set()
     for event, source in events:
         decision, state = step(state, event)
-        match decision:
-            case Accepted(recorded):
-                decisions += [StoredDecision(r.seq, 0, ACCEPTED, r.event, r.clock, source) for r in recorded]
-                decided_here.add(event.event_id)
-            case Rejected(reason, detail, clock):
-                decisions.append(StoredDecision(state.seq, state.rejections_since_seq, REJECTED, event, clock,
-                                                source, str(reason), detail))
-                decided_here.add(event.event_id)
-            case Duplicate() if event.event_id in decided_here:
+        if isinstance(decision, Duplicate):
+            if event.event_id in decided_here:
                 outcome.duplicates_in_batch += 1
-            case Duplicate():
+            else:
                 outcome.duplicates.append(event)
+            continue
+        outcome.decisions += to_stored(decision, event, state, source)
+        decided_here.add(event.event_id)
     outcome.state = state
     return outcome

@@ -6,17 +6,13 @@ import uuid
 
 import pytest
 
-from app.adapters.avro.mapping import Source
 from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
-from app.domain.decide import Accepted, Rejected, step
 from app.domain.state import MemberState
-from app.service.ports import ACCEPTED, REJECTED, StoredDecision
+from app.service.ports import REJECTED, StoredDecision
+from tests.histories import decided
 from tests.unit.domain_builders import DAY, T0, acquire, event, plan, release, renew
-
-SOURCE = Source("downloads.events", 0, 0)
-
 
 @pytest.fixture(params=["memory", "cassandra"])
 def store(request):
@@ -35,15 +31,8 @@ def progress(request):
 
 def history(member: str, payloads) -> tuple[list[StoredDecision], MemberState]:
     """Decide payloads in order; returns the decisions as the decider stores them and the final state."""
-    state, decisions = MemberState.empty(member), []
-    for i, payload in enumerate(payloads):
-        ev = event(payload, at=T0 + i * 1000, member=member, event_id=f"{member}-{i}")
-        decision, state = step(state, ev)
-        if isinstance(decision, Accepted):
-            decisions += [StoredDecision(r.seq, 0, ACCEPTED, r.event, r.clock, SOURCE) for r in decision.recorded]
-        elif isinstance(decision, Rejected):
-            decisions.append(StoredDecision(state.seq, state.rejections_since_seq, REJECTED, ev, decision.clock,
-                                            SOURCE, str(decision.reason), decision.detail))
+    events = [event(p, at=T0 + i * 1000, member=member, event_id=f"{member}-{i}") for i, p in enumerate(payloads)]
+    _, decisions, state = decided(events, member)
     return decisions, state
 
 

@@ -19,11 +19,11 @@ from app.adapters.cassandra.read_models import CassandraReadModels, encode_state
 from app.adapters.redis import view_store
 from app.adapters.redis.view_store import ViewStore, member_key, members_key
 from app.config import REPO_ROOT
-from app.domain import Accepted, MemberState, Rejected, evolve, step, views
+from app.domain import MemberState, evolve, views
 from app.domain.state_json import state_to_dict
 from app.service.messages import InputMessage
-from app.service.ports import ACCEPTED, REJECTED, StoredDecision
 from app.service.projector import Projector
+from tests.histories import decided
 from tests.unit.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
 
 LEDGER = "downloads.ledger"
@@ -107,18 +107,7 @@ def history(member):
         event(plan(device_limit=1, downloads_per_device=1, monthly_limit=None, plan_id="basic"),
               at=T0 + 371 * DAY, member=member),
     ]
-    state = MemberState.empty(member)
-    recorded, decisions = [], []
-    for i, ev in enumerate(events):
-        decision, state = step(state, ev)
-        source = Source("downloads.events", 0, i)
-        match decision:
-            case Accepted(entries):
-                recorded += entries
-                decisions += [StoredDecision(r.seq, 0, ACCEPTED, r.event, r.clock, source) for r in entries]
-            case Rejected(reason=reason, detail=detail, clock=clock):
-                decisions.append(StoredDecision(state.seq, state.rejections_since_seq, REJECTED, ev, clock,
-                                                source, str(reason), detail))
+    recorded, decisions, state = decided(events, member)
     assert len(recorded) == 11
     return recorded, decisions, state
 

@@ -9,11 +9,11 @@ import pytest
 
 from app.adapters.avro.mapping import Source, encode_ledger_entry
 from app.adapters.memory.event_store import InMemoryEventStore
-from app.domain import Accepted, MemberState, Rejected, evolve, step
+from app.domain import MemberState, evolve
 from app.domain.state_json import state_to_dict
 from app.service.messages import InputMessage
-from app.service.ports import ACCEPTED, REJECTED, StoredDecision
 from app.service.projector import LedgerGapError, Projector
+from tests.histories import decided
 from tests.unit.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
 
 LEDGER = "downloads.ledger"
@@ -99,21 +99,7 @@ class World:
 # --- ledger builders ----------------------------------------------------------------------
 
 
-def history(events, member="m1"):
-    """Step the events through the decider; returns (ledger entries, stored decisions, final state)."""
-    state = MemberState.empty(member)
-    recorded, decisions = [], []
-    for i, ev in enumerate(events):
-        decision, state = step(state, ev)
-        source = Source("downloads.events", 0, i)
-        match decision:
-            case Accepted(entries):
-                recorded += entries
-                decisions += [StoredDecision(r.seq, 0, ACCEPTED, r.event, r.clock, source) for r in entries]
-            case Rejected(reason=reason, detail=detail, clock=clock):
-                decisions.append(StoredDecision(state.seq, state.rejections_since_seq, REJECTED, ev, clock,
-                                                source, str(reason), detail))
-    return recorded, decisions, state
+history = decided  # (ledger entries, stored decisions, final state)
 
 
 def messages(recorded, partition=0, start=0):

@@ -11,9 +11,10 @@ import pytest
 
 from app.adapters.avro.mapping import Source
 from app.adapters.memory.event_store import InMemoryEventStore
-from app.domain import Accepted, MemberState, Rejected, step
+from app.domain import Accepted, MemberState, step
 from app.domain.views import digest
-from app.service.ports import ACCEPTED, REJECTED, StoredDecision
+from app.service.ports import StoredDecision
+from app.service.history import to_stored
 from app.service.projector import LedgerGapError
 from app.service.replay import LedgerFold, next_namespace, redis_chunks
 from app.service.verify import (
@@ -43,15 +44,9 @@ def decide_all(events):
     for ev in events:
         state = states.get(ev.member_id) or MemberState.empty(ev.member_id)
         decision, states[ev.member_id] = step(state, ev)
-        rows = stored.setdefault(ev.member_id, [])
         if isinstance(decision, Accepted):
-            for r in decision.recorded:
-                entries.append(r)
-                rows.append(StoredDecision(r.seq, 0, ACCEPTED, r.event, r.clock, SOURCE))
-        elif isinstance(decision, Rejected):
-            sub = states[ev.member_id].rejections_since_seq
-            rows.append(StoredDecision(state.seq, sub, REJECTED, ev, decision.clock, SOURCE,
-                                       str(decision.reason), decision.detail))
+            entries += decision.recorded
+        stored.setdefault(ev.member_id, []).extend(to_stored(decision, ev, states[ev.member_id], SOURCE))
     return states, entries, stored
 
 
