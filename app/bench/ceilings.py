@@ -4,7 +4,8 @@
   partition reads everything that was produced to it).
 - Cassandra: plain INSERT and conditional INSERT ... IF NOT EXISTS (a Paxos round, what the event
   store's append is) into ``member_events`` of a keyspace of the run, with cassandra-driver's
-  ``execute_concurrent_with_args`` keeping ``concurrency`` statements in flight.
+  ``execute_concurrent_with_args`` keeping ``concurrency`` statements in flight, the workers'
+  consistency levels, and plain-tuple rows (`ceiling_session`).
 - Redis: pipelined HSET of view-sized values, and pipelined EVALSHA of the projector's fenced-write
   script (what the projector sends per member).
 
@@ -80,6 +81,23 @@ def _member_event_rows(prefix: str, n: int, payload: bytes) -> list[tuple]:
              None, None, "bench.events", i % 12, i) for i in range(n)]
 
 
+def ceiling_session(settings):
+    """(cluster, session) like the workers' (LOCAL_QUORUM, LOCAL_SERIAL, token aware) but with the
+    driver's cheapest row factory (plain tuples): the ceiling is the driver at its best."""
+    from cassandra import ConsistencyLevel
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+    from cassandra.query import tuple_factory
+
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        consistency_level=ConsistencyLevel.LOCAL_QUORUM, serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
+        request_timeout=30, row_factory=tuple_factory)
+    cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port,
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5)
+    return cluster, cluster.connect()
+
+
 def cassandra_writes(session, keyspace: str, rows: int, concurrency: int, conditional: bool,
                      stack: dict[str, int], payload: bytes) -> dict:
     """INSERT (conditional or not) ``rows`` new member partitions of ``member_events``; statements/s."""
@@ -106,7 +124,7 @@ def cassandra_writes(session, keyspace: str, rows: int, concurrency: int, condit
     failed = sum(1 for ok, _ in results if not ok)
     applied = None
     if conditional:
-        applied = sum(1 for ok, r in results if ok and r and r.one()[0])
+        applied = sum(1 for ok, r in results if ok and r and r.one()[0])  # first column: [applied]
     return {
         "statements": rows,
         "failed": failed,

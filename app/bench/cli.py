@@ -18,20 +18,22 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="run the benchmarks against the local stack (bench/results/)",
                        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke test of about a minute")
-    p.add_argument("--events", type=int, help="events of the end-to-end and memory runs (default 200000)")
+    p.add_argument("--events", type=int, help="events of the end-to-end and memory runs (default 100000)")
     p.add_argument("--members", type=int, help="members of the end-to-end run (default 100000)")
     p.add_argument("--memory-members", type=int, help="members of the memory run (default 1000000)")
     p.add_argument("--seed", type=int, help="workload seed (default 1)")
     p.add_argument("--batch-size", type=int, help="LEDGER_BATCH_SIZE of the workers (default 500)")
     p.add_argument("--cache-size", type=int, help="LEDGER_MEMBER_CACHE_SIZE of the workers (default 50000)")
     p.add_argument("--naive-events", type=int, help="events published for the naive agent (default 20000)")
-    p.add_argument("--naive-seconds", type=float, help="how long the naive agent runs (default 60)")
+    p.add_argument("--naive-seconds", type=float, help="how long the naive agent runs (default 45)")
     p.add_argument("--latency-seconds", type=float, help="latency measurement after the warm-up (default 40)")
     p.add_argument("--api-rate", type=float, help="fixed request rate of the API latency figure (default 1000)")
     p.add_argument("--api-seconds", type=float, help="duration at the fixed rate (default 30)")
-    p.add_argument("--cassandra-plain-rows", type=int, help="rows of the plain-write ceiling (default 100000)")
-    p.add_argument("--cassandra-lwt-rows", type=int, help="rows of the conditional-write ceiling (default 30000)")
+    p.add_argument("--cassandra-plain-rows", type=int, help="rows of the plain-write ceiling (default 50000)")
+    p.add_argument("--cassandra-lwt-rows", type=int, help="rows of the conditional-write ceiling (default 20000)")
     p.add_argument("--cassandra-concurrency", type=int, help="statements in flight for the ceilings (default 256)")
+    p.add_argument("--replay-verify", action="store_true",
+                   help="also run the replay's verification against the event store (timed apart; minutes)")
     p.add_argument("--redis-db", type=int, help="Redis database index of the run (default 9; only it is flushed)")
     p.add_argument("--skip", action="append", default=[], metavar="PHASE",
                    help="skip a phase (repeatable): ceilings, naive, e2e, latency, replay, api, memory")
@@ -63,7 +65,7 @@ def run(args, settings) -> int:
     for name in ("events", "members", "memory_members", "batch_size", "cache_size"):
         if name in overrides and overrides[name] < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
-    overrides.update(skip=list(args.skip), profile=args.profile)
+    overrides.update(skip=list(args.skip), profile=args.profile, replay_verify=args.replay_verify)
     if args.no_docs:
         overrides["update_docs"] = False
     if "batch_size" not in overrides:

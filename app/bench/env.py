@@ -230,6 +230,7 @@ class BenchEnv:
         self._keyspaces: list[str] = []
         self._processes: list[Process] = []
         self._offsets_consumer = None
+        self._group_readers: dict[str, object] = {}
         self.stack = stack_pids(settings)
 
     # --- resources ------------------------------------------------------------------------
@@ -277,6 +278,18 @@ class BenchEnv:
         return {p: self._offsets_consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
                 for p in md.topics[topic].partitions}
 
+    def committed_offsets(self, group: str, topic: str) -> dict[int, int]:
+        """Offsets committed by a consumer group (read without joining it)."""
+        from confluent_kafka import Consumer, TopicPartition
+
+        consumer = self._group_readers.get(group)
+        if consumer is None:
+            consumer = self._group_readers[group] = Consumer({
+                "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+        partitions = self.end_offsets(topic)
+        got = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        return {tp.partition: max(tp.offset, 0) for tp in got}
+
     def end_offset_total(self, topic: str) -> int:
         return sum(self.end_offsets(topic).values())
 
@@ -318,6 +331,8 @@ class BenchEnv:
                 self.echo(f"bench: stopping {p.name}: {exc}")
         if self._offsets_consumer is not None:
             self._offsets_consumer.close()
+        for consumer in self._group_readers.values():
+            consumer.close()
         if self._topics:
             try:
                 for f in self.admin.delete_topics(self._topics).values():

@@ -26,25 +26,26 @@ PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "api", "memory")
 class BenchConfig:
     quick: bool = False
     seed: int = 1
-    events: int = 200_000
+    events: int = 100_000
     members: int = 100_000
     partitions: int = 12
     batch_size: int = 500
     batch_wait_ms: int = 50
     cache_size: int = 50_000
-    cassandra_plain_rows: int = 100_000
-    cassandra_lwt_rows: int = 30_000
+    cassandra_plain_rows: int = 50_000
+    cassandra_lwt_rows: int = 20_000
     cassandra_concurrency: int = 256
-    redis_writes: int = 200_000
+    redis_writes: int = 100_000
     redis_pipeline: int = 1_000
     naive_events: int = 20_000
-    naive_seconds: float = 60.0
+    naive_seconds: float = 45.0
     latency_seconds: float = 40.0
     latency_warmup_s: float = 5.0
     latency_members: int = 100_000
     probes_per_s: float = 50.0
     probe_members: int = 32
     replay_concurrency: int = 8
+    replay_verify: bool = False
     api_wrk_seconds: int = 15
     api_rate: float = 1_000.0
     api_seconds: float = 30.0
@@ -117,11 +118,15 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
         def do_ceilings():
             ks = env.keyspace("ceiling")
             payload = bytes(180)  # about an encoded LicenseAcquired
-            out = {"cassandra_plain": ceilings.cassandra_writes(env.session, ks, cfg.cassandra_plain_rows,
-                                                                cfg.cassandra_concurrency, False, env.stack, payload)}
-            echo(f"  Cassandra plain writes: {out['cassandra_plain']['rate']:,.0f}/s")
-            out["cassandra_lwt"] = ceilings.cassandra_writes(env.session, ks, cfg.cassandra_lwt_rows,
-                                                             cfg.cassandra_concurrency, True, env.stack, payload)
+            cluster, session = ceilings.ceiling_session(settings)
+            try:
+                out = {"cassandra_plain": ceilings.cassandra_writes(session, ks, cfg.cassandra_plain_rows,
+                                                                    cfg.cassandra_concurrency, False, env.stack, payload)}
+                echo(f"  Cassandra plain writes: {out['cassandra_plain']['rate']:,.0f}/s")
+                out["cassandra_lwt"] = ceilings.cassandra_writes(session, ks, cfg.cassandra_lwt_rows,
+                                                                 cfg.cassandra_concurrency, True, env.stack, payload)
+            finally:
+                cluster.shutdown()
             echo(f"  Cassandra conditional writes (LWT): {out['cassandra_lwt']['rate']:,.0f}/s")
             env.flush_redis()
             out["redis"] = ceilings.redis_pipelined(env.redis_url, cfg.redis_writes, cfg.redis_pipeline, 400, env.stack)
@@ -186,7 +191,8 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
 
         if e2e and main_pipeline is not None:
             results["replay"] = phase("replay", lambda: replay_bench.run(
-                env, main_pipeline, concurrency=cfg.replay_concurrency, echo=echo))
+                env, main_pipeline, workload.expected, concurrency=cfg.replay_concurrency,
+                verify=cfg.replay_verify, echo=echo))
 
             def do_api():
                 from app.bench import api_bench
