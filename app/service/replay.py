@@ -37,21 +37,18 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from app.adapters.avro.errors import DecodeError
 from app.adapters.avro.mapping import decode_ledger_entry
-from app.domain.decide import evolve
-from app.domain.events import Recorded
-from app.domain.state import MemberState, ProcessedIds
-from app.service.projector import LedgerGapError, Projector
+from app.domain.state import MemberState
+from app.service.ledger_fold import LedgerFold, lean
+from app.service.projector import Projector
 from app.service.verify import Verifier, VerifyReport, for_chunks, with_retries
 
 log = logging.getLogger(__name__)
 
 _VERSIONED = re.compile(r"^v(\d+)$")
-_NO_IDS = ProcessedIds()
-_LEAN_AT = 512  # processed ids a folded state may carry before they are dropped (views do not use them)
 REDIS_CHUNK_LICENSES = 10_000  # licenses per Redis pipeline (with the members bound: a few MB of JSON)
 
 
@@ -67,85 +64,6 @@ def next_namespace(active: str, taken: Iterable[str]) -> str:
     while f"v{n}" in used:
         n += 1
     return f"v{n}"
-
-
-# --- the in-memory fold -----------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class _MemberFold:
-    state: MemberState
-    pending: dict[int, Recorded] | None = None  # entries beyond seq + 1, waiting for the gap to close
-
-
-class LedgerFold:
-    """Each member's state folded from ledger entries in any order, duplicates skipped.
-
-    Pure: no I/O. Entries of one member normally come in seq order (one partition); republished
-    entries repeat seqs already applied (duplicates); an entry beyond seq + 1 is held until the
-    missing seqs arrive or `fill` supplies them from the event store."""
-
-    def __init__(self) -> None:
-        self.members: dict[str, _MemberFold] = {}
-        self.applied = 0
-        self.duplicates = 0
-
-    def add(self, recorded: Recorded) -> None:
-        member_id = recorded.event.member_id
-        member = self.members.get(member_id)
-        if member is None:
-            member = self.members[member_id] = _MemberFold(MemberState.empty(member_id))
-        seq = recorded.seq
-        if seq <= member.state.seq or (member.pending is not None and seq in member.pending):
-            self.duplicates += 1
-        elif seq == member.state.seq + 1:
-            self._apply(member, recorded)
-            if member.pending:
-                self._drain(member)
-        else:
-            if member.pending is None:
-                member.pending = {}
-            member.pending[seq] = recorded
-
-    def gaps(self) -> dict[str, tuple[int, int]]:
-        """Per member still waiting: the first missing range (after_seq, upto_seq]."""
-        return {m: (f.state.seq, min(f.pending) - 1) for m, f in self.members.items() if f.pending}
-
-    def fill(self, member_id: str, recorded: list[Recorded]) -> int:
-        """Apply the accepted events of the member's first gap (from the event store); returns how many."""
-        member = self.members[member_id]
-        after, upto = member.state.seq, min(member.pending) - 1
-        got = [r.seq for r in recorded]
-        if got != list(range(after + 1, upto + 1)):
-            raise LedgerGapError(member_id, after, upto, got)
-        for r in recorded:
-            member.state = self._lean(evolve(member.state, r))
-        self._drain(member)
-        return len(recorded)
-
-    def states(self) -> list[MemberState]:
-        return [self._lean(f.state, 0) for f in self.members.values() if f.state.seq > 0]
-
-    def _apply(self, member: _MemberFold, recorded: Recorded) -> None:
-        member.state = self._lean(evolve(member.state, recorded))
-        self.applied += 1
-
-    def _drain(self, member: _MemberFold) -> None:
-        pending = member.pending
-        if not pending:
-            return
-        while pending and member.state.seq + 1 in pending:
-            self._apply(member, pending.pop(member.state.seq + 1))
-        # entries at or below the seq reached are duplicates of what was applied
-        for seq in [s for s in pending if s <= member.state.seq]:
-            del pending[seq]
-            self.duplicates += 1
-        if not pending:
-            member.pending = None
-
-    @staticmethod
-    def _lean(state: MemberState, keep: int = _LEAN_AT) -> MemberState:
-        return replace(state, processed=_NO_IDS) if len(state.processed) > keep else state
 
 
 def redis_chunks(states: list[MemberState], members: int, licenses: int = REDIS_CHUNK_LICENSES):
@@ -481,7 +399,7 @@ class Replay:
         behind = run.verification.behind if run.verification is not None else []
         if not behind:
             return
-        states = [LedgerFold._lean(b.state, 0) for b in behind]
+        states = [lean(b.state, 0) for b in behind]
         await self._write(run.new_ns, states, label="top up")
         run.topped_up = len(states)
 

@@ -16,7 +16,8 @@ from app.domain.views import digest
 from app.service.ports import StoredDecision
 from app.service.history import to_stored
 from app.service.projector import LedgerGapError
-from app.service.replay import LedgerFold, next_namespace, redis_chunks
+from app.service.ledger_fold import LedgerFold
+from app.service.replay import next_namespace, redis_chunks
 from app.service.verify import (
     CASSANDRA,
     CASSANDRA_ROWS,
