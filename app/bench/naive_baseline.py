@@ -43,7 +43,8 @@ class NaiveAgent:
         from app.domain.decide import Accepted, Rejected, step
         from app.domain.state import ProcessedIds
         from app.domain.validation import MalformedEvent, validate
-        from app.service.ports import ACCEPTED, REJECTED, StoredDecision
+        from app.service.history import to_stored
+        from app.service.ports import ACCEPTED
 
         if self.first is None:
             self.first = time.time()
@@ -69,8 +70,7 @@ class NaiveAgent:
         state = await self.store.load(member_id)
         decision, new_state = step(state, event)
         if isinstance(decision, Accepted):
-            decisions = [StoredDecision(r.seq, 0, ACCEPTED, r.event, r.clock, source) for r in decision.recorded]
-            await self.store.append({member_id: decisions})
+            await self.store.append({member_id: to_stored(decision, event, new_state, source)})
             if new_state.seq // s.snapshot_every > state.seq // s.snapshot_every:
                 await self.store.save_snapshot(new_state)
             for r in decision.recorded:
@@ -80,9 +80,7 @@ class NaiveAgent:
             before = replace(state, processed=ProcessedIds()) if state.seq > 0 else None
             await self.read_models.write_many([lean], {member_id: before} if before is not None else None)
         elif isinstance(decision, Rejected):
-            d = StoredDecision(new_state.seq, new_state.rejections_since_seq, REJECTED, event, decision.clock,
-                               source, str(decision.reason), decision.detail)
-            await self.store.append({member_id: [d]})
+            await self.store.append({member_id: to_stored(decision, event, new_state, source)})
             await self.producer.publish([OutRecord(s.rejections_topic, member_key, encode_rejection(
                 event, str(decision.reason), decision.detail, decision.clock, source))])
         else:  # a duplicate: publish its stored outcome again
