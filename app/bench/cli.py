@@ -79,7 +79,16 @@ def run(args, settings) -> int:
 
     command = "ledger " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         "ledger bench" + (" --quick" if args.quick else "")
-    _, code = run_bench(cfg, settings, command, echo=lambda m: print(m, flush=True))
+    import signal
+
+    def stop(signum, _frame):  # SIGTERM (a timeout, CI) unwinds like Ctrl-C: the run cleans up after itself
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        _, code = run_bench(cfg, settings, command, echo=lambda m: print(m, flush=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return code
 
 

@@ -24,6 +24,7 @@ from app.bench.env import BenchError, BenchEnv, CpuMeter, Pipeline, Process, per
 from app.bench.profiling import Profiler
 
 POLL_S = 0.2
+STALL_S = 120.0
 VIEW_CHUNK = 5_000
 
 
@@ -184,6 +185,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
 
     last_echo = t_start
     done = done_at_start
+    stall = _Stall(worker, "the decider")
     while done < total:
         worker.check_alive()
         if time.monotonic() > deadline:
@@ -191,6 +193,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
                              f"({done:,} done)")
         time.sleep(POLL_S)
         done = progress.done()
+        stall.check(done)
         now = time.monotonic()
         if now - last_echo >= 10:
             last_echo = now
@@ -205,14 +208,17 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
     ledger_end = env.end_offsets(pipeline.ledger_topic)
     group = pipeline.faust_group("all")
     near = max(4 * pipeline.batch_size, 2_000)
+    stall = _Stall(worker, "the projector")
     while (lag := _lag(env.committed_offsets(group, pipeline.ledger_topic), ledger_end)) > near:
         worker.check_alive()
+        stall.check(-lag)
         if time.monotonic() > deadline:
             raise BenchError(f"the projector is {lag:,} entries behind after {timeout_s:.0f} s")
         time.sleep(0.25)
     pending = views.incomplete(expected_seq, members)
     while pending:
         worker.check_alive()
+        stall.check(-len(pending))
         if time.monotonic() > deadline:
             raise BenchError(f"{len(pending):,} views did not reach their seq within {timeout_s:.0f} s")
         time.sleep(0.02 if len(pending) < 2_000 else 0.5)
@@ -252,6 +258,26 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
         "profile": profile,
     }
     return result, worker
+
+
+class _Stall:
+    """Fails the phase when a progress measure has not moved for ``seconds`` (a Faust agent that
+    crashed leaves its worker process alive: waiting for the deadline would take many minutes)."""
+
+    def __init__(self, worker: Process, what: str, seconds: float = STALL_S):
+        self.worker = worker
+        self.what = what
+        self.seconds = seconds
+        self.value = None
+        self.since = time.monotonic()
+
+    def check(self, value) -> None:
+        now = time.monotonic()
+        if value != self.value:
+            self.value, self.since = value, now
+        elif now - self.since > self.seconds:
+            raise BenchError(f"{self.what} made no progress for {self.seconds:.0f} s; last lines of "
+                             f"{self.worker.log}:\n{self.worker.tail()}")
 
 
 def _lag(committed: dict[int, int], end: dict[int, int]) -> int:
@@ -305,6 +331,8 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
         time.sleep(0.05)
     flowing = time.monotonic()
 
+    ledger_start = env.end_offsets(pipeline.ledger_topic)
+    sent_wall: dict[str, float] = {}  # event id -> wall-clock send time (ledger timestamps are wall clock)
     producer = Producer(producer_config(env.settings.kafka_bootstrap, **{"linger.ms": 0}))
     members = [f"probe-{env.run_id}-{i:03d}" for i in range(probe_members)]
     seqs = dict.fromkeys(members, 0)
@@ -342,6 +370,8 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
                                PlanChanged("probe", 1 + n % 3, 100, None))
             value = encode_event(ev)
             sent_at = time.monotonic()
+            if sent_at >= measure_from:
+                sent_wall[event_id] = time.time()
             producer.produce(pipeline.events_topic, value, member.encode())
             producer.poll(0)
             with state.lock:
@@ -371,6 +401,7 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
         lost = sum(1 for p in state.outstanding.values() if p.sent >= 0)
         lat = sorted(state.latencies)
     ms = [x * 1000 for x in lat]
+    decided = sorted(_decider_latencies(env, pipeline.ledger_topic, ledger_start, sent_wall))
     result = {
         "rate_target": rate,
         "background_rate_target": background,
@@ -388,11 +419,49 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
         "p90_ms": percentile(ms, 90),
         "p99_ms": percentile(ms, 99),
         "max_ms": ms[-1] if ms else None,
+        "decider_p50_ms": percentile(decided, 50),
+        "decider_p99_ms": percentile(decided, 99),
+        "decider_probes": len(decided),
         "backlog_after": backlog,
         "cpu_share": shares,
     }
     result["background_rate_measured"] = round(background_published / max(stopped - flowing, 1e-9), 1)
     return result
+
+
+def _decider_latencies(env: BenchEnv, topic: str, start: dict[int, int], sent_wall: dict[str, float]) -> list[float]:
+    """Milliseconds from a probe's send to its ledger entry's timestamp (set when the decider produced
+    it, after the append): the decider's share of the latency; the rest is the projector's."""
+    import uuid
+
+    from confluent_kafka import Consumer, TopicPartition
+
+    from app.adapters.avro.mapping import decode_ledger_entry
+
+    end = env.end_offsets(topic)
+    todo = {p: e for p, e in end.items() if e > start.get(p, 0)}
+    consumer = Consumer({"bootstrap.servers": env.settings.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False})
+    out: list[float] = []
+    try:
+        consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in todo])
+        deadline = time.monotonic() + 60
+        while todo and time.monotonic() < deadline:
+            for msg in consumer.consume(1_000, timeout=0.5):
+                if msg.error():
+                    continue
+                if msg.offset() + 1 >= todo.get(msg.partition(), 0):
+                    todo.pop(msg.partition(), None)
+                key = msg.key() or b""
+                if not key.startswith(b"probe-"):
+                    continue
+                entry = decode_ledger_entry(msg.value())
+                sent = sent_wall.get(entry.recorded.event.event_id)
+                if sent is not None:
+                    out.append(msg.timestamp()[1] - sent * 1000)
+    finally:
+        consumer.close()
+    return out
 
 
 def _poll_probes(state: _ProbeState, views: Views) -> None:

@@ -183,8 +183,10 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
             lat = phase("latency", do_latency)
             results["e2e"]["latency"] = lat
             if lat:
-                echo(f"  publish-to-view latency at {lat['rate_target']:,.0f} events/s: p50 {lat['p50_ms']:.1f} ms, "
-                     f"p99 {lat['p99_ms']:.1f} ms ({lat['probes']} probes, backlog after {lat['backlog_after']})")
+                echo(f"  publish-to-view latency at {lat['rate_target']:,.0f} events/s: p50 {_ms(lat['p50_ms'])}, "
+                     f"p99 {_ms(lat['p99_ms'])} ({lat['probes']} probes, backlog after {lat['backlog_after']}); "
+                     f"publish to ledger entry (the decider's part): p50 {_ms(lat['decider_p50_ms'])}, "
+                     f"p99 {_ms(lat['decider_p99_ms'])}")
         if worker is not None:
             worker.stop(30)
             worker = None
@@ -246,6 +248,10 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
     if results["errors"]:
         echo(f"bench: {len(results['errors'])} phase(s) failed: {', '.join(results['errors'])}")
     return results, 1 if results["errors"] else 0
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else f"{value:.1f} ms"
 
 
 def config_fields() -> list[str]:
