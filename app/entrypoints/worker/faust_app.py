@@ -9,6 +9,7 @@ committed offset is ahead of it (see ``_seek_to_durable_progress``).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -25,6 +26,7 @@ from app.service.messages import InputMessage
 log = logging.getLogger(__name__)
 
 ROLES = ("decider", "projector", "all")
+RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
 
 
 def create_app(settings: Settings, role: str, resources: Resources) -> faust.App:
@@ -74,7 +76,7 @@ def _add_decider(app: faust.App, settings: Settings, resources: Resources, withi
     async def decide(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            report = await decider.process([_to_message(e) for e in batch])
+            report = await _until_done("decider", decider.process, [_to_message(e) for e in batch])
             record_decider_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
@@ -95,7 +97,7 @@ def _add_projector(app: faust.App, settings: Settings, resources: Resources, wit
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            result = await projector.process([_to_message(e) for e in batch])
+            result = await _until_done("projector", projector.process, [_to_message(e) for e in batch])
             BATCH_SECONDS.labels("projector").observe(time.perf_counter() - started)
             BATCH_SIZE.labels("projector").observe(len(batch))
             PROJECTED.labels("applied").inc(result.applied)
@@ -106,6 +108,25 @@ def _add_projector(app: faust.App, settings: Settings, resources: Resources, wit
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
         projector.drop_partitions({tp.partition for tp in revoked if tp.topic == ledger_topic})
+
+
+async def _until_done(stage: str, process, messages):
+    """Process a batch, retrying it with backoff until it succeeds.
+
+    A failure (Cassandra, Redis or Kafka restarting, a timeout) leaves the batch unacknowledged, and
+    both services are safe to run again on the same batch: the decider's appends are conditional and
+    a stored event is a duplicate, the projector's writes are fenced by seq. Without this, an agent
+    that raised would stop for good while the worker process stayed up, consuming nothing.
+    """
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return await process(messages)
+        except Exception as exc:  # noqa: BLE001 - every failure is retried; the log says which
+            log.warning("%s batch of %d failed (%s: %s); retrying in %.1fs",
+                        stage, len(messages), type(exc).__name__, exc, delay)
+            await asyncio.sleep(delay)  # backoff before the retry
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 def _seek_to_durable_progress(app: faust.App, progress, topic: str) -> None:

@@ -1,0 +1,39 @@
+"""A restart of Redis under a running worker ends with the same views as an uninterrupted run:
+the projector's failed batches are retried (unacknowledged, fenced) until Redis answers again."""
+from __future__ import annotations
+
+import uuid
+
+import redis
+
+from app.config import REPO_ROOT
+from app.stack.redis_server import RedisServer
+from tests.e2e.conftest import expected_states
+from tests.e2e.random_history import random_history
+from tests.e2e.test_pipeline import assert_exact_outputs
+from tests.helpers import wait_until
+
+
+def _pings(url: str) -> bool:
+    try:
+        return redis.Redis.from_url(url, socket_timeout=1).ping()
+    except (redis.ConnectionError, redis.BusyLoadingError, redis.TimeoutError):
+        return False
+
+
+def test_a_redis_crash_and_restart_mid_stream_loses_nothing(pipeline, settings):
+    events = random_history(uuid.uuid4().hex[:6], members=40, events=2000, seed=9)
+    half = len(events) // 2
+    worker = pipeline.start_worker()
+    pipeline.publish(events[:half])
+    pipeline.wait_for_views(expected_states(events[:half])[0])
+
+    server = RedisServer(settings.stack_dir)
+    assert server.process.pid() is not None, "the stack's redis is not running"
+    server.process.kill()
+    pipeline.publish(events[half:])  # decided while the views cannot be written
+    server.process.start(server.argv(), cwd=REPO_ROOT)
+    wait_until(lambda: _pings(pipeline.settings.redis_url), 60, interval=0.2, message="redis to answer again")
+
+    assert_exact_outputs(pipeline, events)
+    assert worker.alive
