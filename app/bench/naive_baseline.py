@@ -103,22 +103,11 @@ class NaiveAgent:
 
 
 def create_app(settings, resources, stats_path: Path):
-    import faust
-
     from app.adapters.cassandra.read_models import CassandraReadModels
     from app.adapters.redis.view_store import DEFAULT_NAMESPACE, ViewStore
+    from app.entrypoints.worker.faust_app import new_faust_app
 
-    app = faust.App(
-        f"{settings.consumer_group}-naive",
-        broker=f"kafka://{settings.kafka_bootstrap}",
-        store="memory://",
-        web_enabled=False,
-        topic_allow_declare=False,
-        topic_disable_leader=True,
-        consumer_auto_offset_reset="earliest",
-        broker_commit_interval=1.0,
-        producer_acks=-1,
-    )
+    app = new_faust_app(settings, f"{settings.consumer_group}-naive")
     agent = NaiveAgent(settings, resources.store, resources.producer,
                        ViewStore(resources.redis, DEFAULT_NAMESPACE),
                        CassandraReadModels(resources.session, settings.cassandra_keyspace, DEFAULT_NAMESPACE))

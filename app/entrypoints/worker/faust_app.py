@@ -29,11 +29,11 @@ ROLES = ("decider", "projector", "all")
 RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
 
 
-def create_app(settings: Settings, role: str, resources: Resources) -> faust.App:
-    if role not in ROLES:
-        raise ValueError(f"role must be one of {ROLES}")
-    app = faust.App(
-        f"{settings.consumer_group}-{role}",
+def new_faust_app(settings: Settings, app_id: str) -> faust.App:
+    """A Faust app on our cluster: no web server, no tables, no topics declared by Faust (they come
+    from `ledger topics apply`), group liveness from LEDGER_SESSION_TIMEOUT_S."""
+    return faust.App(
+        app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
         web_enabled=False,
@@ -46,6 +46,12 @@ def create_app(settings: Settings, role: str, resources: Resources) -> faust.App
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         producer_acks=-1,
     )
+
+
+def create_app(settings: Settings, role: str, resources: Resources) -> faust.App:
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    app = new_faust_app(settings, f"{settings.consumer_group}-{role}")
     within = settings.batch_wait_ms / 1000
     if role in ("decider", "all"):
         _add_decider(app, settings, resources, within)
