@@ -1,7 +1,7 @@
 """Prometheus metrics of the workers (served by `ledger worker` on LEDGER_METRICS_PORT)."""
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 EVENTS = Counter("ledger_decider_events_total", "input messages by outcome", ["outcome"])
 REJECTIONS = Counter("ledger_decider_rejections_total", "rejected events by reason", ["reason"])
@@ -13,7 +13,6 @@ BATCH_SECONDS = Histogram("ledger_batch_seconds", "micro-batch processing time",
 BATCH_SIZE = Histogram("ledger_batch_size", "messages per micro-batch", ["stage"],
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000))
 PROJECTED = Counter("ledger_projector_entries_total", "ledger entries by outcome", ["outcome"])
-CONSUMER_LAG = Gauge("ledger_consumer_lag", "messages behind the end of the partition", ["topic", "partition"])
 
 
 def record_decider_batch(report, seconds: float) -> None:
@@ -29,3 +28,12 @@ def record_decider_batch(report, seconds: float) -> None:
         DEAD_LETTERS.labels(code).inc(n)
     STORE_CONFLICTS.inc(report.conflicts)
     SNAPSHOTS.inc(report.snapshots)
+
+
+def record_projector_batch(report, seconds: float) -> None:
+    BATCH_SECONDS.labels("projector").observe(seconds)
+    BATCH_SIZE.labels("projector").observe(report.messages)
+    PROJECTED.labels("applied").inc(report.applied)
+    PROJECTED.labels("duplicate").inc(report.duplicates)
+    PROJECTED.labels("gap_filled").inc(report.gap_entries)
+    PROJECTED.labels("undecodable").inc(report.undecodable)

@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from dataclasses import replace
 from typing import Any, NamedTuple
 
 from app.domain.events import LicenseAcquired
 from app.domain.rules import check_acquire
-from app.domain.state import MemberState
+from app.domain.state import MemberState, ProcessedIds
 from app.domain.state_json import view_state_dict
 from app.domain.utc import year_month
 
@@ -85,3 +86,12 @@ def digest(state: MemberState) -> str:
     """sha256 of the view-relevant state; equal for live and replayed projections of the same ledger."""
     canonical = json.dumps(view_state_dict(state), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+_NO_IDS = ProcessedIds()
+
+
+def lean(state: MemberState, keep: int = 0) -> MemberState:
+    """The state without its processed event ids once it carries more than ``keep``: views never
+    read them (duplicates are the decider's business), so projections keep their states small."""
+    return replace(state, processed=_NO_IDS) if len(state.processed) > keep else state

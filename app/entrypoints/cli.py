@@ -5,17 +5,29 @@ Errors a user can cause end as one line on stderr and a non-zero exit, never a t
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from app.config import Settings
 from app.entrypoints import commands
 
 
+def registry() -> list:
+    """The runtime's commands, then the developer tools' when that package is installed (the only
+    place the runtime reaches for it: workers, the API and the services never import it)."""
+    try:
+        tools_cli = importlib.import_module("tools.cli")
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("tools", "tools.cli"):
+            raise
+        return list(commands.REGISTRY)
+    return list(commands.REGISTRY) + list(tools_cli.REGISTRY)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ledger", description="Download Ledger: stack, topics, schema, workers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in commands.REGISTRY:
+    for register in registry():
         register(sub)
     return parser
 

@@ -18,32 +18,21 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
-from app.adapters.avro.errors import DecodeError
-from app.adapters.avro.mapping import Source, decode_event, encode_ledger_entry, encode_rejection
-from app.adapters.kafka.producer import OutRecord
 from app.domain.decide import Duplicate, step
 from app.domain.events import DownloadEvent
+from app.domain.history import ACCEPTED, Source, StoredDecision, to_stored
 from app.domain.state import MemberState
 from app.domain.validation import MalformedEvent, validate
 from app.service.member_cache import MemberCache
-from app.service.messages import InputMessage
-from app.service.history import to_stored
-from app.service.ports import ACCEPTED, EventStore, ProgressStore, StoredDecision
+from app.service.ports import DeadLetter, DecodeError, EventStore, InputMessage, MessageCodec, Outbox, ProgressStore
 
 log = logging.getLogger(__name__)
 
 MAX_APPEND_ATTEMPTS = 5
 
 
-@dataclass(frozen=True)
-class OutputTopics:
-    ledger: str
-    rejections: str
-    dlq: str
-
-
 @dataclass
-class BatchReport:
+class DecisionReport:
     messages: int = 0
     accepted: int = 0
     rejected: Counter = field(default_factory=Counter)  # by reason
@@ -62,18 +51,18 @@ class _MemberOutcome:
 
 
 class Decider:
-    def __init__(self, store: EventStore, progress: ProgressStore, publisher, topics: OutputTopics,
+    def __init__(self, store: EventStore, progress: ProgressStore, outbox: Outbox, codec: MessageCodec,
                  cache: MemberCache[MemberState], snapshot_every: int = 100):
         self.store = store
         self.progress = progress
-        self.publisher = publisher
-        self.topics = topics
+        self.outbox = outbox
+        self.codec = codec
         self.cache = cache
         self.snapshot_every = snapshot_every
 
-    async def process(self, messages: list[InputMessage]) -> BatchReport:
-        report = BatchReport(messages=len(messages))
-        dead_letters: list[OutRecord] = []
+    async def process(self, messages: list[InputMessage]) -> DecisionReport:
+        report = DecisionReport(messages=len(messages))
+        dead_letters: list[DeadLetter] = []
         by_member: dict[str, list[tuple[DownloadEvent, Source]]] = {}
         partition_of: dict[str, int] = {}
         for m in messages:
@@ -85,13 +74,13 @@ class Decider:
         states = await self._states(list(by_member))
         outcomes = await self._decide_and_append(states, by_member, report)
 
-        records: list[OutRecord] = []
+        outputs: list[tuple[str, StoredDecision]] = []
         for member_id, outcome in outcomes.items():
-            records += [self._output(member_id, d) for d in outcome.decisions]
-            records += await self._republish(member_id, outcome.duplicates)
+            outputs += [(member_id, d) for d in outcome.decisions]
+            outputs += await self._republish(member_id, outcome.duplicates)
             self._count(outcome, report)
         report.snapshots = await self._snapshot(states, outcomes)
-        await self.publisher.publish(records + dead_letters)
+        await self.outbox.publish(outputs, dead_letters)
         await self._save_progress(messages)
         for member_id, outcome in outcomes.items():
             self.cache.put(member_id, partition_of[member_id], outcome.state)
@@ -99,11 +88,11 @@ class Decider:
 
     # --- steps ----------------------------------------------------------------------------
 
-    def _decode(self, m: InputMessage, dead_letters: list[OutRecord], report: BatchReport) -> DownloadEvent | None:
+    def _decode(self, m: InputMessage, dead_letters: list[DeadLetter], report: DecisionReport) -> DownloadEvent | None:
         try:
             if m.value is None:
                 raise DecodeError("truncated", "empty message value")
-            event = decode_event(m.value)
+            event = self.codec.decode_event(m.value)
             validate(event)
             if m.key is not None and m.key != event.member_id.encode():
                 raise MalformedEvent("key_mismatch", f"message key {m.key!r} is not the member_id {event.member_id!r}")
@@ -113,11 +102,7 @@ class Decider:
         except MalformedEvent as exc:
             kind, code, detail = "malformed", exc.code, exc.detail
         report.dead_letters[code] += 1
-        dead_letters.append(OutRecord(self.topics.dlq, m.key, m.value, (
-            ("error.kind", kind.encode()), ("error.code", code.encode()), ("error.detail", detail.encode()[:2000]),
-            ("source.topic", m.topic.encode()), ("source.partition", str(m.partition).encode()),
-            ("source.offset", str(m.offset).encode()),
-        ) + tuple((k, v) for k, v in m.headers if not k.startswith(("error.", "source.")))))
+        dead_letters.append(DeadLetter(m, kind, code, detail))
         return None
 
     async def _states(self, member_ids: list[str]) -> dict[str, MemberState]:
@@ -145,23 +130,16 @@ class Decider:
             pending = {m: outcomes[m].decisions for m in lost if outcomes[m].decisions}
         raise RuntimeError(f"append kept conflicting after {MAX_APPEND_ATTEMPTS} attempts: {sorted(pending)[:5]}")
 
-    def _output(self, member_id: str, d: StoredDecision) -> OutRecord:
-        key = member_id.encode()
-        if d.kind == ACCEPTED:
-            return OutRecord(self.topics.ledger, key, encode_ledger_entry(d.recorded, d.source))
-        return OutRecord(self.topics.rejections, key,
-                         encode_rejection(d.event, d.reason, d.detail, d.clock, d.source))
-
-    async def _republish(self, member_id: str, duplicates) -> list[OutRecord]:
-        records = []
+    async def _republish(self, member_id: str, duplicates: list[DownloadEvent]) -> list[tuple[str, StoredDecision]]:
+        outputs = []
         for event in duplicates:
             stored = await self.store.find(member_id, event.event_id)
             if stored is not None:  # older than the store's history is only possible past the id bound
-                records.append(self._output(member_id, stored))
-        return records
+                outputs.append((member_id, stored))
+        return outputs
 
     @staticmethod
-    def _count(outcome: _MemberOutcome, report: BatchReport) -> None:
+    def _count(outcome: _MemberOutcome, report: DecisionReport) -> None:
         report.duplicates += len(outcome.duplicates) + outcome.duplicates_in_batch
         for d in outcome.decisions:
             if d.kind == ACCEPTED:

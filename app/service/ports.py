@@ -1,48 +1,79 @@
-"""What the decider and the projector need from the outside world, independent of technology.
+"""The ports the application services own: what they need from the outside world, in their terms.
 
-Each port has a Cassandra/Kafka/Redis adapter and, for unit tests of the orchestration, an in-memory
-one; the contract tests in tests/integration/test_event_store_contract.py run against both stores.
+Adapters (app/adapters/*) implement them for a technology; app/bootstrap.py picks the
+implementations. Every store port has an in-memory implementation (app/adapters/memory) that
+passes the same contract tests as the real one (tests/contracts).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Protocol
 
-from app.adapters.avro.mapping import Source
 from app.domain.events import DownloadEvent, Recorded
+from app.domain.history import LedgerEntry, StoredDecision
 from app.domain.state import MemberState
 
-ACCEPTED = "accepted"
-REJECTED = "rejected"
+# --- messages in -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
-class StoredDecision:
-    """One row of a member's durable history, at position (seq, sub).
+class InputMessage:
+    """A consumed message as the services see it: bytes plus where it came from."""
 
-    (seq, 0) is the accepted event with that seq; (seq, n > 0) the n-th rejection decided after it.
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...] = field(default=())
+    timestamp: int | None = None  # the message's timestamp (ms), when the broker gave one
+
+
+class DecodeError(Exception):
+    """Bytes that are not a message of a known schema.
+
+    code: bad_marker | unknown_fingerprint | truncated | schema_mismatch | out_of_schema
     """
 
-    seq: int
-    sub: int
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class MessageCodec(Protocol):
+    """Bytes of the input and ledger topics to domain objects (raises DecodeError)."""
+
+    def decode_event(self, data: bytes) -> DownloadEvent: ...
+
+    def decode_ledger_entry(self, data: bytes) -> LedgerEntry: ...
+
+
+# --- the decider's outputs ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An input message that cannot be decided, with the reason (kind: undecodable | malformed)."""
+
+    message: InputMessage
     kind: str
-    event: DownloadEvent
-    clock: int
-    source: Source
-    reason: str | None = None
-    detail: str | None = None
-
-    @property
-    def recorded(self) -> Recorded:
-        return Recorded(self.seq, self.clock, self.event)
+    code: str
+    detail: str
 
 
-class AppendConflict(Exception):
-    """Another writer already stored a decision at one of these positions (e.g. a zombie lost)."""
+class Outbox(Protocol):
+    """Where decisions go once they are durable: accepted ones to the ledger, rejections to the
+    rejections topic, dead letters to the DLQ. ``publish`` returns when every output is
+    acknowledged, or raises; an output that can never be published (too large, say) becomes a
+    dead letter of its input rather than an error."""
 
-    def __init__(self, member_ids: list[str]):
-        super().__init__(f"append conflict for {len(member_ids)} member(s)")
-        self.member_ids = member_ids
+    async def publish(self, decisions: list[tuple[str, StoredDecision]], dead_letters: list[DeadLetter]) -> None:
+        """``decisions``: (member_id, decision) in the order to publish."""
+
+
+# --- the event store and the decider's progress ------------------------------------------------
 
 
 class EventStore(Protocol):
@@ -67,8 +98,86 @@ class EventStore(Protocol):
 
 
 class ProgressStore(Protocol):
-    """The decider's durable input position: the next offset to process, per partition."""
+    """A consumer's durable input position: the next offset to process, per partition."""
 
     async def load(self, topic: str) -> dict[int, int]: ...
 
     async def save(self, topic: str, next_offsets: dict[int, int]) -> None: ...
+
+
+# --- projections -------------------------------------------------------------------------------
+
+
+class ViewStore(Protocol):
+    """The member views of one projection namespace (Redis)."""
+
+    async def read_many(self, member_ids: list[str]) -> dict[str, MemberState]: ...
+
+    async def write_many(self, states: list[MemberState]) -> int:
+        """Fenced by seq (a write at or below the stored seq changes nothing); returns how many moved."""
+
+
+class ReadModels(Protocol):
+    """The member summaries of one projection namespace (Cassandra), fenced by seq like the views."""
+
+    async def read_states(self, member_ids: list[str]) -> dict[str, MemberState]: ...
+
+    async def write_many(self, states: list[MemberState]) -> int: ...
+
+
+class SwitchRefused(RuntimeError):
+    def __init__(self, expected: str, actual: str):
+        super().__init__(f"the active namespace is {actual}, not {expected}: another switch happened meanwhile")
+        self.expected = expected
+        self.actual = actual
+
+
+class NamespacePointer(Protocol):
+    """Which projection namespace readers follow."""
+
+    async def active(self) -> str: ...
+
+    async def switch(self, expected: str, new: str) -> None:
+        """Atomically point readers at ``new`` if ``expected`` is still active; else SwitchRefused."""
+
+
+class NamespaceStore(Protocol):
+    """A technology's projection namespaces as a whole (the replay creates, fills and drops them)."""
+
+    name: str
+
+    def check(self, ns: str) -> None:
+        """Raises ValueError when ``ns`` is not a usable name here."""
+
+    async def namespaces(self) -> set[str]:
+        """Every namespace that exists here (holds data or tables)."""
+
+    async def holds_data(self, ns: str) -> bool: ...
+
+    async def members(self, ns: str) -> set[str]: ...
+
+    async def create(self, ns: str) -> None: ...
+
+    async def drop(self, ns: str) -> int:
+        """Delete everything of the namespace; returns how many keys or tables went."""
+
+
+# --- the ledger, read as a range ---------------------------------------------------------------
+
+
+class LedgerReadError(RuntimeError):
+    """The ledger cannot be read (no such topic, broker unreachable, an offset no longer exists)."""
+
+
+class LedgerSource(Protocol):
+    """A bounded range of the ledger topic (raises LedgerReadError)."""
+
+    def end_offsets(self) -> dict[int, int]: ...
+
+    def beginning_offsets(self) -> dict[int, int]: ...
+
+    def offsets_for_time(self, timestamp_ms: int) -> dict[int, int]: ...
+
+    def read(self, start: dict[int, int], end: dict[int, int]) -> Iterator[list[InputMessage]]: ...
+
+    def close(self) -> None: ...

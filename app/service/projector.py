@@ -22,55 +22,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
-from typing import Protocol
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
-from app.adapters.avro.errors import DecodeError
-from app.adapters.avro.mapping import LedgerEntry, decode_ledger_entry
 from app.domain.decide import evolve
 from app.domain.events import Recorded
-from app.domain.state import MemberState, ProcessedIds
+from app.domain.history import LedgerEntry
+from app.domain.state import MemberState
+from app.domain.views import lean
+from app.service.ledger_fold import check_gap_fill, decode_entries
 from app.service.member_cache import MemberCache
-from app.service.messages import InputMessage
-from app.service.ports import EventStore
+from app.service.ports import EventStore, InputMessage, MessageCodec, NamespacePointer, ReadModels, ViewStore
 
 log = logging.getLogger(__name__)
 
-_NO_IDS = ProcessedIds()
-
-
-class ViewWriter(Protocol):
-    """The Redis views of one namespace (`app.adapters.redis.view_store.ViewStore`)."""
-
-    async def read_many(self, member_ids: list[str]) -> dict[str, MemberState]: ...
-
-    async def write_many(self, states: list[MemberState]) -> int:
-        """Fenced by seq; returns how many moved forward."""
-
-
-class ReadModelWriter(Protocol):
-    """The Cassandra read models of one namespace (`app.adapters.cassandra.read_models.CassandraReadModels`)."""
-
-    async def read_states(self, member_ids: list[str]) -> dict[str, MemberState]: ...
-
-    async def write_many(self, states: list[MemberState], previous: Mapping[str, MemberState] | None = None) -> int: ...
-
-
-class LedgerGapError(RuntimeError):
-    """The event store does not hold the accepted events a ledger gap needs (never expected: the
-    decider appends to the store before it publishes to the ledger)."""
-
-    def __init__(self, member_id: str, after_seq: int, upto_seq: int, got: list[int]):
-        super().__init__(f"member {member_id}: gap ({after_seq}, {upto_seq}] cannot be filled from the "
-                         f"event store (it returned seqs {got})")
-        self.member_id = member_id
-        self.after_seq = after_seq
-        self.upto_seq = upto_seq
-
 
 @dataclass(slots=True)
-class ProjectionResult:
+class ProjectionReport:
     """Counts of one batch, for metrics and logs."""
 
     messages: int = 0
@@ -98,36 +66,22 @@ class Projector:
     def __init__(
         self,
         event_store: EventStore,
-        views_for: Callable[[str], ViewWriter],
-        read_models_for: Callable[[str], ReadModelWriter],
-        namespace: Callable[[], Awaitable[str]],
+        codec: MessageCodec,
+        views_for: Callable[[str], ViewStore],
+        read_models_for: Callable[[str], ReadModels],
+        pointer: NamespacePointer,
         cache_size: int = 50_000,
     ):
-        """``views_for(ns)`` / ``read_models_for(ns)`` build the writers of a namespace (called once per
-        namespace); ``namespace()`` reads the active namespace pointer (once per batch)."""
+        """``views_for(ns)`` / ``read_models_for(ns)`` build the stores of a namespace (called once per
+        namespace); the ``pointer`` is read once per batch."""
         self.event_store = event_store
+        self.codec = codec
         self._views_for = views_for
         self._read_models_for = read_models_for
-        self._namespace = namespace
-        self._stores: dict[str, tuple[ViewWriter, ReadModelWriter]] = {}
+        self._pointer = pointer
+        self._stores: dict[str, tuple[ViewStore, ReadModels]] = {}
         self._cache: MemberCache[MemberState] = MemberCache(cache_size)
         self._ns: str | None = None
-
-    @classmethod
-    def from_settings(cls, settings, redis_client, cassandra_session, event_store: EventStore | None = None) -> Projector:
-        """The production wiring: Redis views, Cassandra read models and event store of ``settings``."""
-        from app.adapters.cassandra.event_store import CassandraEventStore
-        from app.adapters.cassandra.read_models import CassandraReadModels
-        from app.adapters.redis.view_store import ViewStore, active_namespace
-
-        keyspace = settings.cassandra_keyspace
-        return cls(
-            event_store=event_store or CassandraEventStore(cassandra_session, keyspace),
-            views_for=lambda ns: ViewStore(redis_client, ns),
-            read_models_for=lambda ns: CassandraReadModels(cassandra_session, keyspace, ns),
-            namespace=lambda: active_namespace(redis_client),
-            cache_size=settings.member_cache_size,
-        )
 
     @property
     def namespace(self) -> str | None:
@@ -144,16 +98,13 @@ class Projector:
         numbers = {p if isinstance(p, int) else p.partition for p in partitions}
         return self._cache.drop_partitions(numbers)
 
-    def drop_cache(self) -> None:
-        self._cache.clear()
-
     # --- one batch ----------------------------------------------------------------------
 
-    async def process(self, messages: list[InputMessage]) -> ProjectionResult:
-        result = ProjectionResult(messages=len(messages))
-        entries = self._decode(messages, result)
+    async def process(self, messages: list[InputMessage]) -> ProjectionReport:
+        result = ProjectionReport(messages=len(messages))
+        entries, result.undecodable = decode_entries(messages, self.codec)
 
-        ns = await self._namespace()
+        ns = await self._pointer.active()
         if ns != self._ns:
             if self._ns is not None:
                 log.info("active namespace changed from %s to %s: dropping %d cached members",
@@ -190,26 +141,13 @@ class Projector:
             self._cache.put(member_id, partition_of[member_id], member.state)
         return result
 
-    def _decode(self, messages: list[InputMessage], result: ProjectionResult) -> list[tuple[LedgerEntry, int]]:
-        entries = []
-        for message in messages:
-            try:
-                if message.value is None:
-                    raise DecodeError("truncated", "no value (tombstone)")
-                entries.append((decode_ledger_entry(message.value), message.partition))
-            except DecodeError as exc:
-                result.undecodable += 1
-                log.warning("undecodable ledger message at %s[%d]@%d skipped: %s",
-                            message.topic, message.partition, message.offset, exc)
-        return entries
-
-    def _stores_of(self, ns: str) -> tuple[ViewWriter, ReadModelWriter]:
+    def _stores_of(self, ns: str) -> tuple[ViewStore, ReadModels]:
         stores = self._stores.get(ns)
         if stores is None:
             stores = self._stores[ns] = (self._views_for(ns), self._read_models_for(ns))
         return stores
 
-    async def _load(self, member_ids: list[str], views: ViewWriter, read_models: ReadModelWriter) -> dict[str, _Member]:
+    async def _load(self, member_ids: list[str], views: ViewStore, read_models: ReadModels) -> dict[str, _Member]:
         members: dict[str, _Member] = {}
         missing = []
         for member_id in member_ids:
@@ -226,7 +164,7 @@ class Projector:
                 candidates = [s for s in (redis_state, cassandra_state) if s is not None]
                 state = max(candidates, key=lambda s: s.seq) if candidates else MemberState.empty(member_id)
                 members[member_id] = _Member(
-                    _lean(state), redis_state.seq if redis_state is not None else 0, cassandra_state)
+                    lean(state), redis_state.seq if redis_state is not None else 0, cassandra_state)
         return members
 
     async def _advance(self, member: _Member, entries: list[Recorded]) -> tuple[MemberState, int, int, int, int]:
@@ -238,25 +176,22 @@ class Projector:
                 continue
             if recorded.seq > state.seq + 1:
                 fill = await self.event_store.accepted_between(state.member_id, state.seq, recorded.seq - 1)
-                got = [r.seq for r in fill]
-                if got != list(range(state.seq + 1, recorded.seq)):
-                    raise LedgerGapError(state.member_id, state.seq, recorded.seq - 1, got)
+                check_gap_fill(state.member_id, state.seq, recorded.seq - 1, fill)
                 for missed in fill:
                     state = evolve(state, missed)
                 gaps += 1
                 gap_entries += len(fill)
             state = evolve(state, recorded)
             applied += 1
-        return _lean(state), applied, duplicates, gaps, gap_entries
+        return lean(state), applied, duplicates, gaps, gap_entries
 
-    async def _write(self, members: dict[str, _Member], views: ViewWriter, read_models: ReadModelWriter,
-                     result: ProjectionResult) -> None:
+    async def _write(self, members: dict[str, _Member], views: ViewStore, read_models: ReadModels,
+                     result: ProjectionReport) -> None:
         to_redis = [m.state for m in members.values() if m.state.seq > m.redis_seq]
         to_cassandra = [m.state for m in members.values()
                         if m.state.seq > (m.cassandra.seq if m.cassandra is not None else 0)]
-        previous = {m.state.member_id: m.cassandra for m in members.values() if m.cassandra is not None}
         outcomes = await asyncio.gather(
-            views.write_many(to_redis), read_models.write_many(to_cassandra, previous), return_exceptions=True)
+            views.write_many(to_redis), read_models.write_many(to_cassandra), return_exceptions=True)
         failures = [o for o in outcomes if isinstance(o, BaseException)]
         if failures:
             for member_id in members:
@@ -272,7 +207,3 @@ class Projector:
                 del members[state.member_id]
                 self._cache.drop(state.member_id)
 
-
-def _lean(state: MemberState) -> MemberState:
-    """Views do not need processed event ids: keep cached states small."""
-    return state if not len(state.processed) else replace(state, processed=_NO_IDS)

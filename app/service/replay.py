@@ -6,7 +6,7 @@ Steps (each a method, so a test or an operator can run them one at a time; `Repl
 1. `prepare`   resolve the namespaces (the active one, a fresh one to build: the next free ``vN``
                by default), capture the ledger's end offsets (the replay reads a fixed range) and
                the start offsets (the beginning, or ``offsets_for_times(from_timestamp)``), create
-               the Cassandra tables of the new namespace.
+               the new namespace in every namespace store (Cassandra tables).
 2. `rebuild`   read the range with a consumer assigned to every partition, decode, fold each member
                in memory (`LedgerFold`: `evolve`, an entry at or below the member's seq is a
                duplicate and skipped, an entry beyond seq + 1 waits for the gap to close), fill the
@@ -25,7 +25,7 @@ Steps (each a method, so a test or an operator can run them one at a time; `Repl
                which follows the pointer from its next batch, is harmless). Entries that arrived
                during the rebuild are not lost.
 7. `drop_old`  after a short grace (a live batch that read the old pointer may still be writing),
-               UNLINK the old namespace's Redis keys and DROP its Cassandra tables.
+               delete the old namespace from every namespace store (Redis keys, Cassandra tables).
 
 While it runs, the live projector keeps serving the old namespace untouched: the replay never
 writes to it.
@@ -36,15 +36,26 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from app.adapters.avro.errors import DecodeError
-from app.adapters.avro.mapping import decode_ledger_entry
 from app.domain.state import MemberState
-from app.service.ledger_fold import LedgerFold, lean
+from app.domain.views import lean
+from app.service.ledger_fold import LedgerFold, decode_entries
+from app.service.ports import (
+    EventStore,
+    LedgerReadError,
+    LedgerSource,
+    MessageCodec,
+    NamespacePointer,
+    NamespaceStore,
+    ReadModels,
+    SwitchRefused,
+    ViewStore,
+)
 from app.service.projector import Projector
-from app.service.verify import Verifier, VerifyReport, for_chunks, with_retries
+from app.service.retry import for_chunks, with_retries
+from app.service.verify import Verifier, VerifyReport
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +77,8 @@ def next_namespace(active: str, taken: Iterable[str]) -> str:
     return f"v{n}"
 
 
-def redis_chunks(states: list[MemberState], members: int, licenses: int = REDIS_CHUNK_LICENSES):
+def redis_chunks(states: list[MemberState], members: int, licenses: int = REDIS_CHUNK_LICENSES
+                 ) -> Iterator[list[MemberState]]:
     """Consecutive chunks of at most ``members`` states and, unless one state alone exceeds it,
     ``licenses`` licenses: a pipeline stays a few MB, well within the client's socket timeout."""
     chunk: list[MemberState] = []
@@ -126,8 +138,7 @@ class ReplayRun:
     switched: bool = False
     caught_up_entries: int = 0
     caught_up_applied: int = 0
-    dropped_keys: int = 0
-    dropped_tables: list[str] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)  # per namespace store: keys or tables deleted
     elapsed: float = 0.0
 
     @property
@@ -147,37 +158,56 @@ class ReplayRun:
 # --- the replay -------------------------------------------------------------------------
 
 
+class FixedPointer:
+    """A NamespacePointer that always names one namespace (the replay's catch-up projector)."""
+
+    def __init__(self, ns: str):
+        self.ns = ns
+
+    async def active(self) -> str:
+        return self.ns
+
+    async def switch(self, expected: str, new: str) -> None:
+        raise SwitchRefused(expected, self.ns)
+
+
+@dataclass(frozen=True)
+class ReplayStores:
+    """Everything a replay reads and writes, built by the composition root."""
+
+    event_store: EventStore
+    codec: MessageCodec
+    pointer: NamespacePointer
+    namespaces: Sequence[NamespaceStore]  # every store that holds projection namespaces
+    views_for: Callable[[str], ViewStore]
+    read_models_for: Callable[[str], ReadModels]
+    ledger: Callable[[], LedgerSource]  # opened on first use
+    transient: tuple[type[BaseException], ...] = ()  # store errors worth retrying (the work is idempotent)
+
+
 class Replay:
-    def __init__(self, settings, redis_client, session, *, event_store=None,
-                 reader_factory: Callable[[], object] | None = None, observer: ReplayObserver | None = None,
-                 redis_chunk: int = 500, cassandra_chunk: int = 50, concurrency: int = 4,
-                 drop_grace_s: float = 2.0):
+    def __init__(self, stores: ReplayStores, *, observer: ReplayObserver | None = None, topic: str = "",
+                 member_cache_size: int = 50_000, redis_chunk: int = 500, cassandra_chunk: int = 50,
+                 concurrency: int = 4, drop_grace_s: float = 2.0):
         """``cassandra_chunk`` members per concurrent unit of Cassandra work and ``concurrency`` units
         at once bound the requests in flight (too many and the driver reports the connection
-        overloaded); a unit failing with a transient driver error is retried (the work is idempotent)."""
-        from app.adapters.cassandra.event_store import CassandraEventStore
-        from app.adapters.kafka.ledger_reader import LedgerReader
-
-        self.settings = settings
-        self.redis = redis_client
-        self.session = session
-        self.keyspace = settings.cassandra_keyspace
-        self.event_store = event_store or CassandraEventStore(session, self.keyspace)
-        self._reader_factory = reader_factory or (
-            lambda: LedgerReader(settings.kafka_bootstrap, settings.ledger_topic))
-        self._reader = None
+        overloaded); a unit failing with a transient error is retried (the work is idempotent)."""
+        self.stores = stores
+        self.event_store = stores.event_store
+        self.topic = topic
+        self.member_cache_size = member_cache_size
+        self._reader: LedgerSource | None = None
         self.observer = observer or ReplayObserver()
         self.redis_chunk = redis_chunk
         self.cassandra_chunk = cassandra_chunk
         self.concurrency = concurrency
         self.drop_grace_s = drop_grace_s
         self.last_run: ReplayRun | None = None  # the run in progress or last run (for error reports)
-        self._transient: tuple[type[BaseException], ...] | None = None
 
     @property
-    def reader(self):
+    def reader(self) -> LedgerSource:
         if self._reader is None:
-            self._reader = self._reader_factory()
+            self._reader = self.stores.ledger()
         return self._reader
 
     def close(self) -> None:
@@ -187,22 +217,16 @@ class Replay:
 
     @property
     def transient(self) -> tuple[type[BaseException], ...]:
-        if self._transient is None:
-            from app.adapters.cassandra import namespaces as cassandra_ns
-            from app.adapters.redis import namespaces as redis_ns
-            self._transient = cassandra_ns.transient_errors() + redis_ns.transient_errors()
-        return self._transient
+        return self.stores.transient
 
     async def _retrying(self, call):
         return await with_retries(call, self.transient)
 
-    def _views(self, ns: str):
-        from app.adapters.redis.view_store import ViewStore
-        return ViewStore(self.redis, ns)
+    def _views(self, ns: str) -> ViewStore:
+        return self.stores.views_for(ns)
 
-    def _read_models(self, ns: str):
-        from app.adapters.cassandra.read_models import CassandraReadModels
-        return CassandraReadModels(self.session, self.keyspace, ns)
+    def _read_models(self, ns: str) -> ReadModels:
+        return self.stores.read_models_for(ns)
 
     # --- all steps ----------------------------------------------------------------------
 
@@ -234,30 +258,26 @@ class Replay:
     # --- 1. prepare ---------------------------------------------------------------------
 
     async def prepare(self, *, namespace: str | None = None, from_timestamp: int | None = None) -> ReplayRun:
-        from app.adapters.cassandra import namespaces as cassandra_ns
-        from app.adapters.cassandra.read_models import check_namespace, ensure_tables
-        from app.adapters.kafka.ledger_reader import LedgerReadError
-        from app.adapters.redis import namespaces as redis_ns
-        from app.adapters.redis.view_store import active_namespace
-
         started = time.monotonic()
-        old = await active_namespace(self.redis)
+        stores = self.stores.namespaces
+        old = await self.stores.pointer.active()
         if namespace is None:
-            taken = await asyncio.to_thread(cassandra_ns.namespaces_with_tables, self.session, self.keyspace)
-            while await redis_ns.holds_views(self.redis, new := next_namespace(old, taken)):
-                taken.add(new)
+            taken: set[str] = set()
+            for store in stores:
+                taken |= await store.namespaces()
+            new = next_namespace(old, taken)
         else:
             new = namespace
         try:
-            check_namespace(new)
+            for store in stores:
+                store.check(new)
         except ValueError as exc:
             raise ReplayError(str(exc)) from None
         if new == old:
             raise ReplayError(f"namespace {new} is the active one: a replay builds a fresh namespace")
-        if await redis_ns.holds_views(self.redis, new):
-            raise ReplayError(f"namespace {new} already holds Redis views: choose another --namespace")
-        if await asyncio.to_thread(cassandra_ns.holds_rows, self.session, self.keyspace, new):
-            raise ReplayError(f"namespace {new} already holds Cassandra read models: choose another --namespace")
+        for store in stores:
+            if await store.holds_data(new):
+                raise ReplayError(f"namespace {new} already holds {store.name} data: choose another --namespace")
         try:
             end = await asyncio.to_thread(self.reader.end_offsets)
             if from_timestamp is None:
@@ -267,15 +287,14 @@ class Replay:
         except LedgerReadError as exc:
             raise ReplayError(str(exc)) from None
         start = {p: min(start.get(p, end[p]), end[p]) for p in end}
-        await asyncio.to_thread(ensure_tables, self.session, self.keyspace, new)
-        return ReplayRun(old_ns=old, new_ns=new, topic=self.settings.ledger_topic, from_timestamp=from_timestamp,
+        for store in stores:
+            await store.create(new)
+        return ReplayRun(old_ns=old, new_ns=new, topic=self.topic, from_timestamp=from_timestamp,
                          start=start, end=end, started=started)
 
     # --- 2. rebuild ---------------------------------------------------------------------
 
     async def rebuild(self, run: ReplayRun) -> None:
-        from app.adapters.kafka.ledger_reader import LedgerReadError
-
         began = time.monotonic()
         self.observer.reading(run)
         try:
@@ -302,15 +321,9 @@ class Replay:
         for batch in self.reader.read(run.start, run.end):
             for message in batch:
                 positions[message.partition] = message.offset + 1
-                try:
-                    if message.value is None:
-                        raise DecodeError("truncated", "no value (tombstone)")
-                    entry = decode_ledger_entry(message.value)
-                except DecodeError as exc:
-                    run.undecodable += 1  # its member ends behind: the verification tops it up
-                    log.warning("undecodable ledger message at %s[%d]@%d skipped: %s",
-                                message.topic, message.partition, message.offset, exc)
-                    continue
+            entries, undecodable = decode_entries(batch, self.stores.codec)
+            run.undecodable += undecodable  # their members end behind: the verification tops them up
+            for entry, _ in entries:
                 fold.add(entry.recorded)
             events += len(batch)
             run.events_read = events
@@ -336,9 +349,10 @@ class Replay:
 
     async def _copy_untouched(self, run: ReplayRun, touched: set[str]) -> list[MemberState]:
         """Members of the active namespace without a ledger entry after the timestamp, as they are."""
-        from app.adapters.redis import namespaces as redis_ns
-
-        members = sorted(await redis_ns.namespace_members(self.redis, run.old_ns) - touched)
+        present: set[str] = set()
+        for store in self.stores.namespaces:
+            present |= await store.members(run.old_ns)
+        members = sorted(present - touched)
         if members:
             self.observer.phase("copy", len(members), f"{len(members):,} member(s) without entries after the "
                                 f"timestamp, as they are in namespace {run.old_ns}")
@@ -385,33 +399,27 @@ class Replay:
         return run.verification
 
     async def members_to_verify(self, ns: str) -> set[str]:
-        """Every member of the event store, of the namespace's Redis views and Cassandra read models."""
-        from app.adapters.cassandra import namespaces as cassandra_ns
-        from app.adapters.redis import namespaces as redis_ns
-
-        in_store, in_redis, in_cassandra = await asyncio.gather(
-            self.event_store.member_ids(), redis_ns.namespace_members(self.redis, ns),
-            cassandra_ns.read_model_members(self.session, self.keyspace, ns))
-        return set(in_store) | in_redis | in_cassandra
+        """Every member of the event store and of the namespace in every namespace store."""
+        found = await asyncio.gather(self.event_store.member_ids(),
+                                     *(store.members(ns) for store in self.stores.namespaces))
+        return set().union(*found)
 
     async def top_up(self, run: ReplayRun) -> None:
         """Members behind the event store (events decided during the rebuild) written at its seq."""
         behind = run.verification.behind if run.verification is not None else []
         if not behind:
             return
-        states = [lean(b.state, 0) for b in behind]
+        states = [lean(b.state) for b in behind]
         await self._write(run.new_ns, states, label="top up")
         run.topped_up = len(states)
 
     # --- 5. switch, 6. catch up, 7. drop ------------------------------------------------
 
     async def switch(self, run: ReplayRun) -> None:
-        from app.adapters.redis.namespaces import SwitchRefused, switch_active
-
         if run.verification is None or not run.verification.ok:
             raise ReplayError(f"namespace {run.new_ns} is not verified: readers stay on {run.old_ns}")
         try:
-            await switch_active(self.redis, run.old_ns, run.new_ns)
+            await self.stores.pointer.switch(run.old_ns, run.new_ns)
         except SwitchRefused as exc:
             raise ReplayError(str(exc)) from None
         run.switched = True
@@ -419,15 +427,9 @@ class Replay:
 
     async def catch_up(self, run: ReplayRun) -> None:
         """Apply the ledger entries appended since the captured end offsets to the new namespace."""
-        from app.adapters.kafka.ledger_reader import LedgerReadError
-
         views, read_models = self._views(run.new_ns), self._read_models(run.new_ns)
-
-        async def namespace() -> str:
-            return run.new_ns
-
-        projector = Projector(self.event_store, lambda _: views, lambda _: read_models, namespace,
-                              cache_size=self.settings.member_cache_size)
+        projector = Projector(self.event_store, self.stores.codec, lambda _: views, lambda _: read_models,
+                              FixedPointer(run.new_ns), cache_size=self.member_cache_size)
         try:
             new_end = await asyncio.to_thread(self.reader.end_offsets)
         except LedgerReadError as exc:
@@ -449,13 +451,12 @@ class Replay:
         run.end = new_end
 
     async def drop_old(self, run: ReplayRun) -> None:
-        from app.adapters.cassandra.namespaces import drop_tables
-        from app.adapters.redis.namespaces import delete_namespace
-
         if not run.switched:
             raise ReplayError(f"not switched: namespace {run.old_ns} is still the active one")
-        self.observer.phase("drop", 1, f"namespace {run.old_ns}: Redis keys and Cassandra tables")
+        stores = self.stores.namespaces
+        self.observer.phase("drop", len(stores), f"namespace {run.old_ns}: "
+                            + ", ".join(store.name for store in stores))
         await asyncio.sleep(self.drop_grace_s)
-        run.dropped_keys = await delete_namespace(self.redis, run.old_ns)
-        run.dropped_tables = await asyncio.to_thread(drop_tables, self.session, self.keyspace, run.old_ns)
-        self.observer.advance(1, 1)
+        for done, store in enumerate(stores, 1):
+            run.dropped[store.name] = await self._retrying(lambda: store.drop(run.old_ns))
+            self.observer.advance(done, len(stores))

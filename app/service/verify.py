@@ -2,8 +2,7 @@
 
 For every member, the expected state is the fold of the member's durable history
 (`EventStore.load`: snapshot + accepted events + rejections). Each store of the namespace is
-compared with it: the Redis view, the Cassandra summary (its JSON state) and the Cassandra rows
-(license and count rows, `MemberReadModel.rows_state`). A store agrees when it has the same ``seq``
+compared with it: the Redis view and the Cassandra summary (its JSON state). A store agrees when it has the same ``seq``
 and the same `app.domain.views.digest` (which ignores the clock and the processed ids, so a view
 folded from the ledger and a state folded from the store compare equal).
 
@@ -20,13 +19,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from app.domain.decide import evolve
 from app.domain.events import Recorded
 from app.domain.state import MemberState
 from app.domain.views import digest
+from app.service.ports import EventStore, ReadModels, ViewStore
+from app.service.retry import for_chunks, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,6 @@ DIGEST = "digest"  # same seq (or a prefix), different content
 
 REDIS = "redis"
 CASSANDRA = "cassandra"  # the summary row's JSON state
-CASSANDRA_ROWS = "cassandra rows"  # the license and count rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,11 +125,10 @@ def fold_accepted(member_id: str, accepted: Iterable[Recorded]) -> dict[int, Mem
 
 
 class Verifier:
-    def __init__(self, event_store, views, read_models=None, *, chunk: int = 50, concurrency: int = 4,
-                 transient: tuple[type[BaseException], ...] = ()):
-        """``views``: a ViewStore of the namespace (``read_many``); ``read_models``: its
-        CassandraReadModels (``read_member``), or None to check Redis only; a chunk failing with one
-        of the ``transient`` errors is read again (`with_retries`)."""
+    def __init__(self, event_store: EventStore, views: ViewStore, read_models: ReadModels | None = None, *,
+                 chunk: int = 50, concurrency: int = 4, transient: tuple[type[BaseException], ...] = ()):
+        """``views`` and ``read_models`` are the namespace's stores (``read_models`` None: check the
+        views only); a chunk failing with one of the ``transient`` errors is read again."""
         self.event_store = event_store
         self.views = views
         self.read_models = read_models
@@ -167,31 +166,28 @@ class Verifier:
         return report
 
     async def _check(self, chunk: Sequence[str], allow_behind: bool) -> list[tuple[list[Mismatch], Behind | None]]:
-        expected_states, redis_views, cassandra_models = await asyncio.gather(
-            asyncio.gather(*(self.event_store.load(m) for m in chunk)),
-            self.views.read_many(list(chunk)),
-            asyncio.gather(*(self._read_model(m) for m in chunk)),
+        members = list(chunk)
+        expected_states, redis_views, cassandra_states = await asyncio.gather(
+            asyncio.gather(*(self.event_store.load(m) for m in members)),
+            self.views.read_many(members),
+            self._read_models(members),
         )
         outcomes = []
-        for member_id, expected, model in zip(chunk, expected_states, cassandra_models):
+        for member_id, expected in zip(members, expected_states):
             actual = {REDIS: redis_views.get(member_id)}
             if self.read_models is not None:
-                actual[CASSANDRA] = model.state if model is not None else None
-                actual[CASSANDRA_ROWS] = model.rows_state() if model is not None else None
+                actual[CASSANDRA] = cassandra_states.get(member_id)
             outcomes.append(await self._member(member_id, expected, actual, allow_behind))
         return outcomes
 
-    async def _read_model(self, member_id: str):
-        return None if self.read_models is None else await self.read_models.read_member(member_id)
+    async def _read_models(self, member_ids: list[str]) -> dict[str, MemberState]:
+        return {} if self.read_models is None else await self.read_models.read_states(member_ids)
 
     async def _member(self, member_id: str, expected: MemberState, actual: dict[str, MemberState | None],
                       allow_behind: bool) -> tuple[list[Mismatch], Behind | None]:
         expected_digest = digest(expected) if expected.seq > 0 else None  # once, not once per store
-        mismatches = {store: compare(store, member_id, expected, view, expected_digest)
-                      for store, view in actual.items()}
-        if store_rows_only_follow_summary(mismatches):
-            mismatches.pop(CASSANDRA_ROWS)
-        found = [m for m in mismatches.values() if m is not None]
+        found = [m for store, view in actual.items()
+                 if (m := compare(store, member_id, expected, view, expected_digest)) is not None]
         if not allow_behind or not found or not all(_lagging(m) for m in found):
             return found, None
         # Every difference is "behind": check that each view is the store's history up to its seq.
@@ -210,46 +206,9 @@ class Verifier:
         return [], Behind(member_id, view_seq, expected.seq, final)
 
 
-def store_rows_only_follow_summary(mismatches: dict[str, Mismatch | None]) -> bool:
-    """A missing or unknown summary makes the rows missing or unknown too: report it once."""
-    summary, rows = mismatches.get(CASSANDRA), mismatches.get(CASSANDRA_ROWS)
-    return summary is not None and rows is not None and summary.kind in (MISSING, UNKNOWN) and rows.kind == summary.kind
-
-
 def _lagging(mismatch: Mismatch) -> bool:
     """Behind the event store (or not there yet): what a projector's lag looks like."""
     if mismatch.kind == MISSING:
         return True
     return mismatch.kind == SEQ and (mismatch.actual_seq or 0) < (mismatch.expected_seq or 0)
 
-
-async def for_chunks(items: Sequence, size: int, workers: int, handle: Callable[[Sequence], Awaitable[None]],
-                     progress: Callable[[int, int], None] | None = None) -> None:
-    """``handle`` every chunk of ``size`` items with at most ``workers`` chunks in flight."""
-    chunks = iter([items[i:i + size] for i in range(0, len(items), size)])
-    done = 0
-
-    async def worker() -> None:
-        nonlocal done
-        for chunk in chunks:  # a shared iterator: each chunk goes to exactly one worker
-            await handle(chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress(done, len(items))
-
-    await asyncio.gather(*(worker() for _ in range(max(1, workers))))
-
-
-async def with_retries(call: Callable[[], Awaitable], transient: tuple[type[BaseException], ...],
-                       attempts: int = 6, delay_s: float = 0.25):
-    """``await call()``, again after a growing pause when it fails with a transient error (only for
-    idempotent work: reads, and writes fenced by seq)."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return await call()
-        except transient as exc:
-            if attempt == attempts:
-                raise
-            pause = delay_s * 2 ** (attempt - 1)
-            log.warning("transient store error (attempt %d of %d), retrying in %.2fs: %s", attempt, attempts, pause, exc)
-            await asyncio.sleep(pause)

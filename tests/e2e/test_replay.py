@@ -140,8 +140,8 @@ async def api_answers(settings, client, member_ids) -> dict:
     from the active namespace's Redis views with app.domain.views)."""
     answers = {}
     if create_app is None:
-        from app.adapters.redis.view_store import ViewStore, active_namespace
-        states = await ViewStore(client, await active_namespace(client)).read_many(list(member_ids))
+        from app.adapters.redis.view_store import RedisViewStore
+        states = await RedisViewStore(client, await active_namespace(client)).read_many(list(member_ids))
         for m in member_ids:
             state = states[m]
             answers[m] = [(views.summary(state, at), views.licenses(state, at)) for at in AT]

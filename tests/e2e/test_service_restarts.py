@@ -7,7 +7,7 @@ import uuid
 import redis
 
 from app.config import REPO_ROOT
-from app.stack.redis_server import RedisServer
+from tools.stack.redis_server import RedisServer
 from tests.e2e.conftest import expected_states
 from tests.e2e.random_history import random_history
 from tests.e2e.test_pipeline import assert_exact_outputs

@@ -13,7 +13,7 @@ import redis
 import redis.asyncio
 import schemathesis
 
-from app.adapters.redis.view_store import ViewStore
+from app.adapters.redis.view_store import RedisViewStore
 from app.config import Settings
 from app.domain.decide import step
 from app.domain.events import DownloadEvent, LicenseAcquired, LicenseReleased, PlanChanged
@@ -44,7 +44,7 @@ def member(member_id: str) -> MemberState:
 async def _write(url: str, ns: str, states: list[MemberState]) -> None:
     client = redis.asyncio.Redis.from_url(url)
     try:
-        await ViewStore(client, ns).write_many(states)
+        await RedisViewStore(client, ns).write_many(states)
     finally:
         await client.aclose()
 

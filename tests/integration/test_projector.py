@@ -12,16 +12,17 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from app.adapters.avro.mapping import Source, encode_ledger_entry
+from app.adapters.avro.mapping import encode_ledger_entry
+from app.domain.history import Source
 from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.migrations import migrate
 from app.adapters.cassandra.read_models import CassandraReadModels, encode_state, ensure_tables, table_names
 from app.adapters.redis import view_store
-from app.adapters.redis.view_store import ViewStore, member_key, members_key
+from app.adapters.redis.view_store import RedisViewStore, member_key, members_key
 from app.config import REPO_ROOT
 from app.domain import MemberState, evolve, views
 from app.domain.state_json import state_to_dict
-from app.service.messages import InputMessage
+from app.service.ports import InputMessage
 from app.service.projector import Projector
 from tests.histories import decided
 from tests.unit.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
@@ -61,7 +62,7 @@ class Env:
     def __init__(self, settings, session, keyspace, ns):
         self.redis = aioredis.Redis.from_url(settings.redis_url)
         self.session, self.keyspace, self.ns = session, keyspace, ns
-        self.views = ViewStore(self.redis, ns)
+        self.views = RedisViewStore(self.redis, ns)
         self.models = CassandraReadModels(session, keyspace, ns)
         self.event_store = CassandraEventStore(session, keyspace)
 
@@ -69,7 +70,7 @@ class Env:
         async def namespace():
             return self.ns
 
-        return Projector(self.event_store, lambda n: ViewStore(self.redis, n),
+        return Projector(self.event_store, lambda n: RedisViewStore(self.redis, n),
                          lambda n: CassandraReadModels(self.session, self.keyspace, n), namespace, cache_size)
 
     async def close(self):
@@ -270,7 +271,7 @@ def test_view_store_write_many_runs_the_fenced_script_in_a_pipeline(settings, ca
     other = state_at(history("m2")[0], 2)
 
     async def body(env):
-        store = ViewStore(env.redis, ns)
+        store = RedisViewStore(env.redis, ns)
         assert await env.redis.script_exists(store._write.sha) == [False]
         assert await store.write_many([state_at(recorded, 5), other]) == 2
         assert await store.write_many([final, state_at(recorded, 4), other]) == 1

@@ -21,7 +21,7 @@ import redis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 
-from app.adapters.redis.view_store import ViewStore, member_key
+from app.adapters.redis.view_store import RedisViewStore, member_key
 from app.domain.decide import Accepted, Rejected, decide, step
 from app.domain.events import (
     DeviceDeactivated,
@@ -102,7 +102,7 @@ class Api:
         self.redis = app.state.reader.client  # the app's own async client, used on the app's loop
 
     def write(self, *states: MemberState, ns: str | None = None) -> int:
-        store = ViewStore(self.redis, ns or self.ns)
+        store = RedisViewStore(self.redis, ns or self.ns)
         return self.client.portal.call(store.write_many, list(states))
 
     def get(self, path: str, **kw):

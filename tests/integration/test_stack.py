@@ -8,7 +8,7 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 
-from app.stack.redis_server import RedisServer
+from tools.stack.redis_server import RedisServer
 from app.config import REPO_ROOT
 
 from tests.helpers import wait_until

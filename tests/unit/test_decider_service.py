@@ -5,17 +5,20 @@ import asyncio
 
 import pytest
 
-from app.adapters.avro.mapping import decode_ledger_entry, decode_rejection, encode_event
+from app.adapters.avro.mapping import AvroMessageCodec, decode_ledger_entry, decode_rejection, encode_event
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
-from app.service.decider import Decider, OutputTopics
+from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
+from app.service.decider import Decider
 from app.service.member_cache import MemberCache
-from app.service.messages import InputMessage
+from app.service.ports import InputMessage
 from tests.unit.domain_builders import DAY, T0, acquire, event, plan, release
 
 TOPICS = OutputTopics("ledger", "rejections", "dlq")
 
 
-class RecordingPublisher:
+class RecordingProducer:
+    """Stands in for the Kafka producer behind the real outbox: records what would be produced."""
+
     def __init__(self):
         self.records = []
 
@@ -29,8 +32,10 @@ class RecordingPublisher:
 def make_decider(store=None, snapshot_every=100, cache_size=100):
     store = store or InMemoryEventStore()
     progress = InMemoryProgressStore()
-    publisher = RecordingPublisher()
-    return Decider(store, progress, publisher, TOPICS, MemberCache(cache_size), snapshot_every), store, progress, publisher
+    producer = RecordingProducer()
+    decider = Decider(store, progress, KafkaOutbox(producer, TOPICS), AvroMessageCodec(), MemberCache(cache_size),
+                      snapshot_every)
+    return decider, store, progress, producer
 
 
 def messages(events, partition=0, start=0):

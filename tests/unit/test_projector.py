@@ -7,12 +7,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from app.adapters.avro.mapping import Source, encode_ledger_entry
+from app.adapters.avro.mapping import AvroMessageCodec, encode_ledger_entry
+from app.adapters.memory.projections import InMemoryNamespacePointer, InMemoryReadModels, InMemoryViewStore
+from app.domain.history import Source
 from app.adapters.memory.event_store import InMemoryEventStore
 from app.domain import MemberState, evolve
 from app.domain.state_json import state_to_dict
-from app.service.messages import InputMessage
-from app.service.projector import LedgerGapError, Projector
+from app.service.ports import InputMessage
+from app.service.ledger_fold import LedgerGapError
+from app.service.projector import Projector
 from tests.histories import decided
 from tests.unit.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
 
@@ -26,62 +29,60 @@ def run(coro):
 # --- fakes --------------------------------------------------------------------------------
 
 
-class FakeViews:
+class FakeViews(InMemoryViewStore):
+    """The in-memory view store, recording reads and writes, and failing on demand."""
+
     def __init__(self):
-        self.states: dict[str, MemberState] = {}
+        super().__init__()
         self.reads: list[str] = []
         self.writes: list[tuple[str, int]] = []
         self.fail = False
 
     async def read_many(self, member_ids):
         self.reads += member_ids
-        return {m: self.states[m] for m in member_ids if m in self.states}
+        return await super().read_many(member_ids)
 
     async def write_many(self, states):
         if self.fail:
             raise ConnectionError("redis is down")
-        moved = 0
-        for s in states:
-            self.writes.append((s.member_id, s.seq))
-            current = self.states.get(s.member_id)
-            if current is None or current.seq < s.seq:
-                self.states[s.member_id] = s
-                moved += 1
-        return moved
+        self.writes += [(s.member_id, s.seq) for s in states]
+        return await super().write_many(states)
 
 
-class FakeReadModels:
+class FakeReadModels(InMemoryReadModels):
     def __init__(self):
-        self.states: dict[str, MemberState] = {}
+        super().__init__()
         self.reads: list[str] = []
-        self.writes: list[tuple[str, int, int | None]] = []  # (member, seq, seq of the diff base)
+        self.writes: list[tuple[str, int]] = []
         self.fail = False
 
     async def read_states(self, member_ids):
         self.reads += member_ids
-        return {m: self.states[m] for m in member_ids if m in self.states}
+        return await super().read_states(member_ids)
 
-    async def write_many(self, states, previous=None):
+    async def write_many(self, states):
         if self.fail:
             raise ConnectionError("cassandra is down")
-        previous = previous or {}
-        for s in states:
-            base = previous.get(s.member_id)
-            self.writes.append((s.member_id, s.seq, None if base is None else base.seq))
-            current = self.states.get(s.member_id)
-            if current is None or current.seq < s.seq:
-                self.states[s.member_id] = s
-        return len(states)
+        self.writes += [(s.member_id, s.seq) for s in states]
+        return await super().write_many(states)
 
 
 class World:
     """Fake stores per namespace, the active namespace pointer and an in-memory event store."""
 
     def __init__(self):
-        self.ns = "v1"
+        self.pointer = InMemoryNamespacePointer("v1")
         self.views: dict[str, FakeViews] = {}
         self.models: dict[str, FakeReadModels] = {}
         self.event_store = InMemoryEventStore()
+
+    @property
+    def ns(self):
+        return self.pointer.ns
+
+    @ns.setter
+    def ns(self, value):
+        self.pointer.ns = value
 
     def views_for(self, ns):
         return self.views.setdefault(ns, FakeViews())
@@ -89,11 +90,9 @@ class World:
     def models_for(self, ns):
         return self.models.setdefault(ns, FakeReadModels())
 
-    async def namespace(self):
-        return self.ns
-
     def projector(self, cache_size=100) -> Projector:
-        return Projector(self.event_store, self.views_for, self.models_for, self.namespace, cache_size)
+        return Projector(self.event_store, AvroMessageCodec(), self.views_for, self.models_for, self.pointer,
+                         cache_size)
 
 
 # --- ledger builders ----------------------------------------------------------------------
@@ -144,7 +143,7 @@ def test_entries_applied_in_order_equal_the_decider_state_with_one_write_per_mem
     assert world.views["v1"].writes == [("m1", 5), ("m1", 8)]
     # The second batch came from the cache, and Cassandra was told what it already held.
     assert world.views["v1"].reads == ["m1"] and world.models["v1"].reads == ["m1"]
-    assert world.models["v1"].writes == [("m1", 5, None), ("m1", 8, 5)]
+    assert world.models["v1"].writes == [("m1", 5), ("m1", 8)]
 
 
 def test_entries_out_of_order_within_a_batch_are_applied_in_seq_order():
@@ -287,7 +286,7 @@ def test_a_store_that_lags_behind_is_repaired_even_by_a_batch_of_duplicates():
     restarted = world.projector()
     result = run(restarted.process(messages(recorded[3:])))
     assert (result.applied, result.duplicates, result.members_written) == (0, 5, 1)
-    assert world.models["v1"].writes[-1] == ("m1", 8, 3)  # diff against what Cassandra held
+    assert world.models["v1"].writes[-1] == ("m1", 8)  # Cassandra brought forward
     assert view(world.models["v1"].states["m1"]) == view(final)
     assert world.views["v1"].writes == [("m1", 3)]  # Redis was not rewritten
 

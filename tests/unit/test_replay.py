@@ -9,18 +9,17 @@ from dataclasses import replace
 
 import pytest
 
-from app.adapters.avro.mapping import Source
+from app.domain.history import Source
 from app.adapters.memory.event_store import InMemoryEventStore
 from app.domain import Accepted, MemberState, step
 from app.domain.views import digest
-from app.service.ports import StoredDecision
-from app.service.history import to_stored
-from app.service.projector import LedgerGapError
-from app.service.ledger_fold import LedgerFold
+from app.domain.history import StoredDecision
+from app.domain.history import to_stored
+from app.adapters.memory.projections import InMemoryReadModels, InMemoryViewStore
+from app.service.ledger_fold import LedgerFold, LedgerGapError
 from app.service.replay import next_namespace, redis_chunks
 from app.service.verify import (
     CASSANDRA,
-    CASSANDRA_ROWS,
     DIGEST,
     MISSING,
     REDIS,
@@ -215,29 +214,16 @@ def test_fold_accepted_gives_the_state_at_every_seq():
 # --- the Verifier with fakes --------------------------------------------------------------
 
 
-class FakeViews:
-    def __init__(self, states=None):
-        self.states = dict(states or {})
-
-    async def read_many(self, member_ids):
-        return {m: self.states[m] for m in member_ids if m in self.states}
+def FakeViews(states=None):
+    views = InMemoryViewStore()
+    views.states.update(states or {})
+    return views
 
 
-class FakeModel:
-    def __init__(self, state):
-        self.state = state
-
-    def rows_state(self):
-        return self.state
-
-
-class FakeReadModels:
-    def __init__(self, states=None):
-        self.states = dict(states or {})
-
-    async def read_member(self, member_id):
-        state = self.states.get(member_id)
-        return None if state is None else FakeModel(state)
+def FakeReadModels(states=None):
+    models = InMemoryReadModels()
+    models.states.update(states or {})
+    return models
 
 
 def store_with(stored):
@@ -258,7 +244,7 @@ def test_verifier_reports_each_store_and_member_that_differs():
     assert not report.ok
     assert report.differing == ["b", "c", "x"]
     kinds = {(m.member_id, m.store, m.kind) for m in report.mismatches}
-    assert kinds == {("b", REDIS, MISSING), ("c", CASSANDRA, SEQ), ("c", CASSANDRA_ROWS, SEQ), ("x", REDIS, UNKNOWN)}
+    assert kinds == {("b", REDIS, MISSING), ("c", CASSANDRA, SEQ), ("x", REDIS, UNKNOWN)}
 
 
 def test_verifier_accepts_a_correct_prefix_when_allowed_and_returns_the_state_to_top_up():

@@ -18,11 +18,11 @@ from app.domain.rules import Reason
 from app.domain.state import MemberState
 from app.domain.validation import MalformedEvent, validate
 from app.entrypoints.cli import main as ledger_main
-from app.entrypoints.commands.simulate_cmd import parse_start
-from app.simulate import bad_input
-from app.simulate.jsonl import item_line, write_jsonl
-from app.simulate.publish import TokenBucket
-from app.simulate.workload import DEFAULT_START_MS, EVENT_KINDS, ItemKind, WorkloadConfig, generate
+from tools.commands.simulate_cmd import parse_start
+from tools.simulate import bad_input
+from tools.simulate.jsonl import item_line, write_jsonl
+from tools.simulate.publish import TokenBucket
+from tools.simulate.workload import DEFAULT_START_MS, EVENT_KINDS, ItemKind, WorkloadConfig, generate
 
 CONFIG = WorkloadConfig(seed=7, members=2_000, events=20_000)
 
@@ -252,7 +252,7 @@ def test_the_generator_model_matches_the_decider(decided):
 
 
 def test_members_bookkeeping_stays_small():
-    from app.simulate.workload import MAX_LICENSES, _Generator
+    from tools.simulate.workload import MAX_LICENSES, _Generator
 
     generator = _Generator(WorkloadConfig(seed=5, members=50, events=20_000))
     for _ in generator.items():

@@ -1,16 +1,9 @@
-"""The codec's errors. Each carries a machine-readable `code` for dead-letter headers and metrics."""
+"""The codec's errors (DecodeError is the services' own, from their ports). Each carries a machine-readable `code` for dead-letter headers and metrics."""
 
+from app.service.ports import DecodeError
 
-class DecodeError(Exception):
-    """Bytes that are not a message of a known schema.
+__all__ = ["DecodeError", "EncodeError"]
 
-    code: bad_marker | unknown_fingerprint | truncated | schema_mismatch | out_of_schema
-    """
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
 
 
 class EncodeError(ValueError):

@@ -14,27 +14,13 @@ from app.adapters.avro.codec import Codec, default_codec
 from app.adapters.avro.registry import NAMESPACE
 from app.adapters.avro.upcasters import decode_stored
 from app.domain.events import PAYLOAD_TYPES, DownloadEvent, Payload, Recorded
+from app.domain.history import LedgerEntry, Source
 from app.domain.state import MemberState
 from app.domain.state_json import state_from_dict, state_to_dict
 
 _AVRO_NAME = {cls: f"{NAMESPACE}.{cls.__name__}" for cls in PAYLOAD_TYPES}
 _PAYLOAD_CLASS = {name: cls for cls, name in _AVRO_NAME.items()}
 _FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in PAYLOAD_TYPES}
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """Where an input message came from: its Kafka topic, partition and offset."""
-
-    topic: str
-    partition: int
-    offset: int
-
-
-@dataclass(frozen=True, slots=True)
-class LedgerEntry:
-    recorded: Recorded
-    source: Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,3 +149,16 @@ def encode_snapshot(state: MemberState, codec: Codec | None = None) -> bytes:
 
 def decode_snapshot(data: bytes, codec: Codec | None = None) -> MemberState:
     return snapshot_from_avro(decode_stored(data, "MemberSnapshot", codec)[2])
+
+
+class AvroMessageCodec:
+    """The services' MessageCodec port: Avro single-object encoding, older versions upcast."""
+
+    def __init__(self, codec: Codec | None = None):
+        self.codec = codec
+
+    def decode_event(self, data: bytes) -> DownloadEvent:
+        return decode_event(data, self.codec)
+
+    def decode_ledger_entry(self, data: bytes) -> LedgerEntry:
+        return decode_ledger_entry(data, self.codec)

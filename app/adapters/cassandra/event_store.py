@@ -12,14 +12,13 @@ import logging
 
 from cassandra.query import BatchStatement, BatchType
 
-from app.adapters.avro.errors import DecodeError
-from app.adapters.avro.mapping import Source, decode_event, decode_snapshot, encode_event, encode_snapshot
 from app.adapters.avro.codec import default_codec
+from app.adapters.avro.mapping import decode_event, decode_snapshot, encode_event, encode_snapshot
 from app.adapters.cassandra.aio import execute
 from app.domain.events import Recorded
+from app.domain.history import ACCEPTED, Source, StoredDecision, fold
 from app.domain.state import MemberState
-from app.service.history import fold
-from app.service.ports import ACCEPTED, StoredDecision
+from app.service.ports import DecodeError
 
 log = logging.getLogger(__name__)
 

@@ -1,47 +1,59 @@
 """Projection namespaces in Cassandra as a whole (tables ``rm_{ns}_*``, see
-`app.adapters.cassandra.read_models`): which exist, whether they hold rows, their members, dropping."""
+`app.adapters.cassandra.read_models`): the NamespaceStore of the Cassandra read models."""
 from __future__ import annotations
 
+import asyncio
 import re
 
 from app.adapters.cassandra.aio import execute
-from app.adapters.cassandra.read_models import table_names
+from app.adapters.cassandra.read_models import check_namespace, summary_table, table_ddl
 
 DDL_TIMEOUT_S = 120
 _SUMMARY_TABLE = re.compile(r"^rm_([a-z0-9_]{1,28})_member_summary$")
 
 
-def _tables(session, keyspace: str) -> set[str]:
-    rows = session.execute(
-        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (keyspace,), timeout=30)
-    return {r.table_name for r in rows}
+class CassandraNamespaces:
+    name = "cassandra"
 
+    def __init__(self, session, keyspace: str):
+        self.session = session
+        self.keyspace = keyspace
 
-def namespaces_with_tables(session, keyspace: str) -> set[str]:
-    return {m.group(1) for t in _tables(session, keyspace) if (m := _SUMMARY_TABLE.match(t))}
+    def check(self, ns: str) -> None:
+        check_namespace(ns)
 
+    def _tables(self) -> set[str]:
+        rows = self.session.execute(
+            "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (self.keyspace,), timeout=30)
+        return {r.table_name for r in rows}
 
-def holds_rows(session, keyspace: str, ns: str) -> bool:
-    if ns not in namespaces_with_tables(session, keyspace):
-        return False
-    summary, _, _ = table_names(ns)
-    return bool(list(session.execute(f"SELECT member_id FROM {keyspace}.{summary} LIMIT 1", timeout=30)))
+    async def namespaces(self) -> set[str]:
+        tables = await asyncio.to_thread(self._tables)
+        return {m.group(1) for t in tables if (m := _SUMMARY_TABLE.match(t))}
 
+    async def holds_data(self, ns: str) -> bool:
+        if ns not in await self.namespaces():
+            return False
+        rows = await execute(self.session, f"SELECT member_id FROM {self.keyspace}.{summary_table(ns)} LIMIT 1")
+        return bool(list(rows))
 
-async def read_model_members(session, keyspace: str, ns: str) -> set[str]:
-    """Every member with a summary row (a full scan of the summary table, paged)."""
-    summary, _, _ = table_names(ns)
-    return {r.member_id for r in await execute(session, f"SELECT member_id FROM {keyspace}.{summary}")}
+    async def members(self, ns: str) -> set[str]:
+        """Every member with a summary row (a full scan of the summary table, paged)."""
+        if ns not in await self.namespaces():
+            return set()
+        return {r.member_id for r in await execute(self.session, f"SELECT member_id FROM {self.keyspace}.{summary_table(ns)}")}
 
+    async def create(self, ns: str) -> None:
+        await asyncio.to_thread(self.session.execute, table_ddl(self.keyspace, ns), timeout=DDL_TIMEOUT_S)
 
-def drop_tables(session, keyspace: str, ns: str) -> list[str]:
-    dropped = []
-    present = _tables(session, keyspace)
-    for table in table_names(ns):
-        if table in present:
-            session.execute(f"DROP TABLE IF EXISTS {keyspace}.{table}", timeout=DDL_TIMEOUT_S)
-            dropped.append(table)
-    return dropped
+    async def drop(self, ns: str) -> int:
+        """DROP every table of the namespace (the summary, and the tables older versions wrote)."""
+        prefix = f"rm_{check_namespace(ns)}_"
+        doomed = sorted(t for t in await asyncio.to_thread(self._tables) if t.startswith(prefix))
+        for table in doomed:
+            await asyncio.to_thread(self.session.execute, f"DROP TABLE IF EXISTS {self.keyspace}.{table}",
+                                    timeout=DDL_TIMEOUT_S)
+        return len(doomed)
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:

@@ -15,14 +15,10 @@ from collections.abc import Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from app.service.messages import InputMessage
+from app.service.ports import InputMessage, LedgerReadError
 
 METADATA_TIMEOUT_S = 30
 STALL_TIMEOUT_S = 120  # no message and no position change for this long: the read fails
-
-
-class LedgerReadError(RuntimeError):
-    """The ledger cannot be read (no such topic, broker unreachable, an offset no longer exists)."""
 
 
 def consumer_config(bootstrap: str, **overrides) -> dict:

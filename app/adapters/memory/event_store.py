@@ -1,13 +1,12 @@
 """In-memory event store and progress store, for unit tests of the orchestration code.
 
-They pass the same contract tests as the Cassandra ones (tests/integration/test_event_store_contract.py).
+They pass the same contract tests as the Cassandra ones (tests/contracts).
 """
 from __future__ import annotations
 
 from app.domain.events import Recorded
+from app.domain.history import ACCEPTED, StoredDecision, fold
 from app.domain.state import MemberState
-from app.service.history import fold
-from app.service.ports import ACCEPTED, StoredDecision
 
 
 class InMemoryEventStore:

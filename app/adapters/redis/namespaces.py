@@ -1,8 +1,12 @@
 """Projection namespaces in Redis as a whole (the layout is in `app.adapters.redis.view_store`):
-whether one holds views, its members, the atomic switch of the active-namespace pointer, deletion."""
+the active-namespace pointer with its atomic switch, and the namespaces' views as a whole (which
+exist, their members, deletion)."""
 from __future__ import annotations
 
+import re
+
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, members_key
+from app.service.ports import SwitchRefused
 
 SCAN_COUNT = 1000
 UNLINK_BATCH = 500
@@ -19,45 +23,71 @@ return {0, current or ARGV[3]}
 """
 
 
-class SwitchRefused(RuntimeError):
-    def __init__(self, expected: str, actual: str):
-        super().__init__(f"the active namespace is {actual}, not {expected}: another switch happened meanwhile")
-        self.expected = expected
-        self.actual = actual
-
-
 def _text(raw) -> str:
     return raw.decode() if isinstance(raw, bytes) else raw
 
 
-async def holds_views(client, ns: str) -> bool:
-    """Whether the namespace holds a view: every view write adds its member to the members set."""
-    return bool(await client.exists(members_key(ns)))
+_MEMBERS_KEY = re.compile(r"^ledger:([^:]+):members$")
 
 
-async def namespace_members(client, ns: str) -> set[str]:
-    return {_text(m) async for m in client.sscan_iter(members_key(ns), count=SCAN_COUNT)}
+class RedisNamespacePointer:
+    """``ledger:active-namespace``: the namespace the API and the live projector follow."""
+
+    def __init__(self, client):
+        self.client = client
+
+    async def active(self) -> str:
+        raw = await self.client.get(ACTIVE_NAMESPACE_KEY)
+        return DEFAULT_NAMESPACE if raw is None else _text(raw)
+
+    async def switch(self, expected: str, new: str) -> None:
+        """Point readers at ``new`` in one atomic step, if ``expected`` is still the active namespace."""
+        applied, current = await self.client.eval(_SWITCH, 1, ACTIVE_NAMESPACE_KEY, expected, new, DEFAULT_NAMESPACE)
+        if not int(applied):
+            raise SwitchRefused(expected, _text(current))
 
 
-async def switch_active(client, expected: str, new: str) -> None:
-    """Point readers at ``new`` in one atomic step, if ``expected`` is still the active namespace."""
-    applied, current = await client.eval(_SWITCH, 1, ACTIVE_NAMESPACE_KEY, expected, new, DEFAULT_NAMESPACE)
-    if not int(applied):
-        raise SwitchRefused(expected, _text(current))
+class RedisNamespaces:
+    """The NamespaceStore of the Redis views."""
 
+    name = "redis"
 
-async def delete_namespace(client, ns: str) -> int:
-    """UNLINK every key of the namespace (SCAN in batches, never KEYS); returns how many."""
-    deleted = 0
-    batch: list = []
-    async for key in client.scan_iter(match=f"ledger:{ns}:*", count=SCAN_COUNT):
-        batch.append(key)
-        if len(batch) >= UNLINK_BATCH:
-            deleted += await client.unlink(*batch)
-            batch.clear()
-    if batch:
-        deleted += await client.unlink(*batch)
-    return deleted
+    def __init__(self, client):
+        self.client = client
+
+    def check(self, ns: str) -> None:
+        if not ns or ":" in ns:
+            raise ValueError(f"projection namespace {ns!r} cannot be used in Redis keys")
+
+    async def namespaces(self) -> set[str]:
+        found = set()
+        async for key in self.client.scan_iter(match="ledger:*:members", count=SCAN_COUNT):
+            if (m := _MEMBERS_KEY.match(_text(key))) is not None:
+                found.add(m.group(1))
+        return found
+
+    async def holds_data(self, ns: str) -> bool:
+        """Whether the namespace holds a view: every view write adds its member to the members set."""
+        return bool(await self.client.exists(members_key(ns)))
+
+    async def members(self, ns: str) -> set[str]:
+        return {_text(m) async for m in self.client.sscan_iter(members_key(ns), count=SCAN_COUNT)}
+
+    async def create(self, ns: str) -> None:
+        """Nothing to create: keys appear with the first write."""
+
+    async def drop(self, ns: str) -> int:
+        """UNLINK every key of the namespace (SCAN in batches, never KEYS); returns how many."""
+        deleted = 0
+        batch: list = []
+        async for key in self.client.scan_iter(match=f"ledger:{ns}:*", count=SCAN_COUNT):
+            batch.append(key)
+            if len(batch) >= UNLINK_BATCH:
+                deleted += await self.client.unlink(*batch)
+                batch.clear()
+        if batch:
+            deleted += await self.client.unlink(*batch)
+        return deleted
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:

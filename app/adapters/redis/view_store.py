@@ -11,11 +11,10 @@ stored ``seq`` changes nothing, so redelivery and replays never move a view back
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from app.adapters.view_json import decode_view, encode_view
 from app.domain.state import MemberState
-from app.domain.state_json import state_from_dict, state_to_dict
 
 ACTIVE_NAMESPACE_KEY = "ledger:active-namespace"
 DEFAULT_NAMESPACE = "v1"
@@ -40,16 +39,8 @@ def members_key(ns: str) -> str:
     return f"ledger:{ns}:members"
 
 
-def encode_view(state: MemberState) -> str:
-    return json.dumps(state_to_dict(state, include_processed=False), separators=(",", ":"), sort_keys=True)
-
-
-def decode_view(raw: bytes | str) -> MemberState:
-    return state_from_dict(json.loads(raw))
-
-
 @dataclass
-class ViewStore:
+class RedisViewStore:
     """Async access to the views of one namespace (redis.asyncio client)."""
 
     client: object  # redis.asyncio.Redis
@@ -82,9 +73,3 @@ class ViewStore:
         raws = await pipe.execute()
         return {m: decode_view(r) for m, r in zip(member_ids, raws) if r is not None}
 
-
-async def active_namespace(client) -> str:
-    raw = await client.get(ACTIVE_NAMESPACE_KEY)
-    if raw is None:
-        return DEFAULT_NAMESPACE
-    return raw.decode() if isinstance(raw, bytes) else raw

@@ -19,9 +19,8 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
+from app import bootstrap
+from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY
 from app.config import Settings
 from app.domain import views
@@ -47,9 +46,6 @@ from app.entrypoints.api.models import (
     Ready,
     TitleDownloads,
 )
-from app.entrypoints.api.reader import DEFAULT_NAMESPACE_TTL, ViewReader
-
-REDIS_TIMEOUT_S = 1.0
 
 ID_RULE = "1-64 characters from [A-Za-z0-9._:-]"
 MemberId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_RULE, examples=["m-1"])]
@@ -77,16 +73,6 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def make_redis_client(url: str) -> redis.asyncio.Redis:
-    """One pooled client per app; hiredis parses replies when installed (it is a dependency)."""
-    return redis.asyncio.Redis.from_url(
-        url,
-        socket_timeout=REDIS_TIMEOUT_S,
-        socket_connect_timeout=REDIS_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 1),  # one immediate retry (a pooled connection may have gone stale)
-    )
-
-
 def create_app(
     settings: Settings,
     *,
@@ -97,8 +83,8 @@ def create_app(
 ) -> FastAPI:
     """The read API. Tests may pass their own client, a test-only pointer key, and a clock."""
     owns_client = redis_client is None
-    client = make_redis_client(settings.redis_url) if owns_client else redis_client
-    reader = ViewReader(client, pointer_key=pointer_key, namespace_ttl=namespace_ttl)
+    reader = bootstrap.api_reader(settings, pointer_key=pointer_key, namespace_ttl=namespace_ttl, client=redis_client)
+    client = reader.client
     metrics = ApiMetrics()
     tokens = tuple(t.encode() for t in settings.api_token_set)
     bearer = HTTPBearer(auto_error=False, description="one of the tokens in LEDGER_API_TOKENS")

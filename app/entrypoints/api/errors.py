@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.entrypoints.api.reader import ViewCorrupt
+from app.adapters.redis.view_reader import ViewCorrupt
 
 log = logging.getLogger("ledger.api")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from app.adapters.cassandra import session as cassandra_session
 from app.adapters.cassandra.migrations import MigrationError, migrate
 from app.config import REPO_ROOT
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 
 def register(sub) -> None:

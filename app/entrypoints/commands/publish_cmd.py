@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 
 def register(sub) -> None:

@@ -8,7 +8,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 MAX_LISTED = 50  # mismatches printed before "... and N more"
 MAX_PARTITION_ROWS = 24  # more partitions than this: one overall bar only
@@ -55,34 +55,31 @@ def run(args, settings) -> int:
 
 @asynccontextmanager
 async def open_stores(settings):
-    """(async Redis client, Cassandra session) of ``settings``; one-line errors when unreachable."""
-    import redis.asyncio as aioredis
-
-    from app.adapters.cassandra import session as cassandra_session
+    """The composition root's Stores of ``settings``; one-line errors when a store is unreachable
+    (the Redis URL is never printed: it may carry a password)."""
+    from app.bootstrap import Stores
 
     try:
-        cluster, session = await asyncio.to_thread(cassandra_session.connect, settings)
+        stores = await asyncio.to_thread(Stores.open, settings)
     except Exception as exc:
         raise CommandError(f"cannot connect to Cassandra at {settings.cassandra_hosts}: {exc}") from None
-    client = aioredis.Redis.from_url(settings.redis_url)
     try:
         try:
-            await client.ping()
+            await stores.redis.ping()
         except Exception as exc:
-            raise CommandError(f"cannot connect to Redis at {settings.redis_url}: {exc}") from None
-        yield client, session
+            raise CommandError(f"cannot connect to Redis: {type(exc).__name__}: {exc}") from None
+        yield stores
     finally:
-        await client.aclose()
-        cluster.shutdown()
+        await stores.aclose()
 
 
 async def _replay(args, settings) -> int:
-    from app.service.replay import Replay, ReplayError
+    from app.service.replay import ReplayError
 
     tty = sys.stdout.isatty()
     observer = RichObserver() if tty else PlainObserver()
-    async with open_stores(settings) as (client, session):
-        replay = Replay(settings, client, session, observer=observer, concurrency=args.concurrency)
+    async with open_stores(settings) as stores:
+        replay = stores.replay(observer, concurrency=args.concurrency)
         try:
             result = await replay.run(namespace=args.namespace, from_timestamp=args.from_timestamp,
                                       switch=not args.no_switch, drop_old=args.drop_old)
@@ -140,9 +137,9 @@ def print_summary(run) -> None:
     if run.switched:
         lines.append(f"  caught up           {run.caught_up_entries:,} entries appended during the replay "
                      f"({run.caught_up_applied:,} applied)")
-    if run.dropped_tables or run.dropped_keys:
-        lines.append(f"  dropped             namespace {run.old_ns}: {run.dropped_keys:,} Redis keys, "
-                     f"{len(run.dropped_tables)} Cassandra tables")
+    if run.dropped:
+        lines.append(f"  dropped             namespace {run.old_ns}: "
+                     + ", ".join(f"{store} {n:,}" for store, n in run.dropped.items()))
     lines.append(f"  elapsed             {run.elapsed:.2f} s")
     print("\n".join(lines), flush=True)
 

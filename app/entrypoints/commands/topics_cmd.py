@@ -4,7 +4,7 @@ from __future__ import annotations
 from app.adapters.kafka import topic_admin
 from app.adapters.kafka.topic_spec import TopicSpecError, load_specs, plan
 from app.config import REPO_ROOT
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 
 def register(sub) -> None:

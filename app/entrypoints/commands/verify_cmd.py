@@ -5,12 +5,12 @@ import argparse
 import asyncio
 import sys
 
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 DESCRIPTION = """\
 Compare a projection namespace (default: the active one) with the event store, the source of
 truth: for every member of the event store and every member present in the namespace, the Redis
-view, the Cassandra summary row and the Cassandra license/count rows must have the member's seq
+view and the Cassandra summary row must have the member's seq
 and the same digest (app.domain.views.digest) as the fold of its stored history. Prints each member
 that differs and how (missing, unknown, seq, digest); exit status 1 when any does, 0 otherwise.
 Members behind the event store or missing are checked again for up to --settle seconds, so the
@@ -37,31 +37,23 @@ def run(args, settings) -> int:
 
 
 async def _verify(args, settings) -> int:
-    from app.adapters.cassandra import namespaces as cassandra_ns
-    from app.adapters.cassandra.event_store import CassandraEventStore
-    from app.adapters.cassandra.read_models import CassandraReadModels, check_namespace
-    from app.adapters.redis import namespaces as redis_ns
-    from app.adapters.redis.view_store import ViewStore, active_namespace
     from app.entrypoints.commands.replay_cmd import open_stores, print_mismatches
-    from app.service.verify import Verifier
 
-    async with open_stores(settings) as (client, session):
-        ns = args.namespace or await active_namespace(client)
+    async with open_stores(settings) as stores:
+        ns = args.namespace or await stores.pointer().active()
+        namespace_stores = stores.namespace_stores()
         try:
-            check_namespace(ns)
+            for store in namespace_stores:
+                store.check(ns)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        keyspace = settings.cassandra_keyspace
-        if ns not in await asyncio.to_thread(cassandra_ns.namespaces_with_tables, session, keyspace):
-            raise CommandError(f"namespace {ns} has no Cassandra read-model tables in keyspace {keyspace}")
-        store = CassandraEventStore(session, keyspace)
-        in_store, in_redis, in_cassandra = await asyncio.gather(
-            store.member_ids(), redis_ns.namespace_members(client, ns),
-            cassandra_ns.read_model_members(session, keyspace, ns))
-        members = set(in_store) | in_redis | in_cassandra
+        if not any([ns in await store.namespaces() for store in namespace_stores]):
+            raise CommandError(f"namespace {ns} holds no views and no read-model tables")
+        found = await asyncio.gather(stores.event_store().member_ids(),
+                                     *(store.members(ns) for store in namespace_stores))
+        members = set().union(*found)
+        verifier = stores.verifier(ns, args.concurrency)
         tty = sys.stdout.isatty()
-        verifier = Verifier(store, ViewStore(client, ns), CassandraReadModels(session, keyspace, ns),
-                            concurrency=args.concurrency, transient=cassandra_ns.transient_errors())
         try:
             if tty:
                 from rich.progress import Progress

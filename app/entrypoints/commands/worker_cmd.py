@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 
 def register(sub) -> None:
@@ -18,8 +18,8 @@ def run(args, settings) -> int:
     import faust
     from prometheus_client import start_http_server
 
+    from app.bootstrap import worker_services
     from app.entrypoints.worker.faust_app import create_app
-    from app.entrypoints.worker.resources import Resources
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     if port:
@@ -28,14 +28,14 @@ def run(args, settings) -> int:
         except OSError as exc:
             raise CommandError(f"metrics port {port} is not free ({exc.strerror}); use --metrics-port") from None
     try:
-        resources = Resources.open(settings)
+        services = worker_services(settings, args.role)
     except Exception as exc:
         raise CommandError(f"cannot connect to the stores: {exc}") from None
     logging.basicConfig(level=args.loglevel.upper())
-    app = create_app(settings, args.role, resources)
+    app = create_app(settings, args.role, services)
     worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True)
     try:
         worker.execute_from_commandline()
     finally:
-        resources.close()
+        services.close()
     return 0

@@ -1,11 +1,18 @@
 """The Faust worker: the decider agent on the input topic and the projector agent on the ledger.
 
-Kafka and Faust stop at this module: each agent turns a micro-batch of Faust events into
-``InputMessage``s and hands it to a service. Faust acknowledges the events of a batch only after
-the service returned (``take_events`` acks after the loop body), so committed offsets never pass
-work that is not durable. Faust has had bugs committing offsets of in-flight events, so on every
-assignment the input partitions are also sought back to the decider's durable progress when the
-committed offset is ahead of it (see ``_seek_to_durable_progress``).
+Faust stops at this module (nothing else imports it): each agent turns a micro-batch of Faust
+events into ``InputMessage``s and hands it to a service built by `app.bootstrap`. Faust
+acknowledges the events of a batch only after the service returned (``take_events`` acks after the
+loop body), so committed offsets never pass work that is not durable. Faust has had bugs
+committing offsets of in-flight events, so on every assignment the input partitions are also
+sought back to the decider's durable progress when the committed offset is ahead of it.
+
+That seek is an extension, not a supported hook: Faust seeks every assigned partition to its
+committed offset (``Consumer.perform_seek`` -> ``seek_to_committed``) *after* the
+``on_partitions_assigned`` signal and ``on_rebalance_complete`` have run, so a seek made in a
+signal handler would be undone. We therefore wrap the consumer's public ``seek_to_committed``
+and use only its public ``seek``; tests/e2e/test_durable_progress.py fails if an upgrade changes
+that order.
 """
 from __future__ import annotations
 
@@ -16,17 +23,17 @@ import time
 import faust
 from faust.types import TP
 
+from app.bootstrap import WorkerServices
 from app.config import Settings
-from app.entrypoints.worker.resources import Resources
-from app.observability import PROJECTED, record_decider_batch, BATCH_SECONDS, BATCH_SIZE
-from app.service.decider import Decider, OutputTopics
-from app.service.member_cache import MemberCache
-from app.service.messages import InputMessage
+from app.observability import record_decider_batch, record_projector_batch
+from app.service.decider import Decider
+from app.service.ports import InputMessage, ProgressStore
+from app.service.projector import Projector
+from app.service.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 ROLES = ("decider", "projector", "all")
-RETRY_FIRST_S, RETRY_MAX_S = 0.5, 10.0
 
 
 def new_faust_app(settings: Settings, app_id: str) -> faust.App:
@@ -44,38 +51,33 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
         broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
-        producer_acks=-1,
     )
 
 
-def create_app(settings: Settings, role: str, resources: Resources) -> faust.App:
+def create_app(settings: Settings, role: str, services: WorkerServices) -> faust.App:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     app = new_faust_app(settings, f"{settings.consumer_group}-{role}")
     within = settings.batch_wait_ms / 1000
-    if role in ("decider", "all"):
-        _add_decider(app, settings, resources, within)
-    if role in ("projector", "all"):
-        _add_projector(app, settings, resources, within)
+    if services.decider is not None:
+        _add_decider(app, settings, services.decider, within)
+    if services.projector is not None:
+        _add_projector(app, settings, services.projector, within)
     return app
 
 
 def _to_message(event) -> InputMessage:
     m = event.message
     headers = m.headers.items() if hasattr(m.headers, "items") else (m.headers or ())
-    return InputMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(headers))
+    return InputMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(headers),
+                        int(m.timestamp * 1000) if m.timestamp else None)
 
 
 def _raw_topic(app: faust.App, name: str):
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-def _add_decider(app: faust.App, settings: Settings, resources: Resources, within: float) -> None:
-    decider = Decider(
-        resources.store, resources.progress, resources.producer,
-        OutputTopics(settings.ledger_topic, settings.rejections_topic, settings.dlq_topic),
-        MemberCache(settings.member_cache_size), settings.snapshot_every,
-    )
+def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: float) -> None:
     events_topic = settings.events_topic
 
     @app.agent(_raw_topic(app, events_topic), name="decider")
@@ -90,26 +92,18 @@ def _add_decider(app: faust.App, settings: Settings, resources: Resources, withi
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
 
-    _seek_to_durable_progress(app, resources.progress, events_topic)
+    _seek_to_durable_progress(app, decider.progress, events_topic)
 
 
-def _add_projector(app: faust.App, settings: Settings, resources: Resources, within: float) -> None:
-    from app.service.projector import Projector
-
-    projector = Projector.from_settings(settings, resources.redis, resources.session, resources.store)
+def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float) -> None:
     ledger_topic = settings.ledger_topic
 
     @app.agent(_raw_topic(app, ledger_topic), name="projector")
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            result = await _until_done("projector", projector.process, [_to_message(e) for e in batch])
-            BATCH_SECONDS.labels("projector").observe(time.perf_counter() - started)
-            BATCH_SIZE.labels("projector").observe(len(batch))
-            PROJECTED.labels("applied").inc(result.applied)
-            PROJECTED.labels("duplicate").inc(result.duplicates)
-            PROJECTED.labels("gap_filled").inc(result.gap_entries)
-            PROJECTED.labels("undecodable").inc(result.undecodable)
+            report = await _until_done("projector", projector.process, [_to_message(e) for e in batch])
+            record_projector_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
@@ -124,18 +118,18 @@ async def _until_done(stage: str, process, messages):
     a stored event is a duplicate, the projector's writes are fenced by seq. Without this, an agent
     that raised would stop for good while the worker process stayed up, consuming nothing.
     """
-    delay = RETRY_FIRST_S
+    backoff = Backoff(first_s=0.5, max_s=10.0)
     while True:
         try:
             return await process(messages)
         except Exception as exc:  # noqa: BLE001 - every failure is retried; the log says which
+            delay = backoff.next_pause()
             log.warning("%s batch of %d failed (%s: %s); retrying in %.1fs",
                         stage, len(messages), type(exc).__name__, exc, delay)
-            await asyncio.sleep(delay)  # backoff before the retry
-            delay = min(delay * 2, RETRY_MAX_S)
+            await asyncio.sleep(delay)
 
 
-def _seek_to_durable_progress(app: faust.App, progress, topic: str) -> None:
+def _seek_to_durable_progress(app: faust.App, progress: ProgressStore, topic: str) -> None:
     """Wrap the consumer's seek-to-committed (run by Faust after every assignment) so that a
     committed offset ahead of the durable progress is replaced by the durable progress."""
     consumer = app.consumer
@@ -152,7 +146,7 @@ def _seek_to_durable_progress(app: faust.App, progress, topic: str) -> None:
             if offset is not None and offset > target:
                 log.warning("%s[%d]: committed offset %d is ahead of the durable progress %d; seeking back",
                             topic, tp.partition, offset, target)
-                await consumer._seek(TP(tp.topic, tp.partition), target)
+                await consumer.seek(TP(tp.topic, tp.partition), target)
                 committed[tp] = target
         return committed
 

@@ -1,13 +1,60 @@
-"""A member's durable history: the rows a decision becomes, and the state they fold back into."""
+"""A member's durable history: the rows a decision becomes, and the state they fold back into.
+
+Pure: the event store keeps these rows, the decider makes them, every store folds them with `fold`.
+"""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from app.adapters.avro.mapping import Source
 from app.domain.decide import Accepted, Decision, Rejected, evolve, record_rejection
-from app.domain.events import DownloadEvent
+from app.domain.events import DownloadEvent, Recorded
 from app.domain.state import MemberState
-from app.service.ports import ACCEPTED, REJECTED, StoredDecision
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where an input message came from: its Kafka topic, partition and offset."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """One row of a member's durable history, at position (seq, sub).
+
+    (seq, 0) is the accepted event with that seq; (seq, n > 0) the n-th rejection decided after it.
+    """
+
+    seq: int
+    sub: int
+    kind: str
+    event: DownloadEvent
+    clock: int
+    source: Source
+    reason: str | None = None
+    detail: str | None = None
+
+    @property
+    def recorded(self) -> Recorded:
+        return Recorded(self.seq, self.clock, self.event)
+
+    @property
+    def position(self) -> tuple[int, int]:
+        return self.seq, self.sub
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerEntry:
+    """An accepted event as the ledger topic carries it."""
+
+    recorded: Recorded
+    source: Source
 
 
 def to_stored(decision: Decision, event: DownloadEvent, state_after: MemberState, source: Source) -> list[StoredDecision]:

@@ -5,7 +5,7 @@ import sys
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 DAY_MS = 86_400_000
 
@@ -41,7 +41,7 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
-    from app.simulate.workload import WorkloadConfig, generate
+    from tools.simulate.workload import WorkloadConfig, generate
 
     if args.jsonl is not None and (args.topic or args.rate is not None or args.max_rate):
         raise CommandError("--jsonl writes a file: --topic, --rate and --max-rate apply to publishing only")
@@ -83,7 +83,7 @@ def parse_start(text: str) -> int:
 
 
 def _publish(items, config, bootstrap: str, topic: str, rate: float | None) -> int:
-    from app.simulate.publish import PublishError, SimulateError, check_topic, publish
+    from tools.simulate.publish import PublishError, SimulateError, check_topic, publish
 
     try:
         check_topic(bootstrap, topic)
@@ -101,7 +101,7 @@ def _publish(items, config, bootstrap: str, topic: str, rate: float | None) -> i
 
 
 def _write_jsonl(path: str, items, config) -> int:
-    from app.simulate.jsonl import write_jsonl
+    from tools.simulate.jsonl import write_jsonl
 
     to_stdout = path == "-"
     try:

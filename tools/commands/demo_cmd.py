@@ -10,7 +10,7 @@ import threading
 import time
 
 from app.config import REPO_ROOT
-from app.entrypoints.commands import CommandError
+from app.entrypoints.commands.errors import CommandError
 
 
 def register(sub) -> None:
@@ -23,9 +23,9 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
-    from app.entrypoints.demo.status import LagReader, status_line, take
-    from app.simulate.publish import SimulateError, check_topic, publish
-    from app.simulate.workload import WorkloadConfig, generate
+    from tools.demo.status import LagReader, status_line, take
+    from tools.simulate.publish import SimulateError, check_topic, publish
+    from tools.simulate.workload import WorkloadConfig, generate
 
     try:
         check_topic(settings.kafka_bootstrap, settings.events_topic)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from app.adapters.json_events import event_to_json
-from app.simulate.workload import Item, ItemKind
+from tools.simulate.workload import Item, ItemKind
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The API's only data access: member views in Redis, in the namespace the pointer names.
+"""The read API's only data access: member views in Redis, in the namespace the pointer names.
 
 One Redis round trip per request: the active-namespace pointer is cached for at most
 ``namespace_ttl`` seconds (default 0.5 s), so a replay's switch is followed within that time.
@@ -7,13 +7,8 @@ from __future__ import annotations
 
 import time
 
-from app.adapters.redis.view_store import (
-    ACTIVE_NAMESPACE_KEY,
-    DEFAULT_NAMESPACE,
-    decode_view,
-    member_key,
-    members_key,
-)
+from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, member_key, members_key
+from app.adapters.view_json import decode_view
 from app.domain.state import MemberState
 
 DEFAULT_NAMESPACE_TTL = 0.5

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import REPO_ROOT
-from app.stack.cassandra_server import CassandraServer
-from app.stack.kafka_server import KafkaServer
-from app.stack.process import port_open
-from app.stack.redis_server import RedisServer
-from app.stack.service import LocalService
+from tools.stack.cassandra_server import CassandraServer
+from tools.stack.kafka_server import KafkaServer
+from tools.stack.process import port_open
+from tools.stack.redis_server import RedisServer
+from tools.stack.service import LocalService
 
 READY_TIMEOUT_S = {"redis": 30.0, "kafka": 120.0, "cassandra": 240.0}
 

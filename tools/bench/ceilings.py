@@ -18,7 +18,7 @@ import os
 import time
 import uuid
 
-from app.bench.env import CpuMeter
+from tools.bench.env import CpuMeter
 
 
 def kafka_consume(bootstrap: str, topic: str, expected: int, partitions: int, stack: dict[str, int],

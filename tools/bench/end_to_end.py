@@ -20,8 +20,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from app.bench.env import BenchError, BenchEnv, CpuMeter, Pipeline, Process, percentile
-from app.bench.profiling import Profiler
+from tools.bench.env import BenchError, BenchEnv, CpuMeter, Pipeline, Process, percentile
+from tools.bench.profiling import Profiler
 
 POLL_S = 0.2
 STALL_S = 120.0
@@ -53,7 +53,7 @@ def prepare_workload(config) -> Workload:
     """Generate the items and decide them with the pure domain (the oracle of the run)."""
     from app.domain.decide import Accepted, Rejected, step
     from app.domain.state import MemberState
-    from app.simulate.workload import EVENT_KINDS, generate
+    from tools.simulate.workload import EVENT_KINDS, generate
 
     items = list(generate(config))
     states: dict[str, MemberState] = {}
@@ -77,7 +77,7 @@ def prepare_workload(config) -> Workload:
 
 
 def publish_workload(workload: Workload, bootstrap: str, topic: str, echo=print) -> dict:
-    from app.simulate.publish import publish
+    from tools.simulate.publish import publish
 
     stats = publish(workload.items, bootstrap, topic)
     echo(f"  published {stats.items:,} items to {topic} in {stats.elapsed_s:.1f} s ({stats.rate:,.0f}/s)")
@@ -125,7 +125,7 @@ class Views:
         return [m for m, s in zip(members, self.seqs(members)) if s < expected[m]]
 
     def states(self, members: list[str]) -> dict[str, object]:
-        from app.adapters.redis.view_store import decode_view
+        from app.adapters.view_json import decode_view
 
         out = {}
         for i in range(0, len(members), VIEW_CHUNK):

@@ -71,9 +71,9 @@ class BenchConfig:
 
 
 def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int]:
-    from app.bench import ceilings, end_to_end, memory, naive_baseline, replay_bench, report
-    from app.bench.env import BenchEnv, machine
-    from app.simulate.workload import WorkloadConfig
+    from tools.bench import ceilings, end_to_end, memory, naive_baseline, replay_bench, report
+    from tools.bench.env import BenchEnv, machine
+    from tools.simulate.workload import WorkloadConfig
 
     started = datetime.now(UTC)
     run_id = "r" + started.strftime("%Y%m%d%H%M%S") + uuid.uuid4().hex[:3]
@@ -197,7 +197,7 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
                 verify=cfg.replay_verify, echo=echo))
 
             def do_api():
-                from app.bench import api_bench
+                from tools.bench import api_bench
                 return api_bench.run(env, main_pipeline, workload.expected, wrk_seconds=cfg.api_wrk_seconds,
                                      fixed_rate=cfg.api_rate, fixed_seconds=cfg.api_seconds,
                                      connections=cfg.api_connections, echo=echo)

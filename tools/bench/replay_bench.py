@@ -1,6 +1,6 @@
 """Replay: the replay service (`ledger replay`'s engine) over the ledger the end-to-end run produced.
 
-It runs in a process of its own (``python -m app.bench.replay_bench --out FILE`` with the pipeline's
+It runs in a process of its own (``python -m tools.bench.replay_bench --out FILE`` with the pipeline's
 ``LEDGER_*`` variables), so that nothing of the bench process (the workload, the oracle) weighs on
 it: prepare a fresh namespace, rebuild it from the ledger (read, decode, fold, fill gaps from the
 event store, write Redis and Cassandra), (optionally) verify it against the event store. Readers are not
@@ -23,14 +23,10 @@ from pathlib import Path
 
 
 async def _replay(settings, concurrency: int, verify: bool) -> dict:
-    import redis.asyncio as aioredis
+    from app.bootstrap import Stores
 
-    from app.adapters.cassandra import session as cassandra_session
-    from app.service.replay import Replay
-
-    cluster, session = cassandra_session.connect(settings)
-    client = aioredis.Redis.from_url(settings.redis_url)
-    replay = Replay(settings, client, session, concurrency=concurrency)
+    stores = Stores.open(settings)
+    replay = stores.replay(concurrency=concurrency)
     try:
         began = time.monotonic()
         run = await replay.prepare()
@@ -62,8 +58,7 @@ async def _replay(settings, concurrency: int, verify: bool) -> dict:
         }
     finally:
         replay.close()
-        await client.aclose()
-        cluster.shutdown()
+        await stores.aclose()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,12 +78,12 @@ def run(env, pipeline, expected: dict | None = None, *, concurrency: int = 8, ve
         timeout_s: float = 900, echo=print) -> dict:
     """Time the replay of ``pipeline``'s ledger; its views are then checked against the oracle's
     ``expected`` states (the service's own verification against the event store with ``verify``)."""
-    from app.bench.end_to_end import Views, check_views
-    from app.bench.env import BenchError, CpuMeter
+    from tools.bench.end_to_end import Views, check_views
+    from tools.bench.env import BenchError, CpuMeter
 
     out = env.work_dir / f"replay-{pipeline.label}.json"
     out.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "app.bench.replay_bench", "--out", str(out), "--concurrency", str(concurrency)]
+    argv = [sys.executable, "-m", "tools.bench.replay_bench", "--out", str(out), "--concurrency", str(concurrency)]
     proc = env.spawn(f"replay-{pipeline.label}", argv + (["--verify"] if verify else []), pipeline.env())
     meter = CpuMeter({"replay": proc.pid, **env.stack}).start()
     try:

@@ -48,7 +48,7 @@ from app.domain.events import (
 )
 from app.domain.utc import year_month
 from app.domain.validation import IDENTIFIER
-from app.simulate import bad_input
+from tools.simulate import bad_input
 
 MINUTE_MS = 60_000
 HOUR_MS = 3_600_000

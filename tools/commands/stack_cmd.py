@@ -4,9 +4,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from app.entrypoints.commands import CommandError
-from app.stack import manager
-from app.stack.maven import InstallError
+from app.entrypoints.commands.errors import CommandError
+from tools.stack import manager
+from tools.stack.maven import InstallError
 
 
 def register(sub) -> None:

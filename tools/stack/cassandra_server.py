@@ -1,8 +1,8 @@
 """Apache Cassandra 5.0, single node, from Maven Central jars, with Cassandra's own Java 17 flags."""
 from __future__ import annotations
 
-from app.stack.maven import ensure_jars
-from app.stack.service import DEPLOY_LOCAL, LocalService
+from tools.stack.maven import ensure_jars
+from tools.stack.service import DEPLOY_LOCAL, LocalService
 
 
 class CassandraServer(LocalService):

@@ -5,8 +5,8 @@ import base64
 import subprocess
 import uuid
 
-from app.stack.maven import InstallError, ensure_jars
-from app.stack.service import DEPLOY_LOCAL, LocalService
+from tools.stack.maven import InstallError, ensure_jars
+from tools.stack.service import DEPLOY_LOCAL, LocalService
 
 HEAP = "-Xms512m", "-Xmx512m"
 

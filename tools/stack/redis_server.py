@@ -5,8 +5,8 @@ import os
 import shutil
 import subprocess
 
-from app.stack.maven import InstallError
-from app.stack.service import DEPLOY_LOCAL, LocalService
+from tools.stack.maven import InstallError
+from tools.stack.service import DEPLOY_LOCAL, LocalService
 
 
 class RedisServer(LocalService):

@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 
 from app.config import REPO_ROOT
-from app.stack.process import ManagedProcess
+from tools.stack.process import ManagedProcess
 
 DEPLOY_LOCAL = REPO_ROOT / "deploy" / "local"
 

@@ -222,7 +222,7 @@ async def closed_loop(host: str, port: int, paths: list[str], connections: int, 
 
 
 def _pct(values: list[float], q: float) -> float | None:
-    from app.bench.env import percentile
+    from tools.bench.env import percentile
 
     v = percentile(values, q)
     return None if v is None else round(v, 3)
@@ -260,7 +260,7 @@ def wrk_script(path: Path, paths: list[str]) -> Path:
 
 def run_wrk(env, exe: str, url: str, script: Path, threads: int, connections: int, seconds: int,
             server_pid: int, label: str) -> dict:
-    from app.bench.env import CpuMeter
+    from tools.bench.env import CpuMeter
 
     argv = [exe, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url]
     proc = env.spawn(f"wrk-{label}", argv)
@@ -310,7 +310,7 @@ def free_port() -> int:
 
 
 def _wait_http(url: str, proc, timeout: float = 60) -> None:
-    from app.bench.env import BenchError
+    from tools.bench.env import BenchError
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -345,19 +345,19 @@ def request_paths(expected: dict, n: int = 2000, seed: int = 7) -> list[str]:
 
 
 def _loadgen(env, label: str, port: int, paths_file: Path, mode: str, **kw) -> dict:
-    from app.bench.env import BenchError
+    from tools.bench.env import BenchError
 
     out = env.work_dir / f"loadgen-{label}.json"
     out.unlink(missing_ok=True)
-    argv = [sys.executable, "-m", "app.bench.api_bench", "loadgen", "--port", str(port), "--paths", str(paths_file),
+    argv = [sys.executable, "-m", "tools.bench.api_bench", "loadgen", "--port", str(port), "--paths", str(paths_file),
             "--mode", mode, "--out", str(out)] + [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
     proc = env.spawn(f"loadgen-{label}", argv)
     proc.popen.wait(600)
     if proc.popen.returncode != 0 or not out.exists():
         raise BenchError(f"load generator {label} failed:\n{proc.tail()}")
     result = json.loads(out.read_text())
-    result["generator"] = "asyncio open loop (app.bench.api_bench)" if mode == "open" else \
-        "asyncio closed loop (app.bench.api_bench)"
+    result["generator"] = "asyncio open loop (tools.bench.api_bench)" if mode == "open" else \
+        "asyncio closed loop (tools.bench.api_bench)"
     return result
 
 
@@ -371,7 +371,7 @@ def run(env, pipeline, expected: dict, *, wrk_seconds: int, fixed_rate: float, f
     result: dict = {"paths": len(paths), "mix": "70% summary, 20% licenses, 10% title downloads"}
 
     trivial_port = free_port()
-    trivial = env.spawn("trivial-http", [sys.executable, "-m", "app.bench.api_bench", "trivial",
+    trivial = env.spawn("trivial-http", [sys.executable, "-m", "tools.bench.api_bench", "trivial",
                                          "--port", str(trivial_port)])
     _wait_http(f"http://127.0.0.1:{trivial_port}/", trivial)
     api_port = free_port()
@@ -404,7 +404,7 @@ def run(env, pipeline, expected: dict, *, wrk_seconds: int, fixed_rate: float, f
         echo(f"  asyncio generator: {result['generator_capacity']['rate']:,.0f} req/s closed loop vs trivial; "
              f"at {fixed_rate:,.0f} req/s vs trivial p50 {result['generator_floor']['p50_ms']} ms, "
              f"p99 {result['generator_floor']['p99_ms']} ms")
-        from app.bench.env import CpuMeter
+        from tools.bench.env import CpuMeter
 
         meter = CpuMeter({"server": api.pid, **{k: v for k, v in env.stack.items() if k == "redis"}}).start()
         result["fixed"] = _loadgen(env, "api-fixed", api_port, paths_file, "open", rate=fixed_rate,

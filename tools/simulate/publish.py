@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from app.adapters.avro.mapping import encode_event
 from app.adapters.kafka.producer import OutRecord, PublishError
 from app.adapters.kafka.publisher import EventPublisher
-from app.simulate.workload import EVENT_KINDS, Item, ItemKind
+from tools.simulate.workload import EVENT_KINDS, Item, ItemKind
 
 MAX_CHUNK = 5_000
 BURST_S = 1.0  # with a rate: a stall of up to this long is caught up afterwards

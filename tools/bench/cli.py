@@ -55,8 +55,8 @@ OPTION_FIELDS = {
 
 
 def run(args, settings) -> int:
-    from app.bench.runner import PHASES, BenchConfig
-    from app.entrypoints.commands import CommandError
+    from tools.bench.runner import PHASES, BenchConfig
+    from app.entrypoints.commands.errors import CommandError
 
     bad = [s for s in args.skip if s not in PHASES]
     if bad:
@@ -75,7 +75,7 @@ def run(args, settings) -> int:
     overrides.setdefault("batch_wait_ms", settings.batch_wait_ms)
     cfg = BenchConfig.quick_sizes(**overrides) if args.quick else BenchConfig(**overrides)
     _check_stack(settings)
-    from app.bench.runner import run as run_bench
+    from tools.bench.runner import run as run_bench
 
     command = "ledger " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:2] == ["bench"] else \
         "ledger bench" + (" --quick" if args.quick else "")
@@ -96,7 +96,7 @@ def _check_stack(settings) -> None:
     """One line instead of a traceback when the stack is not up (`make stack-up`)."""
     import socket
 
-    from app.entrypoints.commands import CommandError
+    from app.entrypoints.commands.errors import CommandError
 
     for name, host, port in (("Kafka", *_host_port(settings.kafka_bootstrap.split(",")[0], 9092)),
                              ("Cassandra", settings.cassandra_contact_points[0], settings.cassandra_port),

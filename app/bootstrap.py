@@ -1,0 +1,160 @@
+"""The composition root: the one place that turns Settings into connected adapters and services.
+
+Entrypoints (the Faust worker, the read API, the CLI commands) and the developer tools ask this
+module for what they run; nothing else constructs an adapter. Connections are opened here with
+their timeouts, and closed by whoever asked for them (``close``/``aclose``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from app.adapters.avro.mapping import AvroMessageCodec
+from app.adapters.cassandra import namespaces as cassandra_namespaces
+from app.adapters.cassandra import session as cassandra_session
+from app.adapters.cassandra.event_store import CassandraEventStore
+from app.adapters.cassandra.progress_store import CassandraProgressStore
+from app.adapters.cassandra.read_models import CassandraReadModels
+from app.adapters.kafka.ledger_reader import LedgerReader
+from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
+from app.adapters.kafka.producer import BatchProducer
+from app.adapters.redis import namespaces as redis_namespaces
+from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
+from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
+from app.config import Settings
+from app.service.decider import Decider
+from app.service.member_cache import MemberCache
+from app.service.projector import Projector
+from app.service.replay import Replay, ReplayObserver, ReplayStores
+from app.service.verify import Verifier
+
+REDIS_TIMEOUT_S = 5.0  # every Redis call of a worker, the replay or the API gives up after this
+
+
+def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S, immediate_retry: bool = False):
+    """A pooled asyncio Redis client with connect and socket timeouts (hiredis parses replies)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    extra = {"retry": Retry(NoBackoff(), 1)} if immediate_retry else {}  # a pooled connection may be stale
+    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
+                                   socket_connect_timeout=timeout_s, **extra)
+
+
+def transient_errors() -> tuple[type[BaseException], ...]:
+    """Store errors worth retrying for idempotent work (reads, writes fenced by seq)."""
+    return cassandra_namespaces.transient_errors() + redis_namespaces.transient_errors()
+
+
+@dataclass
+class Stores:
+    """Open connections to Cassandra and Redis, and the adapters built on them."""
+
+    settings: Settings
+    cluster: object
+    session: object
+    redis: object
+    codec: AvroMessageCodec = field(default_factory=AvroMessageCodec)
+
+    @classmethod
+    def open(cls, settings: Settings) -> Stores:
+        """Blocking (connects to Cassandra); raises the drivers' errors when a store is unreachable."""
+        cluster, session = cassandra_session.connect(settings)
+        return cls(settings, cluster, session, redis_client(settings))
+
+    @property
+    def keyspace(self) -> str:
+        return self.settings.cassandra_keyspace
+
+    def event_store(self) -> CassandraEventStore:
+        return CassandraEventStore(self.session, self.keyspace)
+
+    def progress_store(self) -> CassandraProgressStore:
+        return CassandraProgressStore(self.session, self.keyspace)
+
+    def views(self, ns: str) -> RedisViewStore:
+        return RedisViewStore(self.redis, ns)
+
+    def read_models(self, ns: str) -> CassandraReadModels:
+        return CassandraReadModels(self.session, self.keyspace, ns)
+
+    def pointer(self) -> redis_namespaces.RedisNamespacePointer:
+        return redis_namespaces.RedisNamespacePointer(self.redis)
+
+    def namespace_stores(self) -> list:
+        return [redis_namespaces.RedisNamespaces(self.redis),
+                cassandra_namespaces.CassandraNamespaces(self.session, self.keyspace)]
+
+    def ledger_reader(self) -> LedgerReader:
+        return LedgerReader(self.settings.kafka_bootstrap, self.settings.ledger_topic)
+
+    # --- services --------------------------------------------------------------------------
+
+    def decider(self, outbox: KafkaOutbox, event_store: CassandraEventStore | None = None) -> Decider:
+        s = self.settings
+        return Decider(event_store or self.event_store(), self.progress_store(), outbox, self.codec,
+                       MemberCache(s.member_cache_size), s.snapshot_every)
+
+    def projector(self, event_store: CassandraEventStore | None = None) -> Projector:
+        return Projector(event_store or self.event_store(), self.codec, self.views, self.read_models,
+                         self.pointer(), cache_size=self.settings.member_cache_size)
+
+    def replay(self, observer: ReplayObserver | None = None, *,
+               ledger: Callable[[], object] | None = None, **options) -> Replay:
+        stores = ReplayStores(
+            event_store=self.event_store(), codec=self.codec, pointer=self.pointer(),
+            namespaces=self.namespace_stores(), views_for=self.views, read_models_for=self.read_models,
+            ledger=ledger or self.ledger_reader, transient=transient_errors())
+        return Replay(stores, observer=observer, topic=self.settings.ledger_topic,
+                      member_cache_size=self.settings.member_cache_size, **options)
+
+    def verifier(self, ns: str, concurrency: int = 4) -> Verifier:
+        return Verifier(self.event_store(), self.views(ns), self.read_models(ns),
+                        concurrency=concurrency, transient=transient_errors())
+
+    async def aclose(self) -> None:
+        await self.redis.aclose()
+        self.cluster.shutdown()
+
+
+def output_topics(settings: Settings) -> OutputTopics:
+    return OutputTopics(settings.ledger_topic, settings.rejections_topic, settings.dlq_topic)
+
+
+def producer(settings: Settings) -> BatchProducer:
+    return BatchProducer(settings.kafka_bootstrap)
+
+
+@dataclass
+class WorkerServices:
+    """What one `ledger worker` process runs: the decider and/or the projector, on shared connections."""
+
+    stores: Stores
+    producer: BatchProducer | None
+    decider: Decider | None
+    projector: Projector | None
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close()
+        self.stores.cluster.shutdown()
+
+
+def worker_services(settings: Settings, role: str) -> WorkerServices:
+    stores = Stores.open(settings)
+    event_store = stores.event_store()
+    decider = projector = kafka_producer = None
+    if role in ("decider", "all"):
+        kafka_producer = producer(settings)
+        decider = stores.decider(KafkaOutbox(kafka_producer, output_topics(settings)), event_store)
+    if role in ("projector", "all"):
+        projector = stores.projector(event_store)
+    return WorkerServices(stores, kafka_producer, decider, projector)
+
+
+def api_reader(settings: Settings, *, pointer_key: str = ACTIVE_NAMESPACE_KEY,
+               namespace_ttl: float = DEFAULT_NAMESPACE_TTL, client=None) -> ViewReader:
+    """The read API's view reader; its Redis client retries once at once (a stale pooled connection)."""
+    client = client or redis_client(settings, timeout_s=1.0, immediate_retry=True)
+    return ViewReader(client, pointer_key=pointer_key, namespace_ttl=namespace_ttl)

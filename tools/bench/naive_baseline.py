@@ -1,0 +1,146 @@
+"""The baseline: a naive Faust agent doing the pipeline's work one event at a time, awaiting each step.
+
+For every input message, in order: decode and validate (a bad one is published to the DLQ and
+acknowledged), load the member's state from the event store (latest snapshot plus the events after
+it: no cache), decide with the same pure domain, append the decision conditionally, snapshot every
+``snapshot_every`` accepted events, publish the ledger entry (or the rejection) and wait for the
+acknowledgement, then write the Redis view and the Cassandra read models. Same adapters, same
+stores, same guarantees per event, none of the batching, caching or concurrency of the real worker.
+It does not save a durable input position per event (the real decider saves one per batch), which
+only makes the baseline faster.
+
+Run as its own process: ``python -m tools.bench.naive_baseline --stats FILE`` with the ``LEDGER_*``
+variables of the pipeline; it writes ``{"processed", "first", "last"}`` (wall-clock seconds) to FILE
+twice a second, which is how the bench measures its rate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+
+class NaiveAgent:
+    """The per-event work (no Faust here, so it can be driven directly as well)."""
+
+    def __init__(self, settings, store, outbox, views, read_models, codec):
+        self.settings = settings
+        self.store = store
+        self.outbox = outbox
+        self.views = views
+        self.read_models = read_models
+        self.codec = codec
+        self.processed = 0
+        self.first: float | None = None
+        self.last: float | None = None
+
+    async def handle(self, message) -> None:
+        from app.domain.decide import Accepted, Duplicate, step
+        from app.domain.history import Source, to_stored
+        from app.domain.validation import MalformedEvent, validate
+        from app.domain.views import lean
+        from app.service.ports import DeadLetter, DecodeError
+
+        if self.first is None:
+            self.first = time.time()
+        s = self.settings
+        try:
+            if message.value is None:
+                raise DecodeError("truncated", "empty message value")
+            event = self.codec.decode_event(message.value)
+            validate(event)
+            if message.key is not None and message.key != event.member_id.encode():
+                raise MalformedEvent("key_mismatch", "message key is not the member_id")
+        except DecodeError as exc:
+            await self.outbox.publish([], [DeadLetter(message, "undecodable", exc.code, exc.message)])
+            self._done()
+            return
+        except MalformedEvent as exc:
+            await self.outbox.publish([], [DeadLetter(message, "malformed", exc.code, exc.detail)])
+            self._done()
+            return
+
+        member_id = event.member_id
+        source = Source(message.topic, message.partition, message.offset)
+        state = await self.store.load(member_id)
+        decision, new_state = step(state, event)
+        if isinstance(decision, Duplicate):  # publish its stored outcome again
+            stored = await self.store.find(member_id, event.event_id)
+            if stored is not None:
+                await self.outbox.publish([(member_id, stored)], [])
+            self._done()
+            return
+        rows = to_stored(decision, event, new_state, source)
+        await self.store.append({member_id: rows})
+        if isinstance(decision, Accepted) and new_state.seq // s.snapshot_every > state.seq // s.snapshot_every:
+            await self.store.save_snapshot(new_state)
+        for row in rows:
+            await self.outbox.publish([(member_id, row)], [])
+        if isinstance(decision, Accepted):
+            view = lean(new_state)
+            await self.views.write_many([view])
+            await self.read_models.write_many([view])
+        self._done()
+
+    def _done(self) -> None:
+        self.processed += 1
+        self.last = time.time()
+
+    def stats(self) -> dict:
+        return {"processed": self.processed, "first": self.first, "last": self.last, "pid": os.getpid()}
+
+
+def create_app(settings, stores, producer, stats_path: Path):
+    from app.adapters.kafka.outbox import KafkaOutbox
+    from app.bootstrap import output_topics
+    from app.entrypoints.worker.faust_app import new_faust_app
+    from app.service.ports import InputMessage
+
+    app = new_faust_app(settings, f"{settings.consumer_group}-naive")
+    namespace = "v1"
+    agent = NaiveAgent(settings, stores.event_store(), KafkaOutbox(producer, output_topics(settings)),
+                       stores.views(namespace), stores.read_models(namespace), stores.codec)
+    topic = app.topic(settings.events_topic, key_type=bytes, value_type=bytes, key_serializer="raw",
+                      value_serializer="raw")
+
+    @app.agent(topic, name="naive")
+    async def naive(stream):
+        async for event in stream.events():
+            m = event.message
+            await agent.handle(InputMessage(m.topic, m.partition, m.offset, m.key, m.value))
+
+    @app.timer(0.5)
+    async def write_stats():
+        tmp = stats_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(agent.stats()))
+        tmp.replace(stats_path)
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    import faust
+
+    from app import bootstrap
+    from app.config import Settings
+
+    parser = argparse.ArgumentParser(description="naive one-event-at-a-time baseline agent")
+    parser.add_argument("--stats", required=True, type=Path)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    stores = bootstrap.Stores.open(settings)
+    producer = bootstrap.producer(settings)
+    app = create_app(settings, stores, producer, args.stats)
+    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    try:
+        worker.execute_from_commandline()
+    finally:
+        producer.close()
+        stores.cluster.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
