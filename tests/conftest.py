@@ -1,13 +1,28 @@
-"""Fixtures shared by every test folder. Service fixtures connect lazily: unit tests never use them."""
+"""Fixtures shared by every test folder.
+
+Tests under tests/integration and tests/e2e need the local stack: they are marked ``stack`` here,
+so ``pytest -m "not stack"`` runs everything else with no service running. Service fixtures import
+their drivers when first used, so a pure test never needs them.
+"""
 from __future__ import annotations
 
+import time
 import uuid
+from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from app.adapters.cassandra import session as cassandra_session
 from app.config import Settings
+
+STACK_FOLDERS = ("integration", "e2e")
+
+
+def pytest_collection_modifyitems(config, items):
+    tests_root = Path(__file__).parent
+    for item in items:
+        relative = Path(str(item.fspath)).relative_to(tests_root)
+        if relative.parts and relative.parts[0] in STACK_FOLDERS:
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")
@@ -17,18 +32,35 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def kafka_admin(settings):
+    from confluent_kafka.admin import AdminClient
+
     return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+
+
+def wait_for_topics(admin, names: list[str], partitions: int, timeout: float = 30.0) -> None:
+    """create_topics returns when the controller accepted them; metadata can lag behind."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=10).topics
+        if all(n in topics and topics[n].error is None and len(topics[n].partitions) == partitions for n in names):
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"topics {names} not visible in the metadata after {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 @pytest.fixture
 def temp_topic(kafka_admin):
     """A fresh 3-partition topic, deleted afterwards."""
+    from confluent_kafka.admin import NewTopic
+
     created = []
 
     def make(partitions: int = 3, config: dict | None = None) -> str:
         name = f"test.{uuid.uuid4().hex[:12]}"
         kafka_admin.create_topics([NewTopic(name, partitions, 1, config=config or {})])[name].result(30)
         created.append(name)
+        wait_for_topics(kafka_admin, [name], partitions)
         return name
 
     yield make
@@ -39,6 +71,8 @@ def temp_topic(kafka_admin):
 
 @pytest.fixture(scope="session")
 def cassandra(settings):
+    from app.adapters.cassandra import session as cassandra_session
+
     cluster, session = cassandra_session.connect(settings)
     yield session
     cluster.shutdown()

@@ -6,9 +6,9 @@ import random
 import time
 import uuid
 
-from tests.e2e.random_history import random_history
-from tests.e2e.test_pipeline import assert_exact_outputs
-from tests.helpers import wait_until
+from tests.support.random_history import random_history
+from tests.support.pipeline import assert_exact_outputs
+from tests.support.helpers import wait_until
 
 
 def _processed_so_far(pipeline) -> int:

@@ -6,9 +6,9 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.e2e.conftest import PARTITIONS, expected_states
-from tests.e2e.random_history import random_history
-from tests.e2e.test_pipeline import assert_exact_outputs
+from tests.support.pipeline import PARTITIONS, expected_states
+from tests.support.random_history import random_history
+from tests.support.pipeline import assert_exact_outputs
 
 
 def _commit_group_to_the_end(pipeline) -> int:

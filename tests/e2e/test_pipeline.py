@@ -3,89 +3,12 @@ dead letters and views, with the workers as real processes against the real stac
 from __future__ import annotations
 
 import uuid
-from collections import Counter, defaultdict
+from collections import Counter
 
 from app.adapters.avro.mapping import encode_event
-from app.domain.views import digest
-from tests.e2e.conftest import expected_states
-from tests.helpers import wait_until
-from tests.unit.domain_builders import DAY, HOUR, T0, acquire, deactivate, event, plan, release, renew
-
-
-def scripted_history(prefix: str):
-    """Every rule and rejection reason of DOMAIN.md, spread over a few members."""
-    a, b, c, d = (f"{prefix}-{x}" for x in "abcd")
-    return [
-        # a: device limits, downloads per device, renewals, releases, deactivation, late event
-        event(plan(device_limit=2, downloads_per_device=2), at=T0, member=a),
-        event(acquire("l1", device="d1", title="t1"), at=T0 + 1, member=a),
-        event(acquire("l1", device="d1", title="t1"), at=T0 + 2, member=a),                  # LICENSE_ID_CONFLICT
-        event(acquire("l2", device="d2", expires=T0 + 3), at=T0 + 3, member=a),              # ALREADY_EXPIRED
-        event(acquire("l2", device="d2"), at=T0 + 4, member=a),
-        event(acquire("l3", device="d3"), at=T0 + 5, member=a),                              # DEVICE_LIMIT
-        event(acquire("l3", device="d1"), at=T0 + 6, member=a),
-        event(acquire("l4", device="d1"), at=T0 + 7, member=a),                              # DEVICE_DOWNLOAD_LIMIT
-        event(renew("nope"), at=T0 + 8, member=a),                                            # UNKNOWN_LICENSE
-        event(release("l3"), at=T0 + 9, member=a),
-        event(renew("l3"), at=T0 + 10, member=a),                                             # LICENSE_RELEASED
-        event(release("l3"), at=T0 + 11, member=a),                                           # LICENSE_RELEASED
-        event(renew("l1", expires=T0 + 40 * DAY), at=T0 + 12, member=a),
-        event(plan(device_limit=1, downloads_per_device=1), at=T0 + 13, member=a),           # downgrade keeps licenses
-        event(deactivate("d2"), at=T0 + 14, member=a),
-        event(acquire("l5", device="d9"), at=T0 - DAY, member=a),                             # late: clock stays
-        # b: renewal limit, a renewal counting toward the title's yearly limit, expired renewal
-        event(acquire("k1", device="d1", title="t7", max_renewals=1, title_yearly_limit=3,
-                      expires=T0 + HOUR), at=T0, member=b),
-        event(renew("k1", expires=T0 + 2 * HOUR), at=T0 + 1, member=b),
-        event(renew("k1", expires=T0 + 3 * HOUR), at=T0 + 2, member=b),                      # RENEWAL_LIMIT
-        event(acquire("k2", device="d1", title="t7", title_yearly_limit=3), at=T0 + 3, member=b),
-        event(acquire("k3", device="d1", title="t7", title_yearly_limit=3), at=T0 + 4, member=b),  # TITLE_YEARLY_LIMIT
-        event(renew("k2", expires=T0 + 5), at=T0 + 10, member=b),                            # ALREADY_EXPIRED
-        # c: studio limit and monthly limit, renewal counts toward the month
-        event(plan(device_limit=4, monthly_limit=3), at=T0, member=c),
-        event(acquire("s1", device="d1", studio="st", studio_concurrent_limit=1), at=T0 + 1, member=c),
-        event(acquire("s2", device="d2", studio="st", studio_concurrent_limit=1), at=T0 + 2, member=c),  # STUDIO_CONCURRENT_LIMIT
-        event(renew("s1"), at=T0 + 3, member=c),
-        event(acquire("s3", device="d3", studio="x"), at=T0 + 4, member=c),
-        event(acquire("s4", device="d4", studio="y"), at=T0 + 5, member=c),                  # MONTHLY_LIMIT
-        # d: an expired license renewed re-checks the device limit
-        event(acquire("r1", device="d1", expires=T0 + HOUR), at=T0, member=d),
-        event(acquire("r2", device="d2", expires=T0 + 10 * DAY), at=T0 + 2 * HOUR, member=d),
-        event(renew("r1", expires=T0 + 20 * DAY), at=T0 + 3 * HOUR, member=d),               # DEVICE_LIMIT
-    ]
-
-
-EXPECTED_REASONS = {
-    "LICENSE_ID_CONFLICT", "ALREADY_EXPIRED", "DEVICE_LIMIT", "DEVICE_DOWNLOAD_LIMIT", "UNKNOWN_LICENSE",
-    "LICENSE_RELEASED", "RENEWAL_LIMIT", "TITLE_YEARLY_LIMIT", "STUDIO_CONCURRENT_LIMIT", "MONTHLY_LIMIT",
-}
-
-
-def assert_exact_outputs(pipeline, events):
-    states, outcomes = expected_states(events)
-    pipeline.wait_for_views(states)
-
-    for member_id, state in states.items():
-        view = pipeline.view(member_id)
-        assert view is not None and digest(view) == digest(state), f"view of {member_id}"
-        rows = pipeline.stored_rows(member_id)
-        accepted = [r for r in rows if r.kind == "accepted"]
-        assert [r.seq for r in accepted] == list(range(1, state.seq + 1)), f"seq of {member_id}"
-        assert len({r.event_id for r in rows}) == len(rows), f"an event stored twice for {member_id}"
-
-    ledger = pipeline.ledger_entries()
-    by_member = defaultdict(dict)
-    for entry in ledger:
-        seq, event_id = entry.recorded.seq, entry.recorded.event.event_id
-        assert by_member[entry.recorded.event.member_id].setdefault(seq, event_id) == event_id
-    for member_id, state in states.items():
-        assert sorted(by_member[member_id]) == list(range(1, state.seq + 1))
-    accepted_ids = {e for m in by_member.values() for e in m.values()}
-    assert accepted_ids == {e for e, o in outcomes.items() if o == "accepted"}
-
-    rejected = {r.event.event_id: r.reason for r in pipeline.rejections()}
-    assert rejected == {e: o for e, o in outcomes.items() if o != "accepted"}
-    return states, outcomes, rejected
+from tests.support.pipeline import EXPECTED_REASONS, assert_exact_outputs, expected_states, scripted_history
+from tests.support.helpers import wait_until
+from tests.support.domain_builders import acquire, event, plan
 
 
 def test_scripted_history_gives_the_exact_ledger_rejections_and_views(pipeline):

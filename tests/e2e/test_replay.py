@@ -17,26 +17,20 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from app.adapters.cassandra.namespaces import namespaces_with_tables
-from app.adapters.cassandra.read_models import CassandraReadModels, table_names
-from app.adapters.redis.view_store import (
-    ACTIVE_NAMESPACE_KEY,
-    DEFAULT_NAMESPACE,
-    decode_view,
-    encode_view,
-    member_key,
-    members_key,
-)
+from app.adapters.cassandra.namespaces import CassandraNamespaces
+from app.adapters.cassandra.read_models import CassandraReadModels, summary_table
+from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, member_key, members_key
+from app.adapters.view_json import decode_view, encode_view
+from app.bootstrap import Stores as RuntimeStores
 from app.config import REPO_ROOT
 from app.domain import views
 from app.domain.state import MemberState
 from app.domain.views import digest
-from app.service.replay import Replay
-from tests.e2e.conftest import expected_states
-from tests.e2e.random_history import random_history
-from tests.e2e.test_pipeline import scripted_history
-from tests.helpers import ledger, wait_until
-from tests.unit.domain_builders import DAY, HOUR, T0, acquire, event, plan, release, renew
+from tests.support.pipeline import expected_states
+from tests.support.random_history import random_history
+from tests.support.pipeline import scripted_history
+from tests.support.helpers import ledger, wait_until
+from tests.support.domain_builders import DAY, HOUR, T0, acquire, event, plan, release, renew
 
 try:  # the read API (another part of the project); without it the answers are computed from the views
     from app.entrypoints.api.app import create_app
@@ -112,16 +106,10 @@ def digests(states) -> dict[str, str]:
 
 
 def read_models_of(pipeline, ns: str, member_ids) -> dict[str, str]:
-    """Digest of each member's Cassandra summary state and of its rows (both must agree)."""
+    """Digest of each member's Cassandra summary state."""
     async def read():
         models = CassandraReadModels(pipeline.cassandra, pipeline.settings.cassandra_keyspace, ns)
-        got = await asyncio.gather(*(models.read_member(m) for m in member_ids))
-        out = {}
-        for m, model in zip(member_ids, got):
-            if model is not None:
-                assert digest(model.rows_state()) == digest(model.state), f"rows of {m} in {ns}"
-                out[m] = digest(model.state)
-        return out
+        return {m: digest(s) for m, s in (await models.read_states(list(member_ids))).items()}
     return asyncio.run(read())
 
 
@@ -140,8 +128,10 @@ async def api_answers(settings, client, member_ids) -> dict:
     from the active namespace's Redis views with app.domain.views)."""
     answers = {}
     if create_app is None:
+        from app.adapters.redis.namespaces import RedisNamespacePointer
         from app.adapters.redis.view_store import RedisViewStore
-        states = await RedisViewStore(client, await active_namespace(client)).read_many(list(member_ids))
+        ns = await RedisNamespacePointer(client).active()
+        states = await RedisViewStore(client, ns).read_many(list(member_ids))
         for m in member_ids:
             state = states[m]
             answers[m] = [(views.summary(state, at), views.licenses(state, at)) for at in AT]
@@ -179,7 +169,8 @@ class Stores:
 
     def __init__(self, pipeline, **options):
         self.client = aioredis.Redis.from_url(pipeline.settings.redis_url)
-        self.replay = Replay(pipeline.settings, self.client, pipeline.cassandra, drop_grace_s=0.2, **options)
+        self.stores = RuntimeStores(pipeline.settings, None, pipeline.cassandra, self.client)
+        self.replay = self.stores.replay(drop_grace_s=0.2, **options)
 
     async def close(self):
         self.replay.close()
@@ -302,19 +293,18 @@ def test_verify_names_corrupted_members_and_a_replay_with_drop_old_repairs_them(
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert ok.stdout.strip().splitlines()[-1].startswith("OK namespace v1:")
 
-    forged_id, deleted_id, rows_id = f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"
+    forged_id, deleted_id, summary_id = f"{prefix}-a", f"{prefix}-b", f"{prefix}-c"
     client = pipeline.redis()
     real = expected[forged_id]
     forged = MemberState(member_id=forged_id, seq=real.seq + 10, plan=real.plan)
     client.hset(member_key("v1", forged_id), mapping={"seq": forged.seq, "state": encode_view(forged)})
     client.delete(member_key("v1", deleted_id))
     client.srem(members_key("v1"), deleted_id)
-    summary, licenses, _ = table_names("v1")
     keyspace = pipeline.settings.cassandra_keyspace
-    license_id = sorted(expected[rows_id].licenses)[0]
-    pipeline.cassandra.execute(  # a license row overwritten by a later (higher seq) forged write
-        f"UPDATE {keyspace}.{licenses} USING TIMESTAMP {expected[rows_id].seq + 1} "
-        "SET title_id = 'forged' WHERE member_id = %s AND license_id = %s", (rows_id, license_id))
+    other = MemberState(member_id=summary_id, seq=expected[summary_id].seq, plan=real.plan)
+    pipeline.cassandra.execute(  # a summary overwritten by a forged write at the same seq
+        f"UPDATE {keyspace}.{summary_table('v1')} USING TIMESTAMP {expected[summary_id].seq + 1} "
+        "SET state = %s WHERE member_id = %s", (encode_view(other), summary_id))
 
     bad = ledger("verify", "--settle", "1", env=pipeline.env)
     assert bad.returncode == 1, bad.stdout + bad.stderr
@@ -323,7 +313,7 @@ def test_verify_names_corrupted_members_and_a_replay_with_drop_old_repairs_them(
     text = "\n".join(differs)
     assert f"{forged_id}: redis seq {forged.seq} is ahead of the event store seq {real.seq}" in text
     assert f"{deleted_id}: missing from redis" in text
-    assert f"{rows_id}: cassandra rows digest differs" in text
+    assert f"{summary_id}: cassandra digest differs" in text
     assert bad.stdout.strip().splitlines()[-1].startswith("FAILED namespace v1: 3 of")
 
     replayed = ledger("replay", "--drop-old", env=pipeline.env)
@@ -335,8 +325,8 @@ def test_verify_names_corrupted_members_and_a_replay_with_drop_old_repairs_them(
 
     # --drop-old: no key of v1 is left in Redis, no table of v1 in Cassandra
     assert list(client.scan_iter(match="ledger:v1:*", count=1000)) == []
-    assert "v1" not in namespaces_with_tables(pipeline.cassandra, keyspace)
-    assert "v2" in namespaces_with_tables(pipeline.cassandra, keyspace)
+    in_cassandra = asyncio.run(CassandraNamespaces(pipeline.cassandra, keyspace).namespaces())
+    assert "v1" not in in_cassandra and "v2" in in_cassandra
 
     again = ledger("verify", env=pipeline.env)
     assert again.returncode == 0, again.stdout + again.stderr

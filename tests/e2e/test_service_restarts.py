@@ -8,10 +8,10 @@ import redis
 
 from app.config import REPO_ROOT
 from tools.stack.redis_server import RedisServer
-from tests.e2e.conftest import expected_states
-from tests.e2e.random_history import random_history
-from tests.e2e.test_pipeline import assert_exact_outputs
-from tests.helpers import wait_until
+from tests.support.pipeline import expected_states
+from tests.support.random_history import random_history
+from tests.support.pipeline import assert_exact_outputs
+from tests.support.helpers import wait_until
 
 
 def _pings(url: str) -> bool:

@@ -2,7 +2,7 @@
 seqs change nothing, gaps are filled from the Cassandra event store, a restart continues from Redis.
 
 Each test uses its own projection namespace (Redis keys ``ledger:{ns}:*`` and Cassandra tables
-``rm_{ns}_*``) in a test keyspace created by the migrations and dropped at the end.
+``rm_{ns}_member_summary``) in a test keyspace created by the migrations and dropped at the end.
 """
 from __future__ import annotations
 
@@ -16,16 +16,20 @@ from app.adapters.avro.mapping import encode_ledger_entry
 from app.domain.history import Source
 from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.migrations import migrate
-from app.adapters.cassandra.read_models import CassandraReadModels, encode_state, ensure_tables, table_names
+from app.adapters.avro.mapping import AvroMessageCodec
+from app.adapters.cassandra.namespaces import CassandraNamespaces
+from app.adapters.cassandra.read_models import CassandraReadModels, summary_table
+from app.adapters.memory.projections import InMemoryNamespacePointer
 from app.adapters.redis import view_store
 from app.adapters.redis.view_store import RedisViewStore, member_key, members_key
+from app.adapters.view_json import encode_view
 from app.config import REPO_ROOT
 from app.domain import MemberState, evolve, views
 from app.domain.state_json import state_to_dict
 from app.service.ports import InputMessage
 from app.service.projector import Projector
-from tests.histories import decided
-from tests.unit.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
+from tests.support.histories import decided
+from tests.support.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
 
 LEDGER = "downloads.ledger"
 AT = (T0 + 2 * DAY, T0 + 20 * DAY, T0 + 45 * DAY, T0 + 400 * DAY)  # times the views are compared at
@@ -43,7 +47,7 @@ def keyspace(cassandra):
 def ns(cassandra, keyspace, settings):
     """A fresh projection namespace: Cassandra tables created, Redis keys removed afterwards."""
     name = f"t{uuid.uuid4().hex[:10]}"
-    ensure_tables(cassandra, keyspace, name)
+    asyncio.run(CassandraNamespaces(cassandra, keyspace).create(name))
     yield name
 
     async def clean():
@@ -67,11 +71,9 @@ class Env:
         self.event_store = CassandraEventStore(session, keyspace)
 
     def projector(self, cache_size=1000) -> Projector:
-        async def namespace():
-            return self.ns
-
-        return Projector(self.event_store, lambda n: RedisViewStore(self.redis, n),
-                         lambda n: CassandraReadModels(self.session, self.keyspace, n), namespace, cache_size)
+        return Projector(self.event_store, AvroMessageCodec(), lambda n: RedisViewStore(self.redis, n),
+                         lambda n: CassandraReadModels(self.session, self.keyspace, n),
+                         InMemoryNamespacePointer(self.ns), cache_size)
 
     async def close(self):
         await self.redis.aclose()
@@ -144,12 +146,12 @@ async def assert_projected(env, final):
     assert int(await env.redis.hget(member_key(env.ns, member), "seq")) == final.seq
     assert await env.redis.sismember(members_key(env.ns), member)
 
-    rm = await env.models.read_member(member)
-    assert rm is not None and rm.seq == final.seq and rm.plan == final.plan and rm.clock == final.clock
-    assert rm.licenses == final.licenses
-    assert rm.title_year_counts == final.title_year_downloads
-    assert domain_views(rm.state) == domain_views(final)
-    assert domain_views(rm.rows_state()) == domain_views(final)
+    in_cassandra = (await env.models.read_states([member]))[member]
+    assert state_to_dict(in_cassandra, include_processed=False) == state_to_dict(final, include_processed=False)
+    assert domain_views(in_cassandra) == domain_views(final)
+    row = env.session.execute(f"SELECT seq, plan_id, clock, writetime(state) AS written FROM {env.keyspace}."
+                              f"{summary_table(env.ns)} WHERE member_id = %s", (member,)).one()
+    assert (row.seq, row.plan_id, row.clock, row.written) == (final.seq, final.plan.plan_id, final.clock, final.seq)
 
 
 # --- tests --------------------------------------------------------------------------------
@@ -169,36 +171,24 @@ def test_projected_views_equal_the_domain_views_of_the_final_state(settings, cas
         assert [(r.applied, r.members_written) for r in results] == [(11, 2), (9, 2), (2, 1)]
         await assert_projected(env, final_a)
         await assert_projected(env, final_b)
-        # Each batch wrote only the rows it changed, at the member's seq after the batch: the last
-        # batch (a renewal of l6 and a plan change) rewrote l6 and one count, nothing else.
-        rm = await env.models.read_member("ma")
-        assert rm.license_seqs == {"l1": 9, "l2": 9, "l4": 9, "l5": 9, "l6": 11}
-        assert rm.title_year_counts == {("t1", 2024): 4, ("t1", 2025): 1, ("t2", 2024): 2}
-        count_seqs = {(r.title_id, r.year): r.seq for r in cassandra.execute(
-            f"SELECT title_id, year, seq FROM {keyspace}.{table_names(ns)[2]} WHERE member_id = 'ma'")}
-        assert count_seqs == {("t1", 2024): 9, ("t1", 2025): 11, ("t2", 2024): 9}
 
     scenario(settings, cassandra, keyspace, ns, body)
 
 
 def test_the_same_batch_twice_changes_nothing_and_lower_seqs_are_refused(settings, cassandra, keyspace, ns):
     recorded, _, final = history("m1")
-    summary, licenses, counts = table_names(ns)
+    summary = summary_table(ns)
 
     def cassandra_rows():
-        rows = {}
-        for table, cols in ((summary, "seq, state"), (licenses, "license_id, seq, writetime(renewals)"),
-                            (counts, "title_id, year, count, writetime(count)")):
-            rows[table] = sorted(tuple(r) for r in cassandra.execute(
-                f"SELECT {cols} FROM {keyspace}.{table} WHERE member_id = %s", ("m1",)))
-        return rows
+        return sorted(tuple(r) for r in cassandra.execute(
+            f"SELECT seq, state, writetime(state) FROM {keyspace}.{summary} WHERE member_id = %s", ("m1",)))
 
     async def body(env):
         projector = env.projector()
         batch = messages(recorded)
         await projector.process(batch)
         redis_before, cassandra_before = await env.redis.hgetall(member_key(ns, "m1")), cassandra_rows()
-        assert cassandra_before[licenses][0][1:] == (11, 11)  # fenced: write timestamp = seq
+        assert cassandra_before[0][0] == 11 and cassandra_before[0][2] == 11  # fenced: write timestamp = seq
 
         again = await projector.process(batch)
         assert (again.applied, again.duplicates, again.members_written) == (0, 11, 0)
@@ -210,7 +200,7 @@ def test_the_same_batch_twice_changes_nothing_and_lower_seqs_are_refused(setting
         # A lower seq written directly is refused by both fences.
         older = state_at(recorded, 3)
         assert await env.views.write_many([older]) == 0
-        await env.models.write_many([older])  # every row of it, at timestamp 3
+        await env.models.write_many([older])  # at timestamp 3: loses to the row at timestamp 11
         assert await env.redis.hgetall(member_key(ns, "m1")) == redis_before
         assert cassandra_rows() == cassandra_before
         await assert_projected(env, final)
@@ -278,25 +268,22 @@ def test_view_store_write_many_runs_the_fenced_script_in_a_pipeline(settings, ca
         assert (await store.read("m1")).seq == final.seq
         got = await store.read_many(["m1", "m2", "nobody"])
         assert {m: s.seq for m, s in got.items()} == {"m1": 11, "m2": 2}
-        assert await env.redis.hget(member_key(ns, "m1"), "state") == encode_state(final).encode()
+        assert await env.redis.hget(member_key(ns, "m1"), "state") == encode_view(final).encode()
         assert await env.redis.smembers(members_key(ns)) == {b"m1", b"m2"}
         assert await store.write_many([]) == 0
 
     scenario(settings, cassandra, keyspace, ns, body)
 
 
-def test_the_migration_creates_the_v1_tables_of_ensure_tables(cassandra, keyspace, ns):
+def test_the_migration_creates_the_v1_table_the_namespace_store_creates(cassandra, keyspace, ns):
     def columns(namespace):
-        result = {}
-        for kind, table in zip(("summary", "licenses", "counts"), table_names(namespace)):
-            rows = cassandra.execute(
-                "SELECT column_name, kind, position, type FROM system_schema.columns "
-                "WHERE keyspace_name = %s AND table_name = %s", (keyspace, table))
-            result[kind] = sorted(tuple(r) for r in rows)
-        return result
+        rows = cassandra.execute(
+            "SELECT column_name, kind, position, type FROM system_schema.columns "
+            "WHERE keyspace_name = %s AND table_name = %s", (keyspace, summary_table(namespace)))
+        return sorted(tuple(r) for r in rows)
 
     assert columns("v1") == columns(ns)
-    assert all(columns("v1").values())
-    ensure_tables(cassandra, keyspace, ns)  # idempotent
+    assert columns("v1")
+    asyncio.run(CassandraNamespaces(cassandra, keyspace).create(ns))  # idempotent
     with pytest.raises(ValueError):
-        table_names("Bad-Namespace")
+        summary_table("Bad-Namespace")

@@ -14,7 +14,7 @@ from app.adapters.kafka.publisher import EventPublisher
 from app.domain.validation import MalformedEvent, validate
 from tools.simulate.publish import SimulateError, check_topic, publish, to_record
 from tools.simulate.workload import EVENT_KINDS, ItemKind, WorkloadConfig, generate
-from tests.helpers import ledger
+from tests.support.helpers import ledger
 
 pytestmark = pytest.mark.stack
 

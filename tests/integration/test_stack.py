@@ -11,7 +11,7 @@ from confluent_kafka import Consumer, Producer
 from tools.stack.redis_server import RedisServer
 from app.config import REPO_ROOT
 
-from tests.helpers import wait_until
+from tests.support.helpers import wait_until
 
 
 def _confluent_consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:

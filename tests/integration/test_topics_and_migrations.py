@@ -7,7 +7,7 @@ import uuid
 from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
 
 from app.config import REPO_ROOT
-from tests.helpers import ledger
+from tests.support.helpers import ledger
 
 
 def _topic_dir(tmp_path, name: str, partitions: int) -> None:

@@ -16,7 +16,7 @@ from app.adapters.avro.mapping import decode_event, decode_snapshot, encode_even
 from app.adapters.avro.registry import DEFAULT_SCHEMA_DIR
 from app.adapters.avro.upcasters import UPCASTERS, member_snapshot_v1_to_v2
 from app.domain import MemberState
-from tests.unit.domain_builders import T0, acquire, event, plan
+from tests.support.domain_builders import T0, acquire, event, plan
 
 CONSECUTIVE = [
     (name, version)

@@ -17,7 +17,7 @@ from app.domain import (
     step,
 )
 from app.domain.rules import Reason
-from tests.unit.domain_builders import DAY, MEMBER, T0, acquire, deactivate, event, plan, release, renew, run
+from tests.support.domain_builders import DAY, MEMBER, T0, acquire, deactivate, event, plan, release, renew, run
 
 
 def test_member_clock_does_not_move_back_on_a_late_event() -> None:

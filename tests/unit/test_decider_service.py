@@ -11,7 +11,7 @@ from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.service.decider import Decider
 from app.service.member_cache import MemberCache
 from app.service.ports import InputMessage
-from tests.unit.domain_builders import DAY, T0, acquire, event, plan, release
+from tests.support.domain_builders import DAY, T0, acquire, event, plan, release
 
 TOPICS = OutputTopics("ledger", "rejections", "dlq")
 

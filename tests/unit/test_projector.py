@@ -16,8 +16,8 @@ from app.domain.state_json import state_to_dict
 from app.service.ports import InputMessage
 from app.service.ledger_fold import LedgerGapError
 from app.service.projector import Projector
-from tests.histories import decided
-from tests.unit.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
+from tests.support.histories import decided
+from tests.support.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
 
 LEDGER = "downloads.ledger"
 

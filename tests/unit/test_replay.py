@@ -30,8 +30,8 @@ from app.service.verify import (
     compare,
     fold_accepted,
 )
-from tests.e2e.random_history import random_history
-from tests.unit.domain_builders import DAY, T0, acquire, event, plan, release, renew
+from tests.support.random_history import random_history
+from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
 
 SOURCE = Source("downloads.events", 0, 0)
 

@@ -12,7 +12,7 @@ import pytest
 
 from app.domain import Accepted, Rejected, decide
 from app.domain.rules import Reason
-from tests.unit.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew, run
+from tests.support.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew, run
 
 DEC_31 = 1_735_603_200_000  # 2024-12-31T00:00:00Z
 JAN_1 = DEC_31 + DAY  # 2025-01-01

@@ -15,7 +15,7 @@ import app.domain
 from app.domain import PROCESSED_IDS_BOUND, MemberState, state_from_dict, state_to_dict
 from app.domain.processed_ids import ProcessedIds
 from app.domain.utc import format_ms, year_month
-from tests.unit.domain_builders import DAY, T0, acquire, event, plan, renew, run
+from tests.support.domain_builders import DAY, T0, acquire, event, plan, renew, run
 
 
 def test_processed_ids_keep_at_least_the_latest_bound_ids_and_forget_older_ones() -> None:

@@ -9,7 +9,7 @@ import pytest
 from app.domain import DownloadEvent, MalformedEvent, validate
 from app.domain.events import PAYLOAD_TYPES
 from app.domain.validation import PAYLOAD_FIELDS
-from tests.unit.domain_builders import acquire, deactivate, event, plan, release, renew
+from tests.support.domain_builders import acquire, deactivate, event, plan, release, renew
 
 GOOD = [event(plan(monthly_limit=3)), event(acquire(max_renewals=0, quality="HD")), event(renew()),
         event(release(reason="EXPIRED")), event(deactivate())]

@@ -8,7 +8,7 @@ import pytest
 
 from app.domain import Accepted, MemberState, evolve, state_from_dict, state_to_dict
 from app.domain.views import digest, eligibility, licenses, summary, title_year_count
-from tests.unit.domain_builders import DAY, T0, acquire, event, plan, release, renew, run
+from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew, run
 
 
 @pytest.fixture

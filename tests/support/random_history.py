@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from tests.unit.domain_builders import DAY, HOUR, T0, acquire, deactivate, event, plan, release, renew
+from tests.support.domain_builders import DAY, HOUR, T0, acquire, deactivate, event, plan, release, renew
 
 
 def random_history(prefix: str, members: int = 60, events: int = 3000, seed: int = 7):

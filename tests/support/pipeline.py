@@ -1,0 +1,246 @@
+"""The end-to-end harness: real Kafka, Cassandra and Redis, workers as real `ledger worker` processes,
+and what the tests compare them with (the pure domain's outcomes for a scripted history)."""
+from __future__ import annotations
+
+import itertools
+from collections import defaultdict
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+from confluent_kafka import Consumer, TopicPartition
+
+from app.adapters.avro.mapping import decode_ledger_entry, decode_rejection
+from app.adapters.kafka.producer import OutRecord
+from app.adapters.kafka.publisher import EventPublisher
+from app.adapters.redis.view_store import DEFAULT_NAMESPACE, decode_view, member_key
+from app.config import REPO_ROOT, Settings
+from app.domain.decide import Accepted, Rejected, step
+from app.domain.state import MemberState
+from app.domain.views import digest
+from tests.support.domain_builders import DAY, HOUR, T0, acquire, deactivate, event, plan, release, renew
+from tests.support.helpers import wait_until
+
+PARTITIONS = 12
+_redis_dbs = itertools.cycle(range(10, 16))
+
+
+def next_redis_db() -> int:
+    return next(_redis_dbs)
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen
+    log: Path
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    env: dict[str, str]
+    tmp: Path
+    admin: object
+    cassandra: object
+    workers: list[Worker] = field(default_factory=list)
+
+    def start_worker(self, role: str = "all") -> Worker:
+        log = self.tmp / f"worker-{len(self.workers)}.log"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
+            cwd=REPO_ROOT, env={**os.environ, **self.env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+        worker = Worker(process, log)
+        self.workers.append(worker)
+        return worker
+
+    def publish(self, events) -> None:
+        publisher = EventPublisher(self.settings.kafka_bootstrap, self.settings.events_topic)
+        try:
+            publisher.publish(events)
+        finally:
+            publisher.close()
+
+    def publish_raw(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        publisher = EventPublisher(self.settings.kafka_bootstrap, self.settings.events_topic)
+        try:
+            publisher.publish_raw([OutRecord(self.settings.events_topic, k, v) for k, v in records])
+        finally:
+            publisher.close()
+
+    # --- reading the outputs ------------------------------------------------------------
+
+    def consume_all(self, topic: str) -> list:
+        """Every message of a topic from the beginning up to its current end."""
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+                             "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
+        try:
+            ends = {}
+            for p in range(PARTITIONS):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                if high > low:
+                    ends[p] = high
+            consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+            got, done = [], {p: False for p in ends}
+            wait_until(lambda: self._drain(consumer, got, ends, done), 60, message=f"reading {topic}")
+            return got
+        finally:
+            consumer.close()
+
+    @staticmethod
+    def _drain(consumer, got, ends, done) -> bool:
+        for msg in consumer.consume(1000, timeout=0.5):
+            if msg.error():
+                continue
+            got.append(msg)
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                done[msg.partition()] = True
+        return all(done.values())
+
+    def ledger_entries(self):
+        return [decode_ledger_entry(m.value()) for m in self.consume_all(self.settings.ledger_topic)]
+
+    def rejections(self):
+        return [decode_rejection(m.value()) for m in self.consume_all(self.settings.rejections_topic)]
+
+    def dead_letters(self):
+        return self.consume_all(self.settings.dlq_topic)
+
+    def redis(self) -> redis.Redis:
+        return redis.Redis.from_url(self.settings.redis_url)
+
+    def view(self, member_id: str) -> MemberState | None:
+        raw = self.redis().hget(member_key(DEFAULT_NAMESPACE, member_id), "state")
+        return None if raw is None else decode_view(raw)
+
+    def stored_rows(self, member_id: str):
+        return list(self.cassandra.execute(
+            f"SELECT seq, sub, kind, event_id FROM {self.settings.cassandra_keyspace}.member_events "
+            "WHERE member_id = %s", (member_id,)))
+
+    def wait_for_views(self, expected: dict[str, MemberState], timeout: float = 120.0) -> None:
+        """Until every member's Redis view has reached the expected seq."""
+        def caught_up():
+            client = self.redis()
+            pipe = client.pipeline(transaction=False)
+            for m in expected:
+                pipe.hget(member_key(DEFAULT_NAMESPACE, m), "seq")
+            seqs = pipe.execute()
+            return all(s is not None and int(s) >= expected[m].seq for m, s in zip(expected, seqs))
+        wait_until(caught_up, timeout, interval=0.5, message="views to reach the expected seq")
+
+
+def expected_states(events) -> tuple[dict[str, MemberState], dict[str, str]]:
+    """The oracle: decide every member's events in publish order with the pure domain.
+
+    Returns the final states and the expected outcome by event id ('accepted' or the reason)."""
+    states: dict[str, MemberState] = {}
+    outcomes: dict[str, str] = {}
+    for ev in events:
+        state = states.get(ev.member_id) or MemberState.empty(ev.member_id)
+        decision, states[ev.member_id] = step(state, ev)
+        if isinstance(decision, Accepted):
+            outcomes[ev.event_id] = "accepted"
+        elif isinstance(decision, Rejected):
+            outcomes[ev.event_id] = str(decision.reason)
+    return states, outcomes
+
+
+
+def scripted_history(prefix: str):
+    """Every rule and rejection reason of DOMAIN.md, spread over a few members."""
+    a, b, c, d = (f"{prefix}-{x}" for x in "abcd")
+    return [
+        # a: device limits, downloads per device, renewals, releases, deactivation, late event
+        event(plan(device_limit=2, downloads_per_device=2), at=T0, member=a),
+        event(acquire("l1", device="d1", title="t1"), at=T0 + 1, member=a),
+        event(acquire("l1", device="d1", title="t1"), at=T0 + 2, member=a),                  # LICENSE_ID_CONFLICT
+        event(acquire("l2", device="d2", expires=T0 + 3), at=T0 + 3, member=a),              # ALREADY_EXPIRED
+        event(acquire("l2", device="d2"), at=T0 + 4, member=a),
+        event(acquire("l3", device="d3"), at=T0 + 5, member=a),                              # DEVICE_LIMIT
+        event(acquire("l3", device="d1"), at=T0 + 6, member=a),
+        event(acquire("l4", device="d1"), at=T0 + 7, member=a),                              # DEVICE_DOWNLOAD_LIMIT
+        event(renew("nope"), at=T0 + 8, member=a),                                            # UNKNOWN_LICENSE
+        event(release("l3"), at=T0 + 9, member=a),
+        event(renew("l3"), at=T0 + 10, member=a),                                             # LICENSE_RELEASED
+        event(release("l3"), at=T0 + 11, member=a),                                           # LICENSE_RELEASED
+        event(renew("l1", expires=T0 + 40 * DAY), at=T0 + 12, member=a),
+        event(plan(device_limit=1, downloads_per_device=1), at=T0 + 13, member=a),           # downgrade keeps licenses
+        event(deactivate("d2"), at=T0 + 14, member=a),
+        event(acquire("l5", device="d9"), at=T0 - DAY, member=a),                             # late: clock stays
+        # b: renewal limit, a renewal counting toward the title's yearly limit, expired renewal
+        event(acquire("k1", device="d1", title="t7", max_renewals=1, title_yearly_limit=3,
+                      expires=T0 + HOUR), at=T0, member=b),
+        event(renew("k1", expires=T0 + 2 * HOUR), at=T0 + 1, member=b),
+        event(renew("k1", expires=T0 + 3 * HOUR), at=T0 + 2, member=b),                      # RENEWAL_LIMIT
+        event(acquire("k2", device="d1", title="t7", title_yearly_limit=3), at=T0 + 3, member=b),
+        event(acquire("k3", device="d1", title="t7", title_yearly_limit=3), at=T0 + 4, member=b),  # TITLE_YEARLY_LIMIT
+        event(renew("k2", expires=T0 + 5), at=T0 + 10, member=b),                            # ALREADY_EXPIRED
+        # c: studio limit and monthly limit, renewal counts toward the month
+        event(plan(device_limit=4, monthly_limit=3), at=T0, member=c),
+        event(acquire("s1", device="d1", studio="st", studio_concurrent_limit=1), at=T0 + 1, member=c),
+        event(acquire("s2", device="d2", studio="st", studio_concurrent_limit=1), at=T0 + 2, member=c),  # STUDIO_CONCURRENT_LIMIT
+        event(renew("s1"), at=T0 + 3, member=c),
+        event(acquire("s3", device="d3", studio="x"), at=T0 + 4, member=c),
+        event(acquire("s4", device="d4", studio="y"), at=T0 + 5, member=c),                  # MONTHLY_LIMIT
+        # d: an expired license renewed re-checks the device limit
+        event(acquire("r1", device="d1", expires=T0 + HOUR), at=T0, member=d),
+        event(acquire("r2", device="d2", expires=T0 + 10 * DAY), at=T0 + 2 * HOUR, member=d),
+        event(renew("r1", expires=T0 + 20 * DAY), at=T0 + 3 * HOUR, member=d),               # DEVICE_LIMIT
+    ]
+
+
+EXPECTED_REASONS = {
+    "LICENSE_ID_CONFLICT", "ALREADY_EXPIRED", "DEVICE_LIMIT", "DEVICE_DOWNLOAD_LIMIT", "UNKNOWN_LICENSE",
+    "LICENSE_RELEASED", "RENEWAL_LIMIT", "TITLE_YEARLY_LIMIT", "STUDIO_CONCURRENT_LIMIT", "MONTHLY_LIMIT",
+}
+
+
+def assert_exact_outputs(pipeline, events):
+    states, outcomes = expected_states(events)
+    pipeline.wait_for_views(states)
+
+    for member_id, state in states.items():
+        view = pipeline.view(member_id)
+        assert view is not None and digest(view) == digest(state), f"view of {member_id}"
+        rows = pipeline.stored_rows(member_id)
+        accepted = [r for r in rows if r.kind == "accepted"]
+        assert [r.seq for r in accepted] == list(range(1, state.seq + 1)), f"seq of {member_id}"
+        assert len({r.event_id for r in rows}) == len(rows), f"an event stored twice for {member_id}"
+
+    ledger = pipeline.ledger_entries()
+    by_member = defaultdict(dict)
+    for entry in ledger:
+        seq, event_id = entry.recorded.seq, entry.recorded.event.event_id
+        assert by_member[entry.recorded.event.member_id].setdefault(seq, event_id) == event_id
+    for member_id, state in states.items():
+        assert sorted(by_member[member_id]) == list(range(1, state.seq + 1))
+    accepted_ids = {e for m in by_member.values() for e in m.values()}
+    assert accepted_ids == {e for e, o in outcomes.items() if o == "accepted"}
+
+    rejected = {r.event.event_id: r.reason for r in pipeline.rejections()}
+    assert rejected == {e: o for e, o in outcomes.items() if o != "accepted"}
+    return states, outcomes, rejected
+
+
