@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LEDGER := $(VENV)/bin/ledger
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help tools venv stack-up stack-down stack-status test test-unit run bench
+.PHONY: help tools venv stack-up stack-down stack-status lint test test-unit test-stack run bench
 
 help:
 	@echo "make run        set up, start the local stack and run the pipeline with a demo load"
@@ -39,10 +39,17 @@ stack-down: venv
 stack-status: venv
 	$(LEDGER) stack status
 
-test-unit: venv
-	$(VENV)/bin/pytest tests/unit -q
+# ruff (lint), mypy (strict on the domain and the services), import-linter (the layers).
+lint: venv
+	$(VENV)/bin/ruff check app tools tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
 
-test: stack-up
+# Everything that needs no service: the domain, the services with in-memory stores, the contracts.
+test-unit: venv
+	$(VENV)/bin/pytest -m "not stack" -q
+
+test: lint stack-up
 	$(VENV)/bin/pytest tests -q
 
 run: stack-up

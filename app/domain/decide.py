@@ -7,6 +7,7 @@ ways a state changes, so folding the durable history through them rebuilds the l
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from app.domain.events import (
     DeviceDeactivated,
@@ -91,7 +92,7 @@ def step(state: MemberState, event: DownloadEvent) -> tuple[Decision, MemberStat
     return decision, state
 
 
-def _apply(state: MemberState, payload: object, clock: int) -> dict:
+def _apply(state: MemberState, payload: object, clock: int) -> dict[str, Any]:
     match payload:
         case PlanChanged():
             plan = Plan(payload.plan_id, payload.device_limit, payload.downloads_per_device, payload.monthly_limit)
@@ -129,7 +130,7 @@ def _apply(state: MemberState, payload: object, clock: int) -> dict:
     raise TypeError(f"not a payload: {type(payload).__name__}")
 
 
-def _count_download(state: MemberState, title_id: str, clock: int) -> dict:
+def _count_download(state: MemberState, title_id: str, clock: int) -> dict[str, Any]:
     year, month = year_month(clock)
     title_key = (title_id, year)
     month_key = (year, month)

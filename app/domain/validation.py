@@ -7,6 +7,7 @@ member's state. Decoding (the Avro codec) and this check fail with different err
 from __future__ import annotations
 
 import re
+
 from app.domain.events import (
     RELEASE_REASONS,
     DeviceDeactivated,

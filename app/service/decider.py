@@ -35,9 +35,9 @@ MAX_APPEND_ATTEMPTS = 5
 class DecisionReport:
     messages: int = 0
     accepted: int = 0
-    rejected: Counter = field(default_factory=Counter)  # by reason
+    rejected: Counter[str] = field(default_factory=Counter)  # by reason
     duplicates: int = 0
-    dead_letters: Counter = field(default_factory=Counter)  # by error code
+    dead_letters: Counter[str] = field(default_factory=Counter)  # by error code
     conflicts: int = 0
     snapshots: int = 0
 
@@ -112,7 +112,9 @@ class Decider:
             states.update(await self.store.load_many(missing))
         return states
 
-    async def _decide_and_append(self, states, by_member, report) -> dict[str, _MemberOutcome]:
+    async def _decide_and_append(self, states: dict[str, MemberState],
+                                 by_member: dict[str, list[tuple[DownloadEvent, Source]]],
+                                 report: DecisionReport) -> dict[str, _MemberOutcome]:
         outcomes = {m: _decide_member(states[m], events) for m, events in by_member.items()}
         pending = {m: o.decisions for m, o in outcomes.items() if o.decisions}
         for _ in range(MAX_APPEND_ATTEMPTS):
@@ -145,7 +147,7 @@ class Decider:
             if d.kind == ACCEPTED:
                 report.accepted += 1
             else:
-                report.rejected[d.reason] += 1
+                report.rejected[d.reason or ""] += 1
 
     async def _snapshot(self, before: dict[str, MemberState], outcomes: dict[str, _MemberOutcome]) -> int:
         n = self.snapshot_every

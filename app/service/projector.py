@@ -92,11 +92,9 @@ class Projector:
     def cached_members(self) -> int:
         return len(self._cache)
 
-    def drop_partitions(self, partitions: Iterable) -> int:
-        """Forget the members of revoked ledger partitions (ints, or TopicPartition-like objects with
-        a ``partition`` attribute); returns how many cache entries were dropped."""
-        numbers = {p if isinstance(p, int) else p.partition for p in partitions}
-        return self._cache.drop_partitions(numbers)
+    def drop_partitions(self, partitions: Iterable[int]) -> int:
+        """Forget the members of revoked ledger partitions; returns how many cache entries were dropped."""
+        return self._cache.drop_partitions(set(partitions))
 
     # --- one batch ----------------------------------------------------------------------
 
@@ -198,6 +196,7 @@ class Projector:
                 self._cache.drop(member_id)
             raise failures[0]
         moved = outcomes[0]
+        assert isinstance(moved, int)
         result.members_written = len({s.member_id for s in to_redis} | {s.member_id for s in to_cassandra})
         result.redis_refused = len(to_redis) - moved
         if result.redis_refused:

@@ -38,6 +38,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from app.domain.state import MemberState
 from app.domain.views import lean
@@ -58,6 +59,8 @@ from app.service.retry import for_chunks, with_retries
 from app.service.verify import Verifier, VerifyReport
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 _VERSIONED = re.compile(r"^v(\d+)$")
 REDIS_CHUNK_LICENSES = 10_000  # licenses per Redis pipeline (with the members bound: a few MB of JSON)
@@ -219,7 +222,7 @@ class Replay:
     def transient(self) -> tuple[type[BaseException], ...]:
         return self.stores.transient
 
-    async def _retrying(self, call):
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         return await with_retries(call, self.transient)
 
     def _views(self, ns: str) -> ViewStore:
@@ -242,8 +245,8 @@ class Replay:
         await self.rebuild(run)
         if after_rebuild is not None:
             await after_rebuild(run)
-        await self.verify(run)
-        if run.verification.ok:
+        verification = await self.verify(run)
+        if verification.ok:
             await self.top_up(run)
             if before_switch is not None:
                 await before_switch(run)
@@ -337,7 +340,7 @@ class Replay:
         while gaps:
             members = list(gaps)
 
-            async def fill(chunk):
+            async def fill(chunk: Sequence[str]) -> None:
                 fetched = await self._retrying(lambda: asyncio.gather(*(
                     self.event_store.accepted_between(m, *gaps[m]) for m in chunk)))
                 for member_id, recorded in zip(chunk, fetched):
@@ -381,8 +384,8 @@ class Replay:
                 await self._retrying(lambda: views.write_many(chunk))  # fenced by seq: idempotent
                 advance(len(chunk))
 
-        async def to_cassandra(chunk) -> None:
-            await self._retrying(lambda: read_models.write_many(chunk))  # fenced by seq: idempotent
+        async def to_cassandra(chunk: Sequence[MemberState]) -> None:
+            await self._retrying(lambda: read_models.write_many(list(chunk)))  # fenced by seq: idempotent
             advance(len(chunk))
 
         await asyncio.gather(to_redis(), for_chunks(states, self.cassandra_chunk, self.concurrency, to_cassandra))
@@ -447,7 +450,9 @@ class Replay:
         except LedgerReadError as exc:
             raise ReplayError(f"catching up after the switch to {run.new_ns}: {exc}") from None
         finally:
-            batches.close()
+            close = getattr(batches, "close", None)  # a generator: stop its consumer loop now
+            if close is not None:
+                close()
         run.end = new_end
 
     async def drop_old(self, run: ReplayRun) -> None:

@@ -109,7 +109,7 @@ def compare(store: str, member_id: str, expected: MemberState | None, actual: Me
         return Mismatch(member_id, store, UNKNOWN, None, actual.seq)
     if actual.seq != expected_seq:
         return Mismatch(member_id, store, SEQ, expected_seq, actual.seq)
-    if digest(actual) != (expected_digest or digest(expected)):
+    if digest(actual) != (expected_digest or digest(expected or actual)):
         return Mismatch(member_id, store, DIGEST, expected_seq, actual.seq)
     return None
 

@@ -6,9 +6,9 @@ import random
 import time
 import uuid
 
-from tests.support.random_history import random_history
-from tests.support.pipeline import assert_exact_outputs
 from tests.support.helpers import wait_until
+from tests.support.pipeline import assert_exact_outputs
+from tests.support.random_history import random_history
 
 
 def _processed_so_far(pipeline) -> int:

@@ -6,9 +6,8 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
-from tests.support.pipeline import PARTITIONS, expected_states
+from tests.support.pipeline import PARTITIONS, assert_exact_outputs, expected_states
 from tests.support.random_history import random_history
-from tests.support.pipeline import assert_exact_outputs
 
 
 def _commit_group_to_the_end(pipeline) -> int:

@@ -6,9 +6,9 @@ import uuid
 from collections import Counter
 
 from app.adapters.avro.mapping import encode_event
-from tests.support.pipeline import EXPECTED_REASONS, assert_exact_outputs, expected_states, scripted_history
-from tests.support.helpers import wait_until
 from tests.support.domain_builders import acquire, event, plan
+from tests.support.helpers import wait_until
+from tests.support.pipeline import EXPECTED_REASONS, assert_exact_outputs, expected_states, scripted_history
 
 
 def test_scripted_history_gives_the_exact_ledger_rejections_and_views(pipeline):

@@ -26,11 +26,10 @@ from app.config import REPO_ROOT
 from app.domain import views
 from app.domain.state import MemberState
 from app.domain.views import digest
-from tests.support.pipeline import expected_states
-from tests.support.random_history import random_history
-from tests.support.pipeline import scripted_history
-from tests.support.helpers import ledger, wait_until
 from tests.support.domain_builders import DAY, HOUR, T0, acquire, event, plan, release, renew
+from tests.support.helpers import ledger, wait_until
+from tests.support.pipeline import expected_states, scripted_history
+from tests.support.random_history import random_history
 
 try:  # the read API (another part of the project); without it the answers are computed from the views
     from app.entrypoints.api.app import create_app

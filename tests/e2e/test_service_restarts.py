@@ -7,11 +7,10 @@ import uuid
 import redis
 
 from app.config import REPO_ROOT
-from tools.stack.redis_server import RedisServer
-from tests.support.pipeline import expected_states
-from tests.support.random_history import random_history
-from tests.support.pipeline import assert_exact_outputs
 from tests.support.helpers import wait_until
+from tests.support.pipeline import assert_exact_outputs, expected_states
+from tests.support.random_history import random_history
+from tools.stack.redis_server import RedisServer
 
 
 def _pings(url: str) -> bool:

@@ -9,10 +9,11 @@ import pytest
 from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
-from app.domain.state import MemberState
 from app.domain.history import REJECTED, StoredDecision
-from tests.support.histories import decided
+from app.domain.state import MemberState
 from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
+from tests.support.histories import decided
+
 
 @pytest.fixture(params=["memory", "cassandra"])
 def store(request):

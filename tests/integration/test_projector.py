@@ -12,11 +12,9 @@ import uuid
 import pytest
 import redis.asyncio as aioredis
 
-from app.adapters.avro.mapping import encode_ledger_entry
-from app.domain.history import Source
+from app.adapters.avro.mapping import AvroMessageCodec, encode_ledger_entry
 from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.migrations import migrate
-from app.adapters.avro.mapping import AvroMessageCodec
 from app.adapters.cassandra.namespaces import CassandraNamespaces
 from app.adapters.cassandra.read_models import CassandraReadModels, summary_table
 from app.adapters.memory.projections import InMemoryNamespacePointer
@@ -25,11 +23,12 @@ from app.adapters.redis.view_store import RedisViewStore, member_key, members_ke
 from app.adapters.view_json import encode_view
 from app.config import REPO_ROOT
 from app.domain import MemberState, evolve, views
+from app.domain.history import Source
 from app.domain.state_json import state_to_dict
 from app.service.ports import InputMessage
 from app.service.projector import Projector
-from tests.support.histories import decided
 from tests.support.domain_builders import DAY, T0, acquire, deactivate, event, plan, release, renew
+from tests.support.histories import decided
 
 LEDGER = "downloads.ledger"
 AT = (T0 + 2 * DAY, T0 + 20 * DAY, T0 + 45 * DAY, T0 + 400 * DAY)  # times the views are compared at

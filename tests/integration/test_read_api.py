@@ -19,7 +19,9 @@ import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from app.adapters.redis.view_store import RedisViewStore, member_key
 from app.domain.decide import Accepted, Rejected, decide, step

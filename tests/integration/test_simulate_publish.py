@@ -12,9 +12,9 @@ from app.adapters.avro.errors import DecodeError
 from app.adapters.avro.mapping import decode_event
 from app.adapters.kafka.publisher import EventPublisher
 from app.domain.validation import MalformedEvent, validate
+from tests.support.helpers import ledger
 from tools.simulate.publish import SimulateError, check_topic, publish, to_record
 from tools.simulate.workload import EVENT_KINDS, ItemKind, WorkloadConfig, generate
-from tests.support.helpers import ledger
 
 pytestmark = pytest.mark.stack
 

@@ -8,10 +8,9 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 
-from tools.stack.redis_server import RedisServer
 from app.config import REPO_ROOT
-
 from tests.support.helpers import wait_until
+from tools.stack.redis_server import RedisServer
 
 
 def _confluent_consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:

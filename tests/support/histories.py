@@ -1,10 +1,9 @@
 """Histories decided by the pure domain, shaped as the decider stores and publishes them."""
 from __future__ import annotations
 
-from app.domain.history import Source
 from app.domain.decide import Accepted, step
+from app.domain.history import Source, to_stored
 from app.domain.state import MemberState
-from app.domain.history import to_stored
 
 
 def decided(events, member: str = "m1", topic: str = "downloads.events", partition: int = 0):

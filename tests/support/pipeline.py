@@ -3,12 +3,12 @@ and what the tests compare them with (the pure domain's outcomes for a scripted 
 from __future__ import annotations
 
 import itertools
-from collections import defaultdict
 import os
 import signal
 import subprocess
 import sys
 import uuid
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 

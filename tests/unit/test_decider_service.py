@@ -6,8 +6,8 @@ import asyncio
 import pytest
 
 from app.adapters.avro.mapping import AvroMessageCodec, decode_ledger_entry, decode_rejection, encode_event
-from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
+from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
 from app.service.decider import Decider
 from app.service.member_cache import MemberCache
 from app.service.ports import InputMessage

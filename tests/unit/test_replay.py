@@ -9,13 +9,11 @@ from dataclasses import replace
 
 import pytest
 
-from app.domain.history import Source
 from app.adapters.memory.event_store import InMemoryEventStore
-from app.domain import Accepted, MemberState, step
-from app.domain.views import digest
-from app.domain.history import StoredDecision
-from app.domain.history import to_stored
 from app.adapters.memory.projections import InMemoryReadModels, InMemoryViewStore
+from app.domain import Accepted, MemberState, step
+from app.domain.history import Source, StoredDecision, to_stored
+from app.domain.views import digest
 from app.service.ledger_fold import LedgerFold, LedgerGapError
 from app.service.replay import next_namespace, redis_chunks
 from app.service.verify import (
@@ -30,8 +28,8 @@ from app.service.verify import (
     compare,
     fold_accepted,
 )
-from tests.support.random_history import random_history
 from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
+from tests.support.random_history import random_history
 
 SOURCE = Source("downloads.events", 0, 0)
 

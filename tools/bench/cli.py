@@ -55,8 +55,8 @@ OPTION_FIELDS = {
 
 
 def run(args, settings) -> int:
-    from tools.bench.runner import PHASES, BenchConfig
     from app.entrypoints.commands.errors import CommandError
+    from tools.bench.runner import PHASES, BenchConfig
 
     bad = [s for s in args.skip if s not in PHASES]
     if bad:

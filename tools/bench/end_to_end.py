@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tools.bench.env import BenchError, BenchEnv, CpuMeter, Pipeline, Process, percentile
+from tools.bench.env import BenchEnv, BenchError, CpuMeter, Pipeline, Process, percentile
 from tools.bench.profiling import Profiler
 
 POLL_S = 0.2

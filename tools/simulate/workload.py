@@ -654,7 +654,7 @@ class _Generator:
         if not options:
             return None
         x = r() * sum(weight for _, weight in options)
-        for intent, weight in options:
+        for intent, weight in options:  # noqa: B007 - intent is the loop's result
             x -= weight
             if x < 0:
                 break

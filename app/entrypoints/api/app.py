@@ -19,6 +19,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from fastapi.responses import PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from app import bootstrap
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY

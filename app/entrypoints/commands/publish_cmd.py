@@ -16,8 +16,8 @@ def register(sub) -> None:
 
 def run(args, settings) -> int:
     from app.adapters.json_events import event_from_json
-    from app.adapters.kafka.publisher import EventPublisher
     from app.adapters.kafka.producer import PublishError
+    from app.adapters.kafka.publisher import EventPublisher
     from app.domain.validation import MalformedEvent
 
     try:

@@ -15,11 +15,10 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
-    import faust
     from prometheus_client import start_http_server
 
     from app.bootstrap import worker_services
-    from app.entrypoints.worker.faust_app import create_app
+    from app.entrypoints.worker.faust_app import create_app, run_worker
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     if port:
@@ -33,9 +32,8 @@ def run(args, settings) -> int:
         raise CommandError(f"cannot connect to the stores: {exc}") from None
     logging.basicConfig(level=args.loglevel.upper())
     app = create_app(settings, args.role, services)
-    worker = faust.Worker(app, loglevel=args.loglevel.upper(), quiet=True)
     try:
-        worker.execute_from_commandline()
+        run_worker(app, args.loglevel)
     finally:
         services.close()
     return 0

@@ -54,6 +54,11 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
     )
 
 
+def run_worker(app: faust.App, loglevel: str) -> None:
+    """Run the app in this process until it is stopped (SIGTERM, Ctrl-C)."""
+    faust.Worker(app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+
+
 def create_app(settings: Settings, role: str, services: WorkerServices) -> faust.App:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")

@@ -1,0 +1,41 @@
+"""The layers point inward: the import-linter contracts of pyproject.toml hold, and the runtime
+entrypoints load none of the developer tools."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_import_contracts_hold():
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run([str(lint_imports), "--no-cache"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_the_worker_the_api_and_the_services_load_no_tool():
+    probe = (
+        "import sys\n"
+        "import app.bootstrap, app.entrypoints.worker.faust_app, app.entrypoints.api.app, app.entrypoints.cli\n"
+        "loaded = sorted(m for m in sys.modules if m == 'tools' or m.startswith('tools.'))\n"
+        "print(loaded)\n"
+        "sys.exit(1 if loaded else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_pure_tiers_import_no_driver():
+    probe = (
+        "import sys\n"
+        "import app.domain, app.domain.history, app.service.decider, app.service.projector, app.service.replay\n"
+        "drivers = ('faust', 'confluent_kafka', 'cassandra', 'redis', 'fastavro', 'fastapi')\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in drivers)\n"
+        "print(loaded)\n"
+        "sys.exit(1 if loaded else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
