@@ -13,7 +13,7 @@ import sys
 import time
 import traceback
 import uuid
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -253,6 +253,3 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
 def _ms(value) -> str:
     return "n/a" if value is None else f"{value:.1f} ms"
 
-
-def config_fields() -> list[str]:
-    return [f.name for f in fields(BenchConfig)]

@@ -224,9 +224,6 @@ class Catalogue:
         rank = bisect.bisect_right(self._cum, u * self._total)
         return self.by_rank[rank if rank < self._last else self._last]
 
-    def popularity_rank(self) -> dict[str, int]:
-        return {self.title_ids[title]: rank for rank, title in enumerate(self.by_rank)}
-
 
 # --- per-member bookkeeping --------------------------------------------------------------------
 

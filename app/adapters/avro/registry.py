@@ -92,9 +92,6 @@ class SchemaRegistry:
             raise SchemaRegistryError(f"no .avsc files in {directory}")
         return cls(_load_file(path) for path in paths)
 
-    def by_fingerprint(self, fingerprint: int) -> SchemaVersion | None:
-        return self._by_fingerprint.get(fingerprint)
-
     def get(self, name: str, version: int | None = None) -> SchemaVersion:
         svs = self._by_name.get(name)
         if svs is None:
