@@ -15,9 +15,11 @@ from app.adapters.cassandra import session as cassandra_session
 from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.cassandra.read_models import CassandraReadModels
+from app.adapters.kafka import topic_admin
 from app.adapters.kafka.ledger_reader import LedgerReader
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.adapters.kafka.producer import BatchProducer
+from app.adapters.kafka.publisher import EventPublisher
 from app.adapters.redis import namespaces as redis_namespaces
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
@@ -116,6 +118,20 @@ class Stores:
     async def aclose(self) -> None:
         await self.redis.aclose()
         self.cluster.shutdown()
+
+
+def cassandra(settings: Settings) -> tuple[object, object]:
+    """(cluster, session) of ``settings``, for the commands that only run statements (migrate)."""
+    return cassandra_session.connect(settings)
+
+
+def kafka_admin(settings: Settings):
+    return topic_admin.admin_client(settings.kafka_bootstrap)
+
+
+def event_publisher(settings: Settings, topic: str | None = None, **producer_overrides) -> EventPublisher:
+    """The publisher upstream services use (and `ledger publish`, the simulator, the tests)."""
+    return EventPublisher(settings.kafka_bootstrap, topic or settings.events_topic, **producer_overrides)
 
 
 def output_topics(settings: Settings) -> OutputTopics:

@@ -32,9 +32,9 @@ from tests.support.pipeline import expected_states, scripted_history
 from tests.support.random_history import random_history
 
 try:  # the read API (another part of the project); without it the answers are computed from the views
-    from app.entrypoints.api.app import create_app
+    from app.entrypoints.api.app import create_api
 except ImportError:  # pragma: no cover - depends on the checkout
-    create_app = None
+    create_api = None
 
 AT = (T0 + 2 * DAY, T0 + 20 * DAY, T0 + 120 * DAY)  # times the API is asked at
 
@@ -126,7 +126,7 @@ async def api_answers(settings, client, member_ids) -> dict:
     """What the read API answers for each member (or, without the API, the same views computed
     from the active namespace's Redis views with app.domain.views)."""
     answers = {}
-    if create_app is None:
+    if create_api is None:
         from app.adapters.redis.namespaces import RedisNamespacePointer
         from app.adapters.redis.view_store import RedisViewStore
         ns = await RedisNamespacePointer(client).active()
@@ -135,7 +135,7 @@ async def api_answers(settings, client, member_ids) -> dict:
             state = states[m]
             answers[m] = [(views.summary(state, at), views.licenses(state, at)) for at in AT]
         return answers
-    app = create_app(settings, namespace_ttl=0, now_ms=lambda: AT[0])  # reads the pipeline's Redis DB
+    app = create_api(settings, namespace_ttl=0, now_ms=lambda: AT[0])  # reads the pipeline's Redis DB
     token = next(iter(settings.api_token_set))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
                                  headers={"Authorization": f"Bearer {token}"}) as http:
@@ -241,7 +241,7 @@ def test_replay_equals_the_live_views_keeps_what_arrives_meanwhile_and_switches(
     assert run.switched
     assert digests(views_of(pipeline, "v2")) == digests(expected3) == digests(views_of(pipeline, "v1"))
     assert read_models_of(pipeline, "v2", sorted(expected3)) == digests(expected3)
-    if create_app is not None:
+    if create_api is not None:
         assert (before.pop("namespace"), after.pop("namespace")) == ("v1", "v2")
     assert after == before
 

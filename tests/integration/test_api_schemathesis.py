@@ -18,7 +18,7 @@ from app.config import Settings
 from app.domain.decide import step
 from app.domain.events import DownloadEvent, LicenseAcquired, LicenseReleased, PlanChanged
 from app.domain.state import MemberState
-from app.entrypoints.api import create_app
+from app.entrypoints.api import create_api
 
 pytestmark = pytest.mark.stack
 
@@ -54,7 +54,7 @@ async def _write(url: str, ns: str, states: list[MemberState]) -> None:
 SETTINGS = Settings().model_copy(update={"api_tokens": TOKEN})
 NAMESPACE = f"test-schemathesis-{uuid.uuid4().hex[:12]}"
 POINTER = f"test:{NAMESPACE}:active-namespace"
-APP = create_app(SETTINGS, pointer_key=POINTER)
+APP = create_api(SETTINGS, pointer_key=POINTER)
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(max_examples=30)

@@ -34,7 +34,7 @@ from app.domain.events import (
     PlanChanged,
 )
 from app.domain.state import MemberState
-from app.entrypoints.api import create_app
+from app.entrypoints.api import create_api
 
 pytestmark = pytest.mark.stack
 
@@ -122,7 +122,7 @@ def make_api(settings, namespace):
     def make(now_ms=None, namespace_ttl: float = 0.0, **overrides) -> Api:
         cfg = settings.model_copy(update={"api_tokens": f"{TOKEN}, test-token-b", **overrides})
         kwargs = {"now_ms": now_ms} if now_ms else {}
-        app = create_app(cfg, pointer_key=pointer, namespace_ttl=namespace_ttl, **kwargs)
+        app = create_api(cfg, pointer_key=pointer, namespace_ttl=namespace_ttl, **kwargs)
         client = TestClient(app, raise_server_exceptions=False)
         client.__enter__()
         opened.append(client)

@@ -1,6 +1,6 @@
 """The read API (DOMAIN.md "Views" over HTTP): Redis views only, never the event store or Kafka.
 
-``create_app(settings)`` builds the app; nothing is read from the environment here. Handlers stay
+``create_api(settings)`` builds the app; nothing is read from the environment here. Handlers stay
 thin: one Redis read (``ViewReader``), then a pure function of ``app.domain.views``.
 
 Auth: ``/v1/*`` needs ``Authorization: Bearer <token>`` with a token of ``settings.api_tokens``;
@@ -74,7 +74,7 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def create_app(
+def create_api(
     settings: Settings,
     *,
     redis_client: redis.asyncio.Redis | None = None,

@@ -39,7 +39,7 @@ def listen(host: str, port: int) -> socket.socket:
 def run(args, settings) -> int:
     import uvicorn
 
-    from app.entrypoints.api import create_app
+    from app.entrypoints.api import create_api
 
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port
@@ -47,7 +47,7 @@ def run(args, settings) -> int:
         raise CommandError("LEDGER_API_TOKENS is empty: no client could call /v1")
     sock = listen(host, port)
     config = uvicorn.Config(
-        create_app(settings),
+        create_api(settings),
         host=host,
         port=port,
         log_level=args.log_level,

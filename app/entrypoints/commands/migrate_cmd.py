@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.adapters.cassandra import session as cassandra_session
 from app.adapters.cassandra.migrations import MigrationError, migrate
 from app.config import REPO_ROOT
 from app.entrypoints.commands.errors import CommandError
@@ -17,9 +16,11 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
+    from app import bootstrap
+
     keyspace = args.keyspace or settings.cassandra_keyspace
     try:
-        cluster, session = cassandra_session.connect(settings)
+        cluster, session = bootstrap.cassandra(settings)
     except Exception as exc:
         raise CommandError(f"cannot connect to Cassandra at {settings.cassandra_hosts}: {exc}") from None
     try:

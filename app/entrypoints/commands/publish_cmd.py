@@ -15,9 +15,9 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
+    from app import bootstrap
     from app.adapters.json_events import event_from_json
     from app.adapters.kafka.producer import PublishError
-    from app.adapters.kafka.publisher import EventPublisher
     from app.domain.validation import MalformedEvent
 
     try:
@@ -36,7 +36,7 @@ def run(args, settings) -> int:
             refused.append((number, exc.code, exc.detail))
     for number, code, detail in refused:
         print(f"line {number}: refused ({code}): {detail}", file=sys.stderr)
-    publisher = EventPublisher(settings.kafka_bootstrap, args.topic or settings.events_topic)
+    publisher = bootstrap.event_publisher(settings, args.topic)
     try:
         published = publisher.publish(events)
     except PublishError as exc:

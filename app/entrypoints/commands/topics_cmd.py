@@ -17,9 +17,11 @@ def register(sub) -> None:
 def run(args, settings) -> int:
     from pathlib import Path
 
+    from app import bootstrap
+
     try:
         specs = load_specs(Path(args.dir), settings.environment)
-        admin = topic_admin.admin_client(settings.kafka_bootstrap)
+        admin = bootstrap.kafka_admin(settings)
         actual = topic_admin.describe(admin, [s.name for s in specs])
     except TopicSpecError as exc:
         raise CommandError(str(exc)) from None

@@ -18,7 +18,7 @@ def run(args, settings) -> int:
     from prometheus_client import start_http_server
 
     from app.bootstrap import worker_services
-    from app.entrypoints.worker.faust_app import create_app, run_worker
+    from app.entrypoints.worker.faust_app import create_worker_app, run_worker
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     if port:
@@ -31,7 +31,7 @@ def run(args, settings) -> int:
     except Exception as exc:
         raise CommandError(f"cannot connect to the stores: {exc}") from None
     logging.basicConfig(level=args.loglevel.upper())
-    app = create_app(settings, args.role, services)
+    app = create_worker_app(settings, args.role, services)
     try:
         run_worker(app, args.loglevel)
     finally:

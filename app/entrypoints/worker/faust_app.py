@@ -59,7 +59,7 @@ def run_worker(app: faust.App, loglevel: str) -> None:
     faust.Worker(app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
 
 
-def create_app(settings: Settings, role: str, services: WorkerServices) -> faust.App:
+def create_worker_app(settings: Settings, role: str, services: WorkerServices) -> faust.App:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
     app = new_faust_app(settings, f"{settings.consumer_group}-{role}")
