@@ -6,6 +6,7 @@ import itertools
 import os
 import signal
 import subprocess
+import time
 import sys
 import uuid
 from collections import defaultdict
@@ -56,6 +57,21 @@ class Worker:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def terminate_within(self, seconds: float) -> float | None:
+        """SIGTERM, then how long the process took to exit (None: still running after ``seconds``,
+        then it is killed)."""
+        started = time.monotonic()
+        self.process.terminate()
+        try:
+            self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+        return time.monotonic() - started
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
 
 @dataclass
 class Pipeline:
@@ -66,11 +82,12 @@ class Pipeline:
     cassandra: object
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self, role: str = "all") -> Worker:
+    def start_worker(self, role: str = "all", **env: str) -> Worker:
+        """A `ledger worker` process with the pipeline's settings (``env`` overrides some)."""
         log = self.tmp / f"worker-{len(self.workers)}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
-            cwd=REPO_ROOT, env={**os.environ, **self.env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
+            cwd=REPO_ROOT, env={**os.environ, **self.env, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
         worker = Worker(process, log)
         self.workers.append(worker)
         return worker
