@@ -90,13 +90,7 @@ class Decider:
 
     def _decode(self, m: InputMessage, dead_letters: list[DeadLetter], report: DecisionReport) -> DownloadEvent | None:
         try:
-            if m.value is None:
-                raise DecodeError("truncated", "empty message value")
-            event = self.codec.decode_event(m.value)
-            validate(event)
-            if m.key is not None and m.key != event.member_id.encode():
-                raise MalformedEvent("key_mismatch", f"message key {m.key!r} is not the member_id {event.member_id!r}")
-            return event
+            return decode_input(self.codec, m)
         except DecodeError as exc:
             kind, code, detail = "undecodable", exc.code, exc.message
         except MalformedEvent as exc:
@@ -163,6 +157,23 @@ class Decider:
 
     def drop_partitions(self, partitions: set[int]) -> int:
         return self.cache.drop_partitions(partitions)
+
+
+def decode_input(codec: MessageCodec, m: InputMessage) -> DownloadEvent:
+    """The event of an input message, or DecodeError / MalformedEvent (a dead letter).
+
+    Checked in this order: decoding, the event's fields, then the message key, which must be the
+    event's member_id: a message with no key or another member's key may sit in another partition
+    than the member's other events, and one member must never be decided in two partitions.
+    """
+    if m.value is None:
+        raise DecodeError("truncated", "empty message value")
+    event = codec.decode_event(m.value)
+    validate(event)
+    if m.key != event.member_id.encode():
+        got = "the message has no key" if m.key is None else f"message key {m.key!r}"
+        raise MalformedEvent("key_mismatch", f"{got}; the key must be the member_id {event.member_id!r}")
+    return event
 
 
 def _decide_member(state: MemberState, events: list[tuple[DownloadEvent, Source]]) -> _MemberOutcome:

@@ -73,6 +73,22 @@ def test_undecodable_and_malformed_messages_become_dead_letters_and_the_rest_is_
     assert dict(dlq[1].headers)["source.offset"] == b"1"
 
 
+@pytest.mark.parametrize("key", [None, b"m2"], ids=["no-key", "other-member"])
+def test_a_message_whose_key_is_not_its_member_id_is_a_key_mismatch_dead_letter(key):
+    """A keyless or wrongly keyed message could land in another partition than the member's other
+    events, and one member would be decided in two partitions at once."""
+    decider, store, _, publisher = make_decider()
+    bad = event(acquire("l1", device="d1"), at=T0)
+    good = event(acquire("l2", device="d2"), at=T0 + 1)  # accepted: the dead letter took no device slot
+    batch = [InputMessage("events", 0, 0, key, encode_event(bad), ())] + messages([good], start=1)
+    report = run(decider.process(batch))
+    assert report.dead_letters == {"key_mismatch": 1} and report.accepted == 1
+    headers = dict(publisher.on("dlq")[0].headers)
+    assert (headers["error.kind"], headers["error.code"]) == (b"malformed", b"key_mismatch")
+    assert publisher.on("dlq")[0].key == key
+    assert list(run(store.load("m1")).licenses) == ["l2"]
+
+
 def test_redelivered_batch_changes_nothing_and_republishes_outcomes():
     decider, store, _, publisher = make_decider()
     batch = messages([event(acquire("l1", device="d1")), event(acquire("l2", device="d2"))])

@@ -39,20 +39,16 @@ class NaiveAgent:
     async def handle(self, message) -> None:
         from app.domain.decide import Accepted, Duplicate, step
         from app.domain.history import Source, to_stored
-        from app.domain.validation import MalformedEvent, validate
+        from app.domain.validation import MalformedEvent
         from app.domain.views import lean
+        from app.service.decider import decode_input
         from app.service.ports import DeadLetter, DecodeError
 
         if self.first is None:
             self.first = time.time()
         s = self.settings
         try:
-            if message.value is None:
-                raise DecodeError("truncated", "empty message value")
-            event = self.codec.decode_event(message.value)
-            validate(event)
-            if message.key is not None and message.key != event.member_id.encode():
-                raise MalformedEvent("key_mismatch", "message key is not the member_id")
+            event = decode_input(self.codec, message)  # the decider's own checks
         except DecodeError as exc:
             await self.outbox.publish([], [DeadLetter(message, "undecodable", exc.code, exc.message)])
             self._done()
