@@ -48,7 +48,7 @@ class NaiveAgent:
             self.first = time.time()
         s = self.settings
         try:
-            event = decode_input(self.codec, message)  # the decider's own checks
+            event = decode_input(self.codec, message, s.max_future_skew_ms)  # the decider's own checks
         except DecodeError as exc:
             await self.outbox.publish([], [DeadLetter(message, "undecodable", exc.code, exc.message)])
             self._done()
