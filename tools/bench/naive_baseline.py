@@ -91,8 +91,7 @@ class NaiveAgent:
 def create_app(settings, stores, producer, stats_path: Path):
     from app.adapters.kafka.outbox import KafkaOutbox
     from app.bootstrap import output_topics
-    from app.entrypoints.worker.faust_app import new_faust_app
-    from app.service.ports import InputMessage
+    from app.entrypoints.worker.faust_app import new_faust_app, to_input_message
 
     app = new_faust_app(settings, f"{settings.consumer_group}-naive")
     namespace = "v1"
@@ -104,8 +103,7 @@ def create_app(settings, stores, producer, stats_path: Path):
     @app.agent(topic, name="naive")
     async def naive(stream):
         async for event in stream.events():
-            m = event.message
-            await agent.handle(InputMessage(m.topic, m.partition, m.offset, m.key, m.value))
+            await agent.handle(to_input_message(event))
 
     @app.timer(0.5)
     async def write_stats():
