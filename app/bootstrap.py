@@ -96,7 +96,8 @@ class Stores:
     def decider(self, outbox: KafkaOutbox, event_store: CassandraEventStore | None = None) -> Decider:
         s = self.settings
         return Decider(event_store or self.event_store(), self.progress_store(), outbox, self.codec,
-                       MemberCache(s.member_cache_size), s.snapshot_every)
+                       MemberCache(s.member_cache_size), s.snapshot_every,
+                       max_future_skew_ms=s.max_future_skew_ms)
 
     def projector(self, event_store: CassandraEventStore | None = None) -> Projector:
         return Projector(event_store or self.event_store(), self.codec, self.views, self.read_models,

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     snapshot_every: int = 100
     member_cache_size: int = 50_000
     session_timeout_s: float = 10.0
+    max_future_skew_ms: int = Field(
+        3_600_000, ge=0,
+        description="an event whose occurred_at is more than this after its Kafka message timestamp is a "
+                    "dead letter clock_skew; 0 turns the guard off")
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080

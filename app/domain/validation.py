@@ -17,6 +17,7 @@ from app.domain.events import (
     LicenseRenewed,
     PlanChanged,
 )
+from app.domain.utc import format_ms
 
 IDENTIFIER = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 INT_MAX = 2**31 - 1  # Avro "int": limits and counts
@@ -24,7 +25,8 @@ LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1  # Avro "long": times
 
 
 class MalformedEvent(Exception):
-    """`code` is one of: missing_field, wrong_type, bad_identifier, out_of_range, unknown_reason."""
+    """`code` is one of: missing_field, wrong_type, bad_identifier, out_of_range, unknown_reason
+    (`validate`), clock_skew (`check_skew`), key_mismatch (the decider's check of the message key)."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -108,3 +110,40 @@ def _check_field(name: str, value: object, kind: str) -> None:
     low, high = _RANGES[kind]
     if not low <= value <= high:
         raise MalformedEvent("out_of_range", f"{name} {value} is outside {low}..{high}")
+
+
+def check_skew(event: DownloadEvent, message_timestamp_ms: int | None, max_skew_ms: int) -> None:
+    """Raise MalformedEvent("clock_skew") when `occurred_at` is more than `max_skew_ms` after the
+    timestamp of the message that carried the event (DOMAIN.md "Future skew guard").
+
+    A producer whose clock runs far ahead would otherwise push the member clock forward for good,
+    and every later event of that member would look expired. The message timestamp is stored with
+    the message, so a redelivery or a replay makes the same call. No check when the message has no
+    timestamp (None) or when `max_skew_ms` is 0. Call after `validate` (occurred_at is an int).
+    """
+    if message_timestamp_ms is None or max_skew_ms == 0:
+        return
+    skew = event.occurred_at - message_timestamp_ms
+    if skew <= max_skew_ms:
+        return
+    ahead, limit = _duration(skew), _duration(max_skew_ms)
+    if ahead == limit:  # rounded alike: show the milliseconds
+        ahead, limit = f"{skew} ms", f"{max_skew_ms} ms"
+    raise MalformedEvent(
+        "clock_skew",
+        f"occurred_at {format_ms(event.occurred_at)} is {ahead} after the message timestamp "
+        f"{format_ms(message_timestamp_ms)}; limit {limit}",
+    )
+
+
+_UNITS = ((86_400_000, "days"), (3_600_000, "h"), (60_000, "min"), (1_000, "s"))
+
+
+def _duration(ms: int) -> str:
+    """A positive duration with two significant digits at most, e.g. "5.2 days", "1 h", "90 ms"."""
+    for size, unit in _UNITS:
+        if ms >= size:
+            value = ms / size
+            text = f"{value:.2g}" if value < 100 else str(round(value))
+            return f"{text} {'day' if text == '1' and unit == 'days' else unit}"
+    return f"{ms} ms"

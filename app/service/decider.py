@@ -22,13 +22,14 @@ from app.domain.decide import Duplicate, step
 from app.domain.events import DownloadEvent
 from app.domain.history import ACCEPTED, Source, StoredDecision, to_stored
 from app.domain.state import MemberState
-from app.domain.validation import MalformedEvent, validate
+from app.domain.validation import MalformedEvent, check_skew, validate
 from app.service.member_cache import MemberCache
 from app.service.ports import DeadLetter, DecodeError, EventStore, InputMessage, MessageCodec, Outbox, ProgressStore
 
 log = logging.getLogger(__name__)
 
 MAX_APPEND_ATTEMPTS = 5
+DEFAULT_MAX_FUTURE_SKEW_MS = 3_600_000  # 1 hour (LEDGER_MAX_FUTURE_SKEW_MS)
 
 
 @dataclass
@@ -52,13 +53,19 @@ class _MemberOutcome:
 
 class Decider:
     def __init__(self, store: EventStore, progress: ProgressStore, outbox: Outbox, codec: MessageCodec,
-                 cache: MemberCache[MemberState], snapshot_every: int = 100):
+                 cache: MemberCache[MemberState], snapshot_every: int = 100, *,
+                 max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS):
+        """``max_future_skew_ms``: how far an event's occurred_at may be after its message's
+        timestamp before it is a dead letter ``clock_skew`` (0: no limit)."""
+        if max_future_skew_ms < 0:
+            raise ValueError(f"max_future_skew_ms must be >= 0 (0 turns the guard off), got {max_future_skew_ms}")
         self.store = store
         self.progress = progress
         self.outbox = outbox
         self.codec = codec
         self.cache = cache
         self.snapshot_every = snapshot_every
+        self.max_future_skew_ms = max_future_skew_ms
 
     async def process(self, messages: list[InputMessage]) -> DecisionReport:
         report = DecisionReport(messages=len(messages))
@@ -90,13 +97,7 @@ class Decider:
 
     def _decode(self, m: InputMessage, dead_letters: list[DeadLetter], report: DecisionReport) -> DownloadEvent | None:
         try:
-            if m.value is None:
-                raise DecodeError("truncated", "empty message value")
-            event = self.codec.decode_event(m.value)
-            validate(event)
-            if m.key is not None and m.key != event.member_id.encode():
-                raise MalformedEvent("key_mismatch", f"message key {m.key!r} is not the member_id {event.member_id!r}")
-            return event
+            return decode_input(self.codec, m, self.max_future_skew_ms)
         except DecodeError as exc:
             kind, code, detail = "undecodable", exc.code, exc.message
         except MalformedEvent as exc:
@@ -165,6 +166,27 @@ class Decider:
 
     def drop_partitions(self, partitions: set[int]) -> int:
         return self.cache.drop_partitions(partitions)
+
+
+def decode_input(codec: MessageCodec, m: InputMessage,
+                 max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> DownloadEvent:
+    """The event of an input message, or DecodeError / MalformedEvent (a dead letter).
+
+    Checked in this order: decoding, the event's fields, the message key, then the clock skew.
+    The key must be the event's member_id: a message with no key or another member's key may sit
+    in another partition than the member's other events, and one member must never be decided in
+    two partitions. The clock skew compares occurred_at with the message's own timestamp, which
+    Kafka stores with the message: a redelivery decides the same, whatever the wall clock says.
+    """
+    if m.value is None:
+        raise DecodeError("truncated", "empty message value")
+    event = codec.decode_event(m.value)
+    validate(event)
+    if m.key != event.member_id.encode():
+        got = "the message has no key" if m.key is None else f"message key {m.key!r}"
+        raise MalformedEvent("key_mismatch", f"{got}; the key must be the member_id {event.member_id!r}")
+    check_skew(event, m.timestamp, max_future_skew_ms)
+    return event
 
 
 def _decide_member(state: MemberState, events: list[tuple[DownloadEvent, Source]]) -> _MemberOutcome:

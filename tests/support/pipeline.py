@@ -6,8 +6,8 @@ import itertools
 import os
 import signal
 import subprocess
-import time
 import sys
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -99,10 +99,12 @@ class Pipeline:
         finally:
             publisher.close()
 
-    def publish_raw(self, records: list[tuple[bytes | None, bytes | None]]) -> None:
+    def publish_raw(self, records: list[tuple]) -> None:
+        """(key, value) or (key, value, message timestamp in ms) each, in order."""
         publisher = EventPublisher(self.settings.kafka_bootstrap, self.settings.events_topic)
         try:
-            publisher.publish_raw([OutRecord(self.settings.events_topic, k, v) for k, v in records])
+            publisher.publish_raw([OutRecord(self.settings.events_topic, r[0], r[1],
+                                             timestamp=r[2] if len(r) > 2 else None) for r in records])
         finally:
             publisher.close()
 

@@ -29,17 +29,18 @@ class RecordingProducer:
         return [r for r in self.records if r.topic == topic]
 
 
-def make_decider(store=None, snapshot_every=100, cache_size=100):
+def make_decider(store=None, snapshot_every=100, cache_size=100, **options):
     store = store or InMemoryEventStore()
     progress = InMemoryProgressStore()
     producer = RecordingProducer()
     decider = Decider(store, progress, KafkaOutbox(producer, TOPICS), AvroMessageCodec(), MemberCache(cache_size),
-                      snapshot_every)
+                      snapshot_every, **options)
     return decider, store, progress, producer
 
 
-def messages(events, partition=0, start=0):
-    return [InputMessage("events", partition, start + i, e.member_id.encode(), encode_event(e), ())
+def messages(events, partition=0, start=0, timestamp=None):
+    """Keyed by member_id; `timestamp`: the Kafka message timestamp of every message (ms)."""
+    return [InputMessage("events", partition, start + i, e.member_id.encode(), encode_event(e), (), timestamp)
             for i, e in enumerate(events)]
 
 
@@ -71,6 +72,84 @@ def test_undecodable_and_malformed_messages_become_dead_letters_and_the_rest_is_
     dlq = publisher.on("dlq")
     assert dlq[0].value == b"\x00garbage" and dict(dlq[0].headers)["error.code"] == b"bad_marker"
     assert dict(dlq[1].headers)["source.offset"] == b"1"
+
+
+@pytest.mark.parametrize("key", [None, b"m2"], ids=["no-key", "other-member"])
+def test_a_message_whose_key_is_not_its_member_id_is_a_key_mismatch_dead_letter(key):
+    """A keyless or wrongly keyed message could land in another partition than the member's other
+    events, and one member would be decided in two partitions at once."""
+    decider, store, _, publisher = make_decider()
+    bad = event(acquire("l1", device="d1"), at=T0)
+    good = event(acquire("l2", device="d2"), at=T0 + 1)  # accepted: the dead letter took no device slot
+    batch = [InputMessage("events", 0, 0, key, encode_event(bad), ())] + messages([good], start=1)
+    report = run(decider.process(batch))
+    assert report.dead_letters == {"key_mismatch": 1} and report.accepted == 1
+    headers = dict(publisher.on("dlq")[0].headers)
+    assert (headers["error.kind"], headers["error.code"]) == (b"malformed", b"key_mismatch")
+    assert publisher.on("dlq")[0].key == key
+    assert list(run(store.load("m1")).licenses) == ["l2"]
+
+
+def test_an_event_far_ahead_of_its_message_timestamp_is_a_clock_skew_dead_letter_and_moves_no_clock():
+    decider, store, _, publisher = make_decider()
+    future = event(acquire("l1", device="d1"), at=T0 + 5 * DAY)  # a producer clock 5 days ahead
+    skewed = messages([future], timestamp=T0)
+    report = run(decider.process(skewed))
+    assert report.dead_letters == {"clock_skew": 1} and report.accepted == 0
+    dead = publisher.on("dlq")[0]
+    headers = dict(dead.headers)
+    assert (headers["error.kind"], headers["error.code"]) == (b"malformed", b"clock_skew")
+    assert b"5 days after the message timestamp" in headers["error.detail"]
+    assert dead.value == skewed[0].value
+
+    # the member clock stayed at T0: a license expiring before the skewed time is still accepted,
+    # on another device (the dead letter took no device slot)
+    report = run(decider.process(messages([event(acquire("l2", device="d2", expires=T0 + DAY), at=T0 + 1)],
+                                          start=1, timestamp=T0 + 1)))
+    assert report.accepted == 1 and not report.rejected
+    state = run(store.load("m1"))
+    assert state.clock == T0 + 1 and list(state.licenses) == ["l2"]
+
+    # the timestamp is stored with the message: a redelivery to a restarted worker decides the same
+    restarted, _, _, _ = make_decider(store)
+    assert run(restarted.process(skewed)).dead_letters == {"clock_skew": 1}
+
+
+@pytest.mark.parametrize(("limit", "timestamp", "accepted"), [
+    (3_600_000, T0 + 5 * DAY - 3_600_000, 1),  # exactly at the default limit
+    (3_600_000, T0 + 5 * DAY - 3_600_001, 0),  # 1 ms over it
+    (0, T0, 1),                                 # the guard turned off
+    (3_600_000, None, 1),                       # a message without a timestamp: no guard
+    (60_000, T0 + 5 * DAY - 60_001, 0),        # a limit of the decider's own
+])
+def test_the_skew_limit_is_the_deciders(limit, timestamp, accepted):
+    decider, _, _, _ = make_decider(max_future_skew_ms=limit)
+    report = run(decider.process(messages([event(acquire("l1"), at=T0 + 5 * DAY)], timestamp=timestamp)))
+    assert report.accepted == accepted and sum(report.dead_letters.values()) == 1 - accepted
+
+
+def test_a_negative_skew_limit_is_refused():
+    with pytest.raises(ValueError, match="max_future_skew_ms"):
+        make_decider(max_future_skew_ms=-1)
+
+
+class PreparingSession:
+    """Enough of a Cassandra session for the stores' constructors, which prepare statements."""
+
+    def prepare(self, cql):
+        return cql
+
+
+def test_the_workers_decider_takes_the_skew_limit_from_the_settings(monkeypatch):
+    from app.bootstrap import Stores
+    from app.config import Settings
+
+    monkeypatch.delenv("LEDGER_MAX_FUTURE_SKEW_MS", raising=False)
+    assert Settings().max_future_skew_ms == 3_600_000
+    monkeypatch.setenv("LEDGER_MAX_FUTURE_SKEW_MS", "5000")
+    stores = Stores(Settings(), cluster=None, session=PreparingSession(), redis=None)
+    decider = stores.decider(KafkaOutbox(RecordingProducer(), TOPICS), InMemoryEventStore())
+    assert decider.max_future_skew_ms == 5000
 
 
 def test_redelivered_batch_changes_nothing_and_republishes_outcomes():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
 from collections import Counter
 
 import pytest
@@ -18,11 +19,11 @@ from app.domain.rules import Reason
 from app.domain.state import MemberState
 from app.domain.validation import MalformedEvent, validate
 from app.entrypoints.cli import main as ledger_main
-from tools.commands.simulate_cmd import parse_start
+from tools.commands.simulate_cmd import future_skew_warning, parse_start
 from tools.simulate import bad_input
 from tools.simulate.jsonl import item_line, write_jsonl
 from tools.simulate.publish import TokenBucket
-from tools.simulate.workload import DEFAULT_START_MS, EVENT_KINDS, ItemKind, WorkloadConfig, generate
+from tools.simulate.workload import DAY_MS, DEFAULT_START_MS, EVENT_KINDS, ItemKind, WorkloadConfig, generate
 
 CONFIG = WorkloadConfig(seed=7, members=2_000, events=20_000)
 
@@ -344,3 +345,20 @@ def test_token_bucket_chunks_grow_when_the_sender_is_slow():
     while taken < 3_000:
         taken += bucket.take_up_to(100)
     assert now[0] - start == pytest.approx(3.0, abs=0.01)
+
+
+def test_the_default_workload_is_not_ahead_of_the_wall_clock():
+    """Published now, events more than LEDGER_MAX_FUTURE_SKEW_MS after their message timestamp (the
+    send time) would be dead letters clock_skew: the default workload lies in the past."""
+    config = WorkloadConfig()
+    assert config.start_ms + config.span_ms < time.time() * 1000
+    assert future_skew_warning(config, int(time.time() * 1000), 3_600_000) is None
+
+
+def test_a_workload_in_the_future_gets_a_clock_skew_warning():
+    config = WorkloadConfig(start_ms=DAY_MS * 1000, span_ms=DAY_MS)
+    now = DAY_MS * 1000
+    assert future_skew_warning(config, now, DAY_MS) is None  # ends exactly at the limit
+    warning = future_skew_warning(config, now, DAY_MS - 1)
+    assert "clock_skew" in warning and "--start" in warning
+    assert future_skew_warning(config, now, 0) is None  # the guard is off

@@ -8,7 +8,7 @@ import pytest
 
 from app.domain import DownloadEvent, MalformedEvent, validate
 from app.domain.events import PAYLOAD_TYPES
-from app.domain.validation import PAYLOAD_FIELDS
+from app.domain.validation import PAYLOAD_FIELDS, check_skew
 from tests.support.domain_builders import acquire, deactivate, event, plan, release, renew
 
 GOOD = [event(plan(monthly_limit=3)), event(acquire(max_renewals=0, quality="HD")), event(renew()),
@@ -81,3 +81,53 @@ def test_validation_table_covers_every_payload_field() -> None:
     assert set(PAYLOAD_FIELDS) == set(PAYLOAD_TYPES)
     for cls, kinds in PAYLOAD_FIELDS.items():
         assert list(kinds) == [f.name for f in fields(cls)], cls.__name__
+
+
+# --- future clock skew: occurred_at against the Kafka message timestamp ---------------------------
+
+HOUR_MS = 3_600_000
+TS = 1_717_200_000_000  # the message timestamp, 2024-06-01T00:00:00Z
+
+SKEW_OK = {
+    "at-the-limit": (TS + HOUR_MS, TS, HOUR_MS),
+    "before-the-message": (TS - 30 * 86_400_000, TS, HOUR_MS),  # late events are fine
+    "same-instant": (TS, TS, HOUR_MS),
+    "disabled-with-0": (TS + 10 * 365 * 86_400_000, TS, 0),
+    "no-message-timestamp": (TS + 10 * 365 * 86_400_000, None, HOUR_MS),
+    "custom-limit": (TS + 5_000, TS, 5_000),
+}
+
+
+@pytest.mark.parametrize(("occurred_at", "timestamp", "limit"), SKEW_OK.values(), ids=SKEW_OK.keys())
+def test_skew_within_the_limit_passes(occurred_at, timestamp, limit) -> None:
+    check_skew(replace(GOOD[0], occurred_at=occurred_at), timestamp, limit)
+
+
+SKEW_BAD = {
+    "1-ms-over": (TS + HOUR_MS + 1, TS, HOUR_MS),
+    "days-ahead": (TS + 5 * 86_400_000 + 4 * HOUR_MS, TS, HOUR_MS),
+    "microseconds-by-mistake": (TS * 1000, TS, HOUR_MS),  # beyond datetime's years: raw ms in the detail
+    "custom-limit-1-ms-over": (TS + 5_001, TS, 5_000),
+}
+
+
+@pytest.mark.parametrize(("occurred_at", "timestamp", "limit"), SKEW_BAD.values(), ids=SKEW_BAD.keys())
+def test_an_event_too_far_after_its_message_timestamp_is_clock_skew(occurred_at, timestamp, limit) -> None:
+    with pytest.raises(MalformedEvent) as raised:
+        check_skew(replace(GOOD[0], occurred_at=occurred_at), timestamp, limit)
+    assert raised.value.code == "clock_skew"
+    assert "after the message timestamp" in raised.value.detail
+
+
+def test_clock_skew_detail_is_readable() -> None:
+    with pytest.raises(MalformedEvent) as raised:
+        check_skew(replace(GOOD[0], occurred_at=TS + 5 * 86_400_000 + 4 * HOUR_MS + 48 * 60_000), TS, HOUR_MS)
+    assert raised.value.detail == ("occurred_at 2024-06-06T04:48:00.000Z is 5.2 days after the message timestamp "
+                                   "2024-06-01T00:00:00.000Z; limit 1 h")
+
+
+def test_clock_skew_detail_shows_milliseconds_when_rounding_would_hide_the_excess() -> None:
+    with pytest.raises(MalformedEvent) as raised:
+        check_skew(replace(GOOD[0], occurred_at=TS + HOUR_MS + 1), TS, HOUR_MS)
+    assert raised.value.detail.endswith("is 3600001 ms after the message timestamp 2024-06-01T00:00:00.000Z; "
+                                        "limit 3600000 ms")

@@ -39,20 +39,16 @@ class NaiveAgent:
     async def handle(self, message) -> None:
         from app.domain.decide import Accepted, Duplicate, step
         from app.domain.history import Source, to_stored
-        from app.domain.validation import MalformedEvent, validate
+        from app.domain.validation import MalformedEvent
         from app.domain.views import lean
+        from app.service.decider import decode_input
         from app.service.ports import DeadLetter, DecodeError
 
         if self.first is None:
             self.first = time.time()
         s = self.settings
         try:
-            if message.value is None:
-                raise DecodeError("truncated", "empty message value")
-            event = self.codec.decode_event(message.value)
-            validate(event)
-            if message.key is not None and message.key != event.member_id.encode():
-                raise MalformedEvent("key_mismatch", "message key is not the member_id")
+            event = decode_input(self.codec, message, s.max_future_skew_ms)  # the decider's own checks
         except DecodeError as exc:
             await self.outbox.publish([], [DeadLetter(message, "undecodable", exc.code, exc.message)])
             self._done()
@@ -95,8 +91,7 @@ class NaiveAgent:
 def create_app(settings, stores, producer, stats_path: Path):
     from app.adapters.kafka.outbox import KafkaOutbox
     from app.bootstrap import output_topics
-    from app.entrypoints.worker.faust_app import new_faust_app
-    from app.service.ports import InputMessage
+    from app.entrypoints.worker.faust_app import new_faust_app, to_input_message
 
     app = new_faust_app(settings, f"{settings.consumer_group}-naive")
     namespace = "v1"
@@ -108,8 +103,7 @@ def create_app(settings, stores, producer, stats_path: Path):
     @app.agent(topic, name="naive")
     async def naive(stream):
         async for event in stream.events():
-            m = event.message
-            await agent.handle(InputMessage(m.topic, m.partition, m.offset, m.key, m.value))
+            await agent.handle(to_input_message(event))
 
     @app.timer(0.5)
     async def write_stats():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
@@ -66,7 +67,23 @@ def run(args, settings) -> int:
         raise CommandError(str(exc)) from None
     if args.jsonl is not None:
         return _write_jsonl(args.jsonl, generate(config), config)
+    warning = future_skew_warning(config, int(time.time() * 1000), settings.max_future_skew_ms)
+    if warning:
+        print(warning, file=sys.stderr)
     return _publish(generate(config), config, settings.kafka_bootstrap, args.topic or settings.events_topic, args.rate)
+
+
+def future_skew_warning(config, now_ms: int, max_future_skew_ms: int) -> str | None:
+    """A warning when the workload's event times run past now + the decider's skew limit: published
+    now, those events would be dead letters `clock_skew` (a message's timestamp is its send time)."""
+    last = config.start_ms + config.span_ms
+    if max_future_skew_ms == 0 or last <= now_ms + max_future_skew_ms:
+        return None
+    from app.domain.utc import format_ms
+
+    return (f"warning: event times run to {format_ms(last)}, more than LEDGER_MAX_FUTURE_SKEW_MS "
+            f"({max_future_skew_ms} ms) after now: the decider will dead-letter those events as clock_skew "
+            f"(pick an earlier --start)")
 
 
 def parse_start(text: str) -> int:

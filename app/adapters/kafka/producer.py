@@ -19,6 +19,7 @@ class OutRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp: int | None = None  # the message timestamp (ms); None: the producer's clock at send time
 
 
 def producer_config(bootstrap: str, **overrides) -> dict:
@@ -51,7 +52,7 @@ class BatchProducer:
             while True:
                 try:
                     self._producer.produce(r.topic, r.value, r.key, headers=list(r.headers) or None,
-                                           on_delivery=delivered)
+                                           timestamp=r.timestamp or 0, on_delivery=delivered)  # 0: now
                     break
                 except BufferError:
                     self._producer.poll(0.05)

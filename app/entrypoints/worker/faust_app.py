@@ -71,11 +71,17 @@ def create_worker_app(settings: Settings, role: str, services: WorkerServices) -
     return app
 
 
-def _to_message(event) -> InputMessage:
+def to_input_message(event) -> InputMessage:
     m = event.message
     headers = m.headers.items() if hasattr(m.headers, "items") else (m.headers or ())
-    return InputMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(headers),
-                        int(m.timestamp * 1000) if m.timestamp else None)
+    return InputMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(headers), _timestamp_ms(m.timestamp))
+
+
+def _timestamp_ms(seconds: float | None) -> int | None:
+    """Faust gives the Kafka timestamp in seconds (ms / 1000.0); Kafka's "no timestamp" is -1 ms."""
+    if seconds is None or seconds < 0:
+        return None
+    return round(seconds * 1000)
 
 
 def _raw_topic(app: faust.App, name: str):
@@ -89,7 +95,7 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
     async def decide(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            report = await _until_done("decider", decider.process, [_to_message(e) for e in batch])
+            report = await _until_done("decider", decider.process, [to_input_message(e) for e in batch])
             record_decider_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
@@ -107,7 +113,7 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            report = await _until_done("projector", projector.process, [_to_message(e) for e in batch])
+            report = await _until_done("projector", projector.process, [to_input_message(e) for e in batch])
             record_projector_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
