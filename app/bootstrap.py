@@ -101,7 +101,8 @@ class Stores:
 
     def projector(self, event_store: CassandraEventStore | None = None) -> Projector:
         return Projector(event_store or self.event_store(), self.codec, self.views, self.read_models,
-                         self.pointer(), cache_size=self.settings.member_cache_size)
+                         self.pointer(), cache_size=self.settings.member_cache_size,
+                         progress=self.progress_store())
 
     def replay(self, observer: ReplayObserver | None = None, *,
                ledger: Callable[[], object] | None = None, **options) -> Replay:

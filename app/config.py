@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     snapshot_every: int = 100
     member_cache_size: int = 50_000
     session_timeout_s: float = 10.0
+    stop_timeout_s: float = Field(30.0, gt=0, description="a worker asked to stop exits within this, in any state")
     max_future_skew_ms: int = Field(
         3_600_000, ge=0,
         description="an event whose occurred_at is more than this after its Kafka message timestamp is a "

@@ -25,6 +25,7 @@ from app.domain.state import MemberState
 from app.domain.validation import MalformedEvent, check_skew, validate
 from app.service.member_cache import MemberCache
 from app.service.ports import DeadLetter, DecodeError, EventStore, InputMessage, MessageCodec, Outbox, ProgressStore
+from app.service.progress import save_progress
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Decider:
             self._count(outcome, report)
         report.snapshots = await self._snapshot(states, outcomes)
         await self.outbox.publish(outputs, dead_letters)
-        await self._save_progress(messages)
+        await save_progress(self.progress, messages)
         for member_id, outcome in outcomes.items():
             self.cache.put(member_id, partition_of[member_id], outcome.state)
         return report
@@ -155,14 +156,6 @@ class Decider:
         due = [o.state for m, o in outcomes.items() if o.state.seq // n > before[m].seq // n]
         await asyncio.gather(*(self.store.save_snapshot(state) for state in due))
         return len(due)
-
-    async def _save_progress(self, messages: list[InputMessage]) -> None:
-        by_topic: dict[str, dict[int, int]] = {}
-        for m in messages:
-            offsets = by_topic.setdefault(m.topic, {})
-            offsets[m.partition] = max(offsets.get(m.partition, 0), m.offset + 1)
-        for topic, offsets in by_topic.items():
-            await self.progress.save(topic, offsets)
 
     def drop_partitions(self, partitions: set[int]) -> int:
         return self.cache.drop_partitions(partitions)

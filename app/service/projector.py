@@ -13,7 +13,11 @@ One call of `Projector.process` handles one micro-batch of ``downloads.ledger`` 
 5. write each member that moved once per batch, to Redis (fenced Lua write) and to Cassandra
    (``USING TIMESTAMP seq``), concurrently. If a write fails, the batch's members leave the cache and
    the error propagates: the caller must not commit the offsets, and the redelivered batch is
-   applied again from the stores (the fences make the part that was written a no-op).
+   applied again from the stores (the fences make the part that was written a no-op);
+6. save the durable input position (next offset per partition) when a ProgressStore is given (the
+   live projector): on assignment the worker seeks back to it when Kafka's committed offset is
+   ahead, so an offset acknowledged for a batch that was never applied (a stop during a retry)
+   cannot skip entries.
 
 Each store is fenced on its own, and a cache miss reads both, so a crash between the Redis and the
 Cassandra write is repaired by the redelivery even when every redelivered entry is a duplicate.
@@ -32,7 +36,16 @@ from app.domain.state import MemberState
 from app.domain.views import lean
 from app.service.ledger_fold import check_gap_fill, decode_entries
 from app.service.member_cache import MemberCache
-from app.service.ports import EventStore, InputMessage, MessageCodec, NamespacePointer, ReadModels, ViewStore
+from app.service.ports import (
+    EventStore,
+    InputMessage,
+    MessageCodec,
+    NamespacePointer,
+    ProgressStore,
+    ReadModels,
+    ViewStore,
+)
+from app.service.progress import save_progress
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +84,7 @@ class Projector:
         read_models_for: Callable[[str], ReadModels],
         pointer: NamespacePointer,
         cache_size: int = 50_000,
+        progress: ProgressStore | None = None,
     ):
         """``views_for(ns)`` / ``read_models_for(ns)`` build the stores of a namespace (called once per
         namespace); the ``pointer`` is read once per batch."""
@@ -79,6 +93,7 @@ class Projector:
         self._views_for = views_for
         self._read_models_for = read_models_for
         self._pointer = pointer
+        self.progress = progress
         self._stores: dict[str, tuple[ViewStore, ReadModels]] = {}
         self._cache: MemberCache[MemberState] = MemberCache(cache_size)
         self._ns: str | None = None
@@ -112,6 +127,7 @@ class Projector:
             self._ns = ns
         result.namespace = ns
         if not entries:
+            await self._save_progress(messages)
             return result
         views, read_models = self._stores_of(ns)
 
@@ -137,7 +153,12 @@ class Projector:
         await self._write(members, views, read_models, result)
         for member_id, member in members.items():  # members refused by a fence were left out
             self._cache.put(member_id, partition_of[member_id], member.state)
+        await self._save_progress(messages)
         return result
+
+    async def _save_progress(self, messages: list[InputMessage]) -> None:
+        if self.progress is not None:
+            await save_progress(self.progress, messages)
 
     def _stores_of(self, ns: str) -> tuple[ViewStore, ReadModels]:
         stores = self._stores.get(ns)

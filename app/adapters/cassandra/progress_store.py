@@ -1,7 +1,10 @@
-"""The decider's durable input position per partition, kept in Cassandra next to the member state.
+"""A consumer's durable input position per partition, kept in Cassandra next to what it applied.
 
-On (re)assignment the decider seeks to this position when Kafka's committed offset is ahead of it,
-so an offset committed too early can never skip an event that is not in the store.
+The decider (on the events topic) and the projector (on the ledger topic) each record the next
+offset to process once a batch is durable; the table is keyed by topic, and each topic has one
+consuming role (its name, ``decider_progress``, predates the projector's use of it). On
+(re)assignment a worker seeks to this position when Kafka's committed offset is ahead of it, so an
+offset committed too early can never skip a message whose effects are not stored.
 """
 from __future__ import annotations
 

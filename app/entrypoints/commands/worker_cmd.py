@@ -33,7 +33,7 @@ def run(args, settings) -> int:
     logging.basicConfig(level=args.loglevel.upper())
     app = create_worker_app(settings, args.role, services)
     try:
-        run_worker(app, args.loglevel)
+        run_worker(app, args.loglevel, settings.stop_timeout_s)
     finally:
         services.close()
     return 0

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 
 import faust
@@ -34,6 +36,7 @@ from app.service.retry import Backoff
 log = logging.getLogger(__name__)
 
 ROLES = ("decider", "projector", "all")
+STOP_TIMEOUT_EXIT = 3
 
 
 def new_faust_app(settings: Settings, app_id: str) -> faust.App:
@@ -54,9 +57,40 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
     )
 
 
-def run_worker(app: faust.App, loglevel: str) -> None:
-    """Run the app in this process until it is stopped (SIGTERM, Ctrl-C)."""
-    faust.Worker(app, loglevel=loglevel.upper(), quiet=True).execute_from_commandline()
+class _BoundedStopWorker(faust.Worker):
+    """A Faust worker whose stop is bounded: Faust's graceful stop waits for the messages in flight
+    to be processed, which never happens while a batch is being retried (a store down), so a
+    watchdog started by the first SIGTERM or SIGINT ends the process after ``stop_timeout_s``.
+
+    Ending abruptly is safe: every effect is conditional or fenced, and both roles resume from their
+    durable progress, whatever offsets Faust acknowledged on its way out. ``_schedule_shutdown`` is
+    mode's handler for both signals (an extension point, not a documented hook; the stop tests in
+    tests/e2e/test_stop_and_progress.py fail if an upgrade changes it)."""
+
+    def __init__(self, app: faust.App, *, stop_timeout_s: float, **kwargs):
+        super().__init__(app, **kwargs)
+        self.stop_timeout_s = stop_timeout_s
+        self._watchdog: threading.Timer | None = None
+
+    def _schedule_shutdown(self, signal) -> None:
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self.stop_timeout_s, _exit_now, (self.stop_timeout_s,))
+            self._watchdog.daemon = True
+            self._watchdog.start()
+        super()._schedule_shutdown(signal)
+
+
+def _exit_now(timeout_s: float) -> None:
+    log.error("the worker did not stop within %.0fs (a batch in flight cannot finish); exiting now", timeout_s)
+    logging.shutdown()
+    os._exit(STOP_TIMEOUT_EXIT)
+
+
+def run_worker(app: faust.App, loglevel: str, stop_timeout_s: float) -> None:
+    """Run the app in this process until it is stopped (SIGTERM, Ctrl-C), at most ``stop_timeout_s``
+    after the signal."""
+    _BoundedStopWorker(app, stop_timeout_s=stop_timeout_s, loglevel=loglevel.upper(),
+                       quiet=True).execute_from_commandline()
 
 
 def create_worker_app(settings: Settings, role: str, services: WorkerServices) -> faust.App:
@@ -64,10 +98,15 @@ def create_worker_app(settings: Settings, role: str, services: WorkerServices) -
         raise ValueError(f"role must be one of {ROLES}")
     app = new_faust_app(settings, f"{settings.consumer_group}-{role}")
     within = settings.batch_wait_ms / 1000
+    durable: dict[str, ProgressStore] = {}
     if services.decider is not None:
         _add_decider(app, settings, services.decider, within)
+        durable[settings.events_topic] = services.decider.progress
     if services.projector is not None:
         _add_projector(app, settings, services.projector, within)
+        if services.projector.progress is not None:
+            durable[settings.ledger_topic] = services.projector.progress
+    _seek_to_durable_progress(app, durable)
     return app
 
 
@@ -102,8 +141,6 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
     async def drop_revoked(sender, revoked, **kwargs):
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
-
-    _seek_to_durable_progress(app, decider.progress, events_topic)
 
 
 def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float) -> None:
@@ -140,23 +177,23 @@ async def _until_done(stage: str, process, messages):
             await asyncio.sleep(delay)
 
 
-def _seek_to_durable_progress(app: faust.App, progress: ProgressStore, topic: str) -> None:
+def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore]) -> None:
     """Wrap the consumer's seek-to-committed (run by Faust after every assignment) so that a
-    committed offset ahead of the durable progress is replaced by the durable progress."""
+    committed offset ahead of a topic's durable progress is replaced by the durable progress."""
     consumer = app.consumer
     seek_to_committed = consumer.seek_to_committed
 
     async def seek_to_committed_or_durable():
         committed = dict(await seek_to_committed())
-        durable = await progress.load(topic)
+        positions = {topic: await progress.load(topic) for topic, progress in durable.items()}
         for tp in list(committed):
-            if tp.topic != topic:
+            if tp.topic not in positions:
                 continue
             offset = committed[tp]
-            target = durable.get(tp.partition, 0)
+            target = positions[tp.topic].get(tp.partition, 0)
             if offset is not None and offset > target:
                 log.warning("%s[%d]: committed offset %d is ahead of the durable progress %d; seeking back",
-                            topic, tp.partition, offset, target)
+                            tp.topic, tp.partition, offset, target)
                 await consumer.seek(TP(tp.topic, tp.partition), target)
                 committed[tp] = target
         return committed
