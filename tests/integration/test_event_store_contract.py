@@ -10,7 +10,7 @@ from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
 from app.domain.state import MemberState
-from app.service.ports import REJECTED, StoredDecision
+from app.domain.history import REJECTED, StoredDecision
 from tests.histories import decided
 from tests.unit.domain_builders import DAY, T0, acquire, event, plan, release, renew
 
