@@ -3,8 +3,9 @@
 Order of effects per batch, which is what makes a crash at any point safe:
 1. decode and validate; bad messages become dead letters;
 2. decide each member's events in partition order against its state (cache, else the store);
-3. append every member's decisions (accepted *and* rejected) conditionally and atomically per member;
-   a member whose append loses to another writer is reloaded from the store and decided again;
+3. append every member's decisions (accepted *and* rejected) atomically per member, on condition that
+   the member's stored head is still the position of the state they were decided from; a member
+   whose append loses to another writer is reloaded from the store and decided again;
 4. snapshot members that crossed a multiple of ``snapshot_every``;
 5. publish ledger entries, rejections and dead letters, and wait for the cluster's acknowledgement;
 6. save the durable input position (next offset per partition);
@@ -116,7 +117,7 @@ class Decider:
         outcomes = {m: _decide_member(states[m], events) for m, events in by_member.items()}
         pending = {m: o.decisions for m, o in outcomes.items() if o.decisions}
         for _ in range(MAX_APPEND_ATTEMPTS):
-            lost = await self.store.append(pending)
+            lost = await self.store.append(pending, {m: states[m].position for m in pending})
             if not lost:
                 return outcomes
             report.conflicts += len(lost)

@@ -124,3 +124,22 @@ def test_cache_is_bounded(capacity):
     decider, _, _, _ = make_decider(cache_size=capacity)
     run(decider.process(messages([event(plan(), member=f"m{i}") for i in range(5)])))
     assert len(decider.cache) == capacity
+
+
+def test_a_zombie_cannot_slip_a_rejection_under_a_snapshot_and_a_redelivery_gets_one_outcome():
+    """The zombie holds the member at (1, 0) while the owner stored (2, 0) and snapshotted it. The
+    zombie's rejection goes to (1, 1), a free slot: the append must still lose, because it was
+    decided from a state that is no longer the member's head."""
+    store = InMemoryEventStore()
+    zombie, _, _, _ = make_decider(store, snapshot_every=2)
+    owner, _, _, _ = make_decider(store, snapshot_every=2)
+    run(zombie.process(messages([event(plan(device_limit=1), event_id="p")])))  # zombie caches (1, 0)
+    run(owner.process(messages([event(acquire("l1"), event_id="x")], start=1)))  # (2, 0), snapshot
+    assert store.snapshots["m1"][-1].seq == 2
+    late = messages([event(release("nope"), event_id="y")], start=2)  # UNKNOWN_LICENSE
+    report = run(zombie.process(late))
+    assert report.conflicts == 1 and report.rejected == {"UNKNOWN_LICENSE": 1}
+    restarted, _, _, publisher = make_decider(store, snapshot_every=2)
+    again = run(restarted.process(late))
+    assert again.duplicates == 1 and not again.rejected
+    assert [p for p, d in sorted(store.rows["m1"].items()) if d.event.event_id == "y"] == [(2, 1)]

@@ -1,9 +1,19 @@
 """The Cassandra event store: one partition per member, clustered by (seq, sub).
 
-Appends are conditional (``IF NOT EXISTS``) and, per member, one single-partition batch, which
-Cassandra applies atomically: either every decision of the member's micro-batch is stored or none
-is, and two writers can never both store a decision at the same position. A snapshot whose schema
-the code can no longer read is skipped and the state is rebuilt from older snapshots or events.
+Per member, an append is one single-partition batch, which Cassandra applies atomically: either
+every decision of the member's micro-batch is stored or none is. The batch is conditional on the
+member's head, the static columns (head_seq, head_sub) that hold the position of its last stored
+decision: ``IF head_seq = <expected> AND head_sub = <expected>`` (``IF head_seq = null`` for a new
+member), and it moves the head to its last row. So a decision is stored only by a writer that
+decided from the member's latest state; a per-position ``IF NOT EXISTS`` would let a stale writer
+fill a free past slot, (1, 1) below (2, 0), that `load` from a later snapshot never reads.
+A snapshot whose schema the code can no longer read is skipped and the state is rebuilt from older
+snapshots or events.
+
+Partitions written before migration 0005 have rows but no head. The first append that expects a
+head there is refused; the store then sets the head to the partition's last row (``IF head_seq =
+null``) and reports the member as lost, so the decider reloads it and appends again. This assumes
+no writer of the code before 0005 runs any more (stop the old workers before starting new ones).
 """
 from __future__ import annotations
 
@@ -16,7 +26,7 @@ from app.adapters.avro.codec import default_codec
 from app.adapters.avro.mapping import decode_event, decode_snapshot, encode_event, encode_snapshot
 from app.adapters.cassandra.aio import execute
 from app.domain.events import Recorded
-from app.domain.history import ACCEPTED, Source, StoredDecision, fold
+from app.domain.history import ACCEPTED, Source, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
 from app.service.ports import DecodeError
 
@@ -32,8 +42,17 @@ class CassandraEventStore:
         self.session = session
         self.keyspace = keyspace
         ks = keyspace
-        self._insert = session.prepare(
-            f"INSERT INTO {ks}.member_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        insert = f"INSERT INTO {ks}.member_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        self._insert = session.prepare(insert)
+        # A new member's rows are also IF NOT EXISTS: a partition of before 0005 has rows and no head.
+        self._insert_new = session.prepare(insert + " IF NOT EXISTS")
+        self._move_head = session.prepare(
+            f"UPDATE {ks}.member_events SET head_seq = ?, head_sub = ? WHERE member_id = ? "
+            "IF head_seq = ? AND head_sub = ?")
+        self._first_head = session.prepare(
+            f"UPDATE {ks}.member_events SET head_seq = ?, head_sub = ? WHERE member_id = ? IF head_seq = null")
+        self._last_row = session.prepare(
+            f"SELECT seq, sub FROM {ks}.member_events WHERE member_id = ? ORDER BY seq DESC, sub DESC LIMIT 1")
         self._after = session.prepare(
             f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) > (?, ?)")
         self._all = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ?")
@@ -87,22 +106,40 @@ class CassandraEventStore:
 
     # --- writing ------------------------------------------------------------------------
 
-    async def append(self, decisions: dict[str, list[StoredDecision]]) -> list[str]:
+    async def append(self, decisions: dict[str, list[StoredDecision]],
+                     heads: dict[str, tuple[int, int]]) -> list[str]:
         members = [m for m, ds in decisions.items() if ds]
-        results = await asyncio.gather(*(self._append_member(m, decisions[m]) for m in members))
+        for m in members:
+            check_follows(m, heads[m], decisions[m])
+        results = await asyncio.gather(*(self._append_member(m, heads[m], decisions[m]) for m in members))
         return [m for m, applied in zip(members, results) if not applied]
 
-    async def _append_member(self, member_id: str, decisions: list[StoredDecision]) -> bool:
-        params = [self._row(member_id, d) for d in decisions]
-        if len(params) == 1:
-            statement, values = self._insert, params[0]
+    async def _append_member(self, member_id: str, head: tuple[int, int], decisions: list[StoredDecision]) -> bool:
+        new_head = decisions[-1].position
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        if head == (0, 0):
+            batch.add(self._first_head, (*new_head, member_id))
+            insert = self._insert_new
         else:
-            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for p in params:
-                statement.add(self._insert, p)
-            values = None
-        rows = await execute(self.session, statement, values)
-        return bool(rows[0][0]) if rows else False  # first column is [applied]
+            batch.add(self._move_head, (*new_head, member_id, *head))
+            insert = self._insert
+        for d in decisions:
+            batch.add(insert, self._row(member_id, d))
+        rows = await execute(self.session, batch)
+        if rows and rows[0][0]:  # the first column is [applied]
+            return True
+        if head != (0, 0) and rows and getattr(rows[0], "head_seq", None) is None:
+            await self._adopt(member_id)
+        return False
+
+    async def _adopt(self, member_id: str) -> None:
+        """Give a partition written before migration 0005 its head: the position of its last row."""
+        last = await execute(self.session, self._last_row, (member_id,))
+        if not last:
+            return  # no such member: the writer's state came from elsewhere; its reload starts afresh
+        head = (last[0].seq, last[0].sub)
+        await execute(self.session, self._first_head, (*head, member_id))
+        log.info("event store: member %s predates head tracking; its head is now %s", member_id, head)
 
     def _row(self, member_id: str, d: StoredDecision) -> tuple:
         return (member_id, d.seq, d.sub, d.kind, d.event.event_id, d.clock, self._event_schema,

@@ -5,7 +5,7 @@ They pass the same contract tests as the Cassandra ones (tests/contracts).
 from __future__ import annotations
 
 from app.domain.events import Recorded
-from app.domain.history import ACCEPTED, StoredDecision, fold
+from app.domain.history import ACCEPTED, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
 
 
@@ -24,15 +24,23 @@ class InMemoryEventStore:
     async def load_many(self, member_ids: list[str]) -> dict[str, MemberState]:
         return {m: await self.load(m) for m in member_ids}
 
-    async def append(self, decisions: dict[str, list[StoredDecision]]) -> list[str]:
+    async def append(self, decisions: dict[str, list[StoredDecision]],
+                     heads: dict[str, tuple[int, int]]) -> list[str]:
         conflicts = []
         for member_id, ds in decisions.items():
+            if not ds:
+                continue
+            check_follows(member_id, heads[member_id], ds)
             history = self.rows.setdefault(member_id, {})
-            if any((d.seq, d.sub) in history for d in ds):
+            if self.head(member_id) != heads[member_id]:
                 conflicts.append(member_id)
                 continue
             history.update({(d.seq, d.sub): d for d in ds})
         return conflicts
+
+    def head(self, member_id: str) -> tuple[int, int]:
+        """The position of the member's last stored decision, (0, 0) for none."""
+        return max(self.rows.get(member_id) or {(0, 0): None})
 
     async def save_snapshot(self, state: MemberState) -> None:
         self.snapshots.setdefault(state.member_id, []).append(state)
