@@ -100,7 +100,13 @@ class EventStore(Protocol):
         """Accepted events with after_seq < seq <= upto_seq, in order (the projector's gap fill)."""
 
     async def find(self, member_id: str, event_id: str) -> StoredDecision | None:
-        """The stored decision of an event (to republish the outcome of a duplicate)."""
+        """The stored decision of an event (to republish the outcome of a duplicate): by the event-id
+        lookup, else (a decision stored before the lookup existed) by reading the member's history."""
+
+    async def find_many(self, member_id: str, event_ids: list[str]) -> dict[str, StoredDecision]:
+        """The stored decisions of those of ``event_ids`` the event-id lookup knows, by event id. The
+        lookup holds every decision appended since migration 0006, and a member's older ones from
+        the first append after it, so a miss means "not decided" (a decision needs an append)."""
 
     async def member_ids(self) -> list[str]: ...
 

@@ -181,20 +181,76 @@ def test_an_append_that_does_not_continue_its_head_is_an_error(store):
 
 
 def test_a_partition_written_before_head_tracking_gets_its_head_on_its_first_append(cassandra, test_keyspace):
-    """Rows as the code before migration 0005 wrote them: no head. The first append is refused (the
-    decider reloads and decides again) and adopts the last row as the head; appends then work, and a
-    stale writer is refused like anywhere else."""
+    """Rows as the code before migrations 0005/0006 wrote them: no head, no lookup entries. `find`
+    reads the partition; the first append is refused (the decider reloads and decides again) and
+    indexes every row and adopts the last one as the head; appends then work, and a stale writer is
+    refused like anywhere else."""
     store = CassandraEventStore(cassandra, test_keyspace)
     m = member()
-    decisions, state = history(m, PAYLOADS[:3])
+    decisions, state = history(m, PAYLOADS[:4])
     for d in decisions:
         cassandra.execute(store._insert, store._row(m, d))
     assert run(store.load(m)) == state
+    old_ids = [d.event.event_id for d in decisions]
+    assert run(store.find_many(m, old_ids)) == {}
+    assert run(store.find(m, old_ids[3])) == decisions[3]
     more, after = decide_from(state, [release("l1")], first=10)
     assert run(store.append({m: more}, {m: state.position})) == [m]  # adopted, reported lost
     assert run(store.load(m)) == state
+    assert run(store.find_many(m, old_ids)) == {d.event.event_id: d for d in decisions}
     assert run(store.append({m: more}, {m: state.position})) == []
     assert run(store.load(m)) == after
     stale, _ = decide_from(state, [release("nope")], first=20)
     assert run(store.append({m: stale}, {m: state.position})) == [m]
     assert run(store.load(m)) == after
+
+
+def test_find_many_gives_the_stored_decisions_of_the_event_ids_it_knows(store):
+    m = member()
+    decisions, _ = history(m, PAYLOADS)
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    ids = [f"{m}-3", f"{m}-0", "no-such-event", f"{m}-6", f"{m}-3"]
+    assert run(store.find_many(m, ids)) == {d.event.event_id: d for d in decisions if d.event.event_id in ids}
+    assert run(store.find_many(m, [])) == {}
+    assert run(store.find_many(member(), ids)) == {}
+
+
+def test_an_append_that_lost_leaves_nothing_findable(store):
+    """The loser's event ids must not point at the positions the winner took."""
+    m = member()
+    decisions, state = history(m, PAYLOADS[:3])
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    ours, _ = decide_from(state, [plan(device_limit=7)], first=20)
+    theirs, _ = decide_from(state, [plan(device_limit=5)], first=30)
+    assert run(store.append({m: theirs}, {m: state.position})) == []
+    assert run(store.append({m: ours}, {m: state.position})) == [m]
+    assert run(store.find_many(m, [f"{m}-20", f"{m}-30"])) == {f"{m}-30": theirs[0]}
+    assert run(store.find(m, f"{m}-20")) is None
+    assert run(store.find(m, f"{m}-30")) == theirs[0]
+
+
+class RecordingSession:
+    """A cassandra-driver session that records the CQL of every statement it runs."""
+
+    def __init__(self, session):
+        self.session = session
+        self.queries: list[str] = []
+
+    def prepare(self, query):
+        return self.session.prepare(query)
+
+    def execute_async(self, statement, params=None, timeout=None):
+        self.queries.append(getattr(statement, "query_string", None) or str(statement))
+        return self.session.execute_async(statement, params, timeout=timeout)
+
+
+def test_find_reads_the_event_id_lookup_not_the_whole_partition(cassandra, test_keyspace):
+    session = RecordingSession(cassandra)
+    store = CassandraEventStore(session, test_keyspace)
+    m = member()
+    decisions, _ = history(m, PAYLOADS)
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    session.queries.clear()
+    rejected = next(d for d in decisions if d.kind == REJECTED)
+    assert run(store.find(m, rejected.event.event_id)) == rejected
+    assert session.queries and all("WHERE member_id = ? AND" in q for q in session.queries), session.queries

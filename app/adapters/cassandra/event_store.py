@@ -10,10 +10,19 @@ fill a free past slot, (1, 1) below (2, 0), that `load` from a later snapshot ne
 A snapshot whose schema the code can no longer read is skipped and the state is rebuilt from older
 snapshots or events.
 
-Partitions written before migration 0005 have rows but no head. The first append that expects a
-head there is refused; the store then sets the head to the partition's last row (``IF head_seq =
-null``) and reports the member as lost, so the decider reloads it and appends again. This assumes
-no writer of the code before 0005 runs any more (stop the old workers before starting new ones).
+Each event's position is also kept in member_event_ids ((member_id), event_id, seq, sub), so `find`
+and `find_many` are point reads, not scans. A conditional batch covers a single partition of a
+single table, so those rows cannot join the append's batch; they are written before it, with plain
+idempotent INSERTs. Every stored row therefore has its entry, whatever crashes in between; an append
+that loses leaves entries pointing at positions now holding other events, which is why the position
+is in the key (no entry overwrites another) and readers check the event id of the row found there.
+
+Partitions written before migrations 0005/0006 have rows but no head and no lookup entries. The
+first append that expects a head there is refused; the store then writes the lookup entries of
+every row, sets the head to the partition's last row (``IF head_seq = null``) and reports the member
+as lost, so the decider reloads it, decides again (now seeing old event ids through the lookup) and
+appends. This assumes no writer of the code before 0005 runs any more (stop the old workers before
+starting new ones). Until then `find` falls back to reading such a partition.
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ from app.service.ports import DecodeError
 log = logging.getLogger(__name__)
 
 SNAPSHOTS_TRIED = 3
+LOOKUP_BATCH = 100  # lookup entries per unlogged single-partition batch (tens of bytes each)
 _COLUMNS = ("member_id, seq, sub, kind, event_id, clock, schema_version, payload, reason, detail, "
             "source_topic, source_partition, source_offset")
 
@@ -51,8 +61,12 @@ class CassandraEventStore:
             "IF head_seq = ? AND head_sub = ?")
         self._first_head = session.prepare(
             f"UPDATE {ks}.member_events SET head_seq = ?, head_sub = ? WHERE member_id = ? IF head_seq = null")
-        self._last_row = session.prepare(
-            f"SELECT seq, sub FROM {ks}.member_events WHERE member_id = ? ORDER BY seq DESC, sub DESC LIMIT 1")
+        self._positions = session.prepare(f"SELECT seq, sub, event_id FROM {ks}.member_events WHERE member_id = ?")
+        self._index = session.prepare(
+            f"INSERT INTO {ks}.member_event_ids (member_id, event_id, seq, sub) VALUES (?, ?, ?, ?)")
+        self._lookup = session.prepare(
+            f"SELECT seq, sub FROM {ks}.member_event_ids WHERE member_id = ? AND event_id IN ?")
+        self._at = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) IN ?")
         self._after = session.prepare(
             f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) > (?, ?)")
         self._all = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ?")
@@ -96,10 +110,28 @@ class CassandraEventStore:
         return [_decision(r).recorded for r in rows if r.kind == ACCEPTED]
 
     async def find(self, member_id: str, event_id: str) -> StoredDecision | None:
+        found = await self.find_many(member_id, [event_id])
+        if event_id in found:
+            return found[event_id]
+        # Not in the lookup: decided before it existed, in a partition no append has adopted yet.
         for row in await execute(self.session, self._all, (member_id,)):
             if row.event_id == event_id:
                 return _decision(row)
         return None
+
+    async def find_many(self, member_id: str, event_ids: list[str]) -> dict[str, StoredDecision]:
+        wanted = list(dict.fromkeys(event_ids))
+        if not wanted:
+            return {}
+        entries = await execute(self.session, self._lookup, (member_id, wanted))
+        if not entries:
+            return {}
+        positions = sorted({(e.seq, e.sub) for e in entries})
+        found: dict[str, StoredDecision] = {}
+        for row in await execute(self.session, self._at, (member_id, positions)):
+            if row.event_id in wanted and row.event_id not in found:  # an entry of a lost append points elsewhere
+                found[row.event_id] = _decision(row)
+        return found
 
     async def member_ids(self) -> list[str]:
         return [r.member_id for r in await execute(self.session, self._members, None)]
@@ -111,6 +143,9 @@ class CassandraEventStore:
         members = [m for m, ds in decisions.items() if ds]
         for m in members:
             check_follows(m, heads[m], decisions[m])
+        # The lookup entries first: then no stored row lacks one, whatever fails in between.
+        await asyncio.gather(*(self._write_lookup(m, [(d.event.event_id, *d.position) for d in decisions[m]])
+                               for m in members))
         results = await asyncio.gather(*(self._append_member(m, heads[m], decisions[m]) for m in members))
         return [m for m, applied in zip(members, results) if not applied]
 
@@ -132,14 +167,29 @@ class CassandraEventStore:
             await self._adopt(member_id)
         return False
 
+    async def _write_lookup(self, member_id: str, entries: list[tuple[str, int, int]]) -> None:
+        """(event_id, seq, sub) entries of one member: unlogged single-partition batches."""
+        for start in range(0, len(entries), LOOKUP_BATCH):
+            chunk = entries[start:start + LOOKUP_BATCH]
+            if len(chunk) == 1:
+                await execute(self.session, self._index, (member_id, *chunk[0]))
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for entry in chunk:
+                batch.add(self._index, (member_id, *entry))
+            await execute(self.session, batch)
+
     async def _adopt(self, member_id: str) -> None:
-        """Give a partition written before migration 0005 its head: the position of its last row."""
-        last = await execute(self.session, self._last_row, (member_id,))
-        if not last:
+        """Bring a partition written before migrations 0005/0006 up to them: a lookup entry for every
+        row, then the head at its last row (in that order, so a crash in between is simply redone)."""
+        rows = await execute(self.session, self._positions, (member_id,))
+        if not rows:
             return  # no such member: the writer's state came from elsewhere; its reload starts afresh
-        head = (last[0].seq, last[0].sub)
+        await self._write_lookup(member_id, [(r.event_id, r.seq, r.sub) for r in rows])
+        head = (rows[-1].seq, rows[-1].sub)
         await execute(self.session, self._first_head, (*head, member_id))
-        log.info("event store: member %s predates head tracking; its head is now %s", member_id, head)
+        log.info("event store: member %s predates head tracking: %d event ids indexed, head now %s",
+                 member_id, len(rows), head)
 
     def _row(self, member_id: str, d: StoredDecision) -> tuple:
         return (member_id, d.seq, d.sub, d.kind, d.event.event_id, d.clock, self._event_schema,

@@ -13,6 +13,9 @@ class InMemoryEventStore:
     def __init__(self):
         self.rows: dict[str, dict[tuple[int, int], StoredDecision]] = {}
         self.snapshots: dict[str, list[MemberState]] = {}
+        # The event-id lookup, like the Cassandra one: written before the conditional append, so a
+        # lost append leaves entries behind, and readers check the row an entry points at.
+        self.lookup: dict[str, dict[str, set[tuple[int, int]]]] = {}
 
     async def load(self, member_id: str) -> MemberState:
         snapshots = self.snapshots.get(member_id)
@@ -31,6 +34,9 @@ class InMemoryEventStore:
             if not ds:
                 continue
             check_follows(member_id, heads[member_id], ds)
+            lookup = self.lookup.setdefault(member_id, {})
+            for d in ds:
+                lookup.setdefault(d.event.event_id, set()).add(d.position)
             history = self.rows.setdefault(member_id, {})
             if self.head(member_id) != heads[member_id]:
                 conflicts.append(member_id)
@@ -51,7 +57,21 @@ class InMemoryEventStore:
                 if history[p].kind == ACCEPTED and after_seq < p[0] <= upto_seq]
 
     async def find(self, member_id: str, event_id: str) -> StoredDecision | None:
-        return next((d for d in self.rows.get(member_id, {}).values() if d.event.event_id == event_id), None)
+        found = await self.find_many(member_id, [event_id])
+        if event_id in found:
+            return found[event_id]
+        history = self.rows.get(member_id, {})
+        return next((history[p] for p in sorted(history) if history[p].event.event_id == event_id), None)
+
+    async def find_many(self, member_id: str, event_ids: list[str]) -> dict[str, StoredDecision]:
+        lookup, history = self.lookup.get(member_id, {}), self.rows.get(member_id, {})
+        found = {}
+        for event_id in event_ids:
+            for p in sorted(lookup.get(event_id, ())):
+                if p in history and history[p].event.event_id == event_id:
+                    found[event_id] = history[p]
+                    break
+        return found
 
     async def member_ids(self) -> list[str]:
         return list(self.rows)
