@@ -69,6 +69,24 @@ def to_stored(decision: Decision, event: DownloadEvent, state_after: MemberState
     return []
 
 
+def next_position(head: tuple[int, int], kind: str) -> tuple[int, int]:
+    """Where a decision of ``kind`` goes after ``head``: an accepted one opens the next seq, a
+    rejection is the next sub of the current seq."""
+    seq, sub = head
+    return (seq + 1, 0) if kind == ACCEPTED else (seq, sub + 1)
+
+
+def check_follows(member_id: str, head: tuple[int, int], decisions: Iterable[StoredDecision]) -> tuple[int, int]:
+    """Raises ValueError unless ``decisions`` continue ``head`` without a gap; returns the head after them."""
+    for d in decisions:
+        expected = next_position(head, d.kind)
+        if d.position != expected:
+            raise ValueError(f"member {member_id}: a {d.kind} decision at {d.position} does not follow "
+                             f"{head} (expected {expected})")
+        head = d.position
+    return head
+
+
 def fold(state: MemberState, decisions: Iterable[StoredDecision]) -> MemberState:
     """Apply decisions in (seq, sub) order: accepted ones through evolve, rejections through
     record_rejection, exactly as the decider applied them when it decided."""

@@ -45,6 +45,13 @@ class ProcessedIds:
             chunks, chunk_sets = chunks[1:], chunk_sets[1:]
         return ProcessedIds(chunks, chunk_sets, ())
 
+    @property
+    def at_bound(self) -> bool:
+        """Whether the set may have let go of ids (it holds about PROCESSED_IDS_BOUND of them): an id
+        that is not in it may then still have been processed, and only the event store knows.
+        Conservative: true from PROCESSED_IDS_BOUND ids on, a little before the first eviction."""
+        return len(self) >= PROCESSED_IDS_BOUND
+
     def __contains__(self, event_id: object) -> bool:
         if event_id in self._tail:
             return True

@@ -64,6 +64,12 @@ class MemberState:
     def empty(cls, member_id: str) -> MemberState:
         return cls(member_id=member_id)
 
+    @property
+    def position(self) -> tuple[int, int]:
+        """(seq, rejections_since_seq): the position of the member's last decision, (0, 0) for none.
+        It is the head the event store must still hold for decisions made from this state."""
+        return self.seq, self.rejections_since_seq
+
     def active_licenses(self, t: int) -> list[License]:
         return [lic for lic in self.licenses.values() if lic.is_active(t)]
 

@@ -2,9 +2,12 @@
 
 Order of effects per batch, which is what makes a crash at any point safe:
 1. decode and validate; bad messages become dead letters;
-2. decide each member's events in partition order against its state (cache, else the store);
-3. append every member's decisions (accepted *and* rejected) conditionally and atomically per member;
-   a member whose append loses to another writer is reloaded from the store and decided again;
+2. decide each member's events in partition order against its state (cache, else the store); once
+   a state's processed ids reached their bound, the ids it does not hold are first looked up in
+   the store's event-id index, and those with a stored decision are duplicates;
+3. append every member's decisions (accepted *and* rejected) atomically per member, on condition that
+   the member's stored head is still the position of the state they were decided from; a member
+   whose append loses to another writer is reloaded from the store and decided again;
 4. snapshot members that crossed a multiple of ``snapshot_every``;
 5. publish ledger entries, rejections and dead letters, and wait for the cluster's acknowledgement;
 6. save the durable input position (next offset per partition);
@@ -50,6 +53,8 @@ class _MemberOutcome:
     decisions: list[StoredDecision]
     duplicates: list[DownloadEvent]  # decided before this batch: their stored outcome is published again
     duplicates_in_batch: int = 0  # the same event twice in one batch: its outcome is published once
+    # Stored decisions of events older than the state's processed ids, by event id (found beforehand).
+    found: dict[str, StoredDecision] = field(default_factory=dict)
 
 
 class Decider:
@@ -82,10 +87,11 @@ class Decider:
         states = await self._states(list(by_member))
         outcomes = await self._decide_and_append(states, by_member, report)
 
+        republished = await asyncio.gather(*(self._republish(m, o) for m, o in outcomes.items()))
         outputs: list[tuple[str, StoredDecision]] = []
-        for member_id, outcome in outcomes.items():
+        for (member_id, outcome), again in zip(outcomes.items(), republished):
             outputs += [(member_id, d) for d in outcome.decisions]
-            outputs += await self._republish(member_id, outcome.duplicates)
+            outputs += again
             self._count(outcome, report)
         report.snapshots = await self._snapshot(states, outcomes)
         await self.outbox.publish(outputs, dead_letters)
@@ -114,13 +120,29 @@ class Decider:
             states.update(await self.store.load_many(missing))
         return states
 
+    async def _decide(self, states: dict[str, MemberState],
+                      by_member: dict[str, list[tuple[DownloadEvent, Source]]]) -> dict[str, _MemberOutcome]:
+        """Decide each member's events. A state keeps the ids of its latest PROCESSED_IDS_BOUND or so
+        events only: once it reached that bound, the ids it does not hold are asked of the store's
+        event-id lookup (one query per such member), and those with a stored decision are duplicates.
+        A member below the bound holds every id it ever processed, so it costs nothing extra."""
+        asks: dict[str, list[str]] = {}
+        for m, events in by_member.items():
+            processed = states[m].processed
+            if processed.at_bound:
+                unknown = list(dict.fromkeys(e.event_id for e, _ in events if e.event_id not in processed))
+                if unknown:
+                    asks[m] = unknown
+        found = dict(zip(asks, await asyncio.gather(*(self.store.find_many(m, ids) for m, ids in asks.items()))))
+        return {m: _decide_member(states[m], events, found.get(m, {})) for m, events in by_member.items()}
+
     async def _decide_and_append(self, states: dict[str, MemberState],
                                  by_member: dict[str, list[tuple[DownloadEvent, Source]]],
                                  report: DecisionReport) -> dict[str, _MemberOutcome]:
-        outcomes = {m: _decide_member(states[m], events) for m, events in by_member.items()}
+        outcomes = await self._decide(states, by_member)
         pending = {m: o.decisions for m, o in outcomes.items() if o.decisions}
         for _ in range(MAX_APPEND_ATTEMPTS):
-            lost = await self.store.append(pending)
+            lost = await self.store.append(pending, {m: states[m].position for m in pending})
             if not lost:
                 return outcomes
             report.conflicts += len(lost)
@@ -128,19 +150,24 @@ class Decider:
             for m in lost:
                 self.cache.drop(m)
             fresh = await self.store.load_many(lost)
-            for m in lost:
-                states[m] = fresh[m]
-                outcomes[m] = _decide_member(fresh[m], by_member[m])
+            states.update(fresh)
+            outcomes.update(await self._decide(fresh, {m: by_member[m] for m in lost}))
             pending = {m: outcomes[m].decisions for m in lost if outcomes[m].decisions}
         raise RuntimeError(f"append kept conflicting after {MAX_APPEND_ATTEMPTS} attempts: {sorted(pending)[:5]}")
 
-    async def _republish(self, member_id: str, duplicates: list[DownloadEvent]) -> list[tuple[str, StoredDecision]]:
-        outputs = []
-        for event in duplicates:
-            stored = await self.store.find(member_id, event.event_id)
-            if stored is not None:  # older than the store's history is only possible past the id bound
-                outputs.append((member_id, stored))
-        return outputs
+    async def _republish(self, member_id: str, outcome: _MemberOutcome) -> list[tuple[str, StoredDecision]]:
+        """The stored outcomes of the member's duplicates: one lookup for all of them, then a read of
+        the member's history for any the lookup lacks (decided before it existed)."""
+        if not outcome.duplicates:
+            return []
+        stored = dict(outcome.found)
+        missing = list(dict.fromkeys(e.event_id for e in outcome.duplicates if e.event_id not in stored))
+        if missing:
+            stored.update(await self.store.find_many(member_id, missing))
+            for event_id in missing:
+                if event_id not in stored and (d := await self.store.find(member_id, event_id)) is not None:
+                    stored[event_id] = d
+        return [(member_id, stored[e.event_id]) for e in outcome.duplicates if e.event_id in stored]
 
     @staticmethod
     def _count(outcome: _MemberOutcome, report: DecisionReport) -> None:
@@ -182,10 +209,15 @@ def decode_input(codec: MessageCodec, m: InputMessage,
     return event
 
 
-def _decide_member(state: MemberState, events: list[tuple[DownloadEvent, Source]]) -> _MemberOutcome:
-    outcome = _MemberOutcome(state, [], [])
+def _decide_member(state: MemberState, events: list[tuple[DownloadEvent, Source]],
+                   found: dict[str, StoredDecision]) -> _MemberOutcome:
+    """``found``: stored decisions of events the state no longer holds the ids of."""
+    outcome = _MemberOutcome(state, [], [], found=found)
     decided_here: set[str] = set()
     for event, source in events:
+        if event.event_id in found:
+            outcome.duplicates.append(event)
+            continue
         decision, state = step(state, event)
         if isinstance(decision, Duplicate):
             if event.event_id in decided_here:

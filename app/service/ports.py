@@ -82,9 +82,17 @@ class EventStore(Protocol):
 
     async def load_many(self, member_ids: list[str]) -> dict[str, MemberState]: ...
 
-    async def append(self, decisions: dict[str, list[StoredDecision]]) -> list[str]:
-        """Store each member's decisions atomically and conditionally; returns the members whose
-        append lost to another writer (nothing of theirs was written)."""
+    async def append(self, decisions: dict[str, list[StoredDecision]],
+                     heads: dict[str, tuple[int, int]]) -> list[str]:
+        """Store each member's decisions atomically, on condition that the member's head (the
+        position of its last stored decision, (0, 0) for none) is still ``heads[member]``: the
+        position of the state the decisions were decided from (``MemberState.position``). Returns
+        the members whose append lost to another writer (nothing of theirs was written).
+
+        The condition is on the head, not on each position being free: a writer holding a stale
+        state would otherwise store a rejection in a free past slot, (1, 1) below (2, 0), which
+        `load` from a later snapshot never sees. Raises ValueError when a member's decisions do not
+        continue its expected head without a gap (`history.check_follows`)."""
 
     async def save_snapshot(self, state: MemberState) -> None: ...
 
@@ -92,7 +100,13 @@ class EventStore(Protocol):
         """Accepted events with after_seq < seq <= upto_seq, in order (the projector's gap fill)."""
 
     async def find(self, member_id: str, event_id: str) -> StoredDecision | None:
-        """The stored decision of an event (to republish the outcome of a duplicate)."""
+        """The stored decision of an event (to republish the outcome of a duplicate): by the event-id
+        lookup, else (a decision stored before the lookup existed) by reading the member's history."""
+
+    async def find_many(self, member_id: str, event_ids: list[str]) -> dict[str, StoredDecision]:
+        """The stored decisions of those of ``event_ids`` the event-id lookup knows, by event id. The
+        lookup holds every decision appended since migration 0006, and a member's older ones from
+        the first append after it, so a miss means "not decided" (a decision needs an append)."""
 
     async def member_ids(self) -> list[str]: ...
 

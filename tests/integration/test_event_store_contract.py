@@ -9,7 +9,8 @@ import pytest
 from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
-from app.domain.history import REJECTED, StoredDecision
+from app.domain.decide import step
+from app.domain.history import REJECTED, Source, StoredDecision, to_stored
 from app.domain.state import MemberState
 from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
 from tests.support.histories import decided
@@ -58,7 +59,7 @@ def test_load_of_an_unknown_member_is_the_empty_state(store):
 def test_loading_gives_the_state_of_deciding_step_by_step(store):
     m = member()
     decisions, expected = history(m, PAYLOADS)
-    assert run(store.append({m: decisions})) == []
+    assert run(store.append({m: decisions}, {m: (0, 0)})) == []
     loaded = run(store.load(m))
     assert loaded == expected
     assert loaded.seq == 6 and loaded.rejections_since_seq == 0
@@ -68,11 +69,11 @@ def test_loading_gives_the_state_of_deciding_step_by_step(store):
 def test_an_append_at_a_taken_position_is_refused_and_writes_nothing(store):
     m = member()
     decisions, _ = history(m, PAYLOADS[:3])
-    assert run(store.append({m: decisions})) == []
+    assert run(store.append({m: decisions}, {m: (0, 0)})) == []
     stale = history(m, [plan(device_limit=4), acquire("other")])[0]  # seq 1 and 2 again
     other = member()
     other_decisions, other_state = history(other, PAYLOADS[:2])
-    assert run(store.append({m: stale, other: other_decisions})) == [m]
+    assert run(store.append({m: stale, other: other_decisions}, {m: (0, 0), other: (0, 0)})) == [m]
     assert run(store.load(m)) == history(m, PAYLOADS[:3])[1]
     assert run(store.load(other)) == other_state
 
@@ -80,17 +81,17 @@ def test_an_append_at_a_taken_position_is_refused_and_writes_nothing(store):
 def test_loading_from_a_snapshot_equals_folding_every_event(store):
     m = member()
     decisions, expected = history(m, PAYLOADS)
-    run(store.append({m: decisions[:3]}))
+    run(store.append({m: decisions[:3]}, {m: (0, 0)}))
     snapshot_state = history(m, PAYLOADS[:3])[1]
     run(store.save_snapshot(snapshot_state))
-    run(store.append({m: decisions[3:]}))
+    run(store.append({m: decisions[3:]}, {m: decisions[2].position}))
     assert run(store.load(m)) == expected
 
 
 def test_accepted_between_and_find(store):
     m = member()
     decisions, _ = history(m, PAYLOADS)
-    run(store.append({m: decisions}))
+    run(store.append({m: decisions}, {m: (0, 0)}))
     between = run(store.accepted_between(m, 1, 3))
     assert [r.seq for r in between] == [2, 3]
     rejected = next(d for d in decisions if d.kind == REJECTED)
@@ -112,9 +113,145 @@ def test_a_snapshot_the_code_cannot_read_is_skipped_and_the_state_rebuilt_from_e
     store = CassandraEventStore(cassandra, test_keyspace)
     m = member()
     decisions, expected = history(m, PAYLOADS)
-    run(store.append({m: decisions}))
+    run(store.append({m: decisions}, {m: (0, 0)}))
     cassandra.execute(
         f"INSERT INTO {test_keyspace}.member_snapshots (member_id, seq, sub, schema_version, state) "
         "VALUES (%s, %s, %s, %s, %s)",
         (m, 5, 0, "MemberSnapshot.v99", b"\xc3\x01" + b"\xff" * 8 + b"future bytes"))
     assert run(store.load(m)) == expected
+
+
+def decide_from(state: MemberState, payloads, first: int) -> tuple[list[StoredDecision], MemberState]:
+    """Decide payloads in order from ``state`` (a writer holding that state); event ids go on from ``first``."""
+    m = state.member_id
+    rows = []
+    for i, p in enumerate(payloads, start=first):
+        ev = event(p, at=T0 + i * 1000, member=m, event_id=f"{m}-{i}")
+        decision, state = step(state, ev)
+        rows += to_stored(decision, ev, state, Source("t", 0, i))
+    return rows, state
+
+
+def test_a_stale_writer_cannot_store_a_rejection_in_a_past_slot(store):
+    """(1, 1) is free while the store holds (1, 0), (2, 0): a per-position condition would take it.
+    Below the snapshot at (2, 0) that row is invisible to load, so the event would be decided again."""
+    m = member()
+    decisions, state = history(m, PAYLOADS[:2])  # (1, 0) plan, (2, 0) acquire l1
+    assert run(store.append({m: decisions}, {m: (0, 0)})) == []
+    run(store.save_snapshot(state))
+    stale_state = history(m, PAYLOADS[:1])[1]  # what a zombie still holds: (1, 0)
+    stale, _ = decide_from(stale_state, [release("nope")], first=9)  # UNKNOWN_LICENSE
+    assert [d.position for d in stale] == [(1, 1)]
+    assert run(store.append({m: stale}, {m: stale_state.position})) == [m]
+    assert run(store.find(m, f"{m}-9")) is None
+    assert run(store.load(m)) == state
+
+
+def test_appends_follow_the_head_and_writers_from_the_same_head_race_for_it(store):
+    m = member()
+    decisions, state = history(m, PAYLOADS)
+    head = (0, 0)
+    for chunk in (decisions[:1], decisions[1:4], decisions[4:]):  # accepted, rejected, accepted again
+        assert run(store.append({m: chunk}, {m: head})) == []
+        head = chunk[-1].position
+    assert run(store.load(m)) == state
+
+    ours, our_state = decide_from(state, [acquire("l5", device="d1")], first=20)
+    theirs, their_state = decide_from(state, [plan(device_limit=5)], first=30)
+    assert ours[0].position == theirs[0].position == (7, 0)
+
+    async def race():
+        return await asyncio.gather(store.append({m: ours}, {m: head}), store.append({m: theirs}, {m: head}))
+
+    results = run(race())
+    assert sorted(map(len, results)) == [0, 1]  # exactly one writer lost
+    winner = our_state if results[1] else their_state
+    assert run(store.load(m)) == winner
+    # The loser, reloaded, appends from the winner's head.
+    again, final = decide_from(winner, [release("l4")], first=40)
+    assert run(store.append({m: again}, {m: winner.position})) == []
+    assert run(store.load(m)) == final
+
+
+def test_an_append_that_does_not_continue_its_head_is_an_error(store):
+    m = member()
+    decisions, _ = history(m, PAYLOADS[:3])
+    with pytest.raises(ValueError, match="does not follow"):
+        run(store.append({m: decisions[1:]}, {m: (0, 0)}))
+    assert run(store.load(m)) == MemberState.empty(m)
+
+
+def test_a_partition_written_before_head_tracking_gets_its_head_on_its_first_append(cassandra, test_keyspace):
+    """Rows as the code before migrations 0005/0006 wrote them: no head, no lookup entries. `find`
+    reads the partition; the first append is refused (the decider reloads and decides again) and
+    indexes every row and adopts the last one as the head; appends then work, and a stale writer is
+    refused like anywhere else."""
+    store = CassandraEventStore(cassandra, test_keyspace)
+    m = member()
+    decisions, state = history(m, PAYLOADS[:4])
+    for d in decisions:
+        cassandra.execute(store._insert, store._row(m, d))
+    assert run(store.load(m)) == state
+    old_ids = [d.event.event_id for d in decisions]
+    assert run(store.find_many(m, old_ids)) == {}
+    assert run(store.find(m, old_ids[3])) == decisions[3]
+    more, after = decide_from(state, [release("l1")], first=10)
+    assert run(store.append({m: more}, {m: state.position})) == [m]  # adopted, reported lost
+    assert run(store.load(m)) == state
+    assert run(store.find_many(m, old_ids)) == {d.event.event_id: d for d in decisions}
+    assert run(store.append({m: more}, {m: state.position})) == []
+    assert run(store.load(m)) == after
+    stale, _ = decide_from(state, [release("nope")], first=20)
+    assert run(store.append({m: stale}, {m: state.position})) == [m]
+    assert run(store.load(m)) == after
+
+
+def test_find_many_gives_the_stored_decisions_of_the_event_ids_it_knows(store):
+    m = member()
+    decisions, _ = history(m, PAYLOADS)
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    ids = [f"{m}-3", f"{m}-0", "no-such-event", f"{m}-6", f"{m}-3"]
+    assert run(store.find_many(m, ids)) == {d.event.event_id: d for d in decisions if d.event.event_id in ids}
+    assert run(store.find_many(m, [])) == {}
+    assert run(store.find_many(member(), ids)) == {}
+
+
+def test_an_append_that_lost_leaves_nothing_findable(store):
+    """The loser's event ids must not point at the positions the winner took."""
+    m = member()
+    decisions, state = history(m, PAYLOADS[:3])
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    ours, _ = decide_from(state, [plan(device_limit=7)], first=20)
+    theirs, _ = decide_from(state, [plan(device_limit=5)], first=30)
+    assert run(store.append({m: theirs}, {m: state.position})) == []
+    assert run(store.append({m: ours}, {m: state.position})) == [m]
+    assert run(store.find_many(m, [f"{m}-20", f"{m}-30"])) == {f"{m}-30": theirs[0]}
+    assert run(store.find(m, f"{m}-20")) is None
+    assert run(store.find(m, f"{m}-30")) == theirs[0]
+
+
+class RecordingSession:
+    """A cassandra-driver session that records the CQL of every statement it runs."""
+
+    def __init__(self, session):
+        self.session = session
+        self.queries: list[str] = []
+
+    def prepare(self, query):
+        return self.session.prepare(query)
+
+    def execute_async(self, statement, params=None, timeout=None):
+        self.queries.append(getattr(statement, "query_string", None) or str(statement))
+        return self.session.execute_async(statement, params, timeout=timeout)
+
+
+def test_find_reads_the_event_id_lookup_not_the_whole_partition(cassandra, test_keyspace):
+    session = RecordingSession(cassandra)
+    store = CassandraEventStore(session, test_keyspace)
+    m = member()
+    decisions, _ = history(m, PAYLOADS)
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    session.queries.clear()
+    rejected = next(d for d in decisions if d.kind == REJECTED)
+    assert run(store.find(m, rejected.event.event_id)) == rejected
+    assert session.queries and all("WHERE member_id = ? AND" in q for q in session.queries), session.queries

@@ -212,7 +212,7 @@ def test_a_gap_is_filled_from_the_cassandra_event_store(settings, cassandra, key
     recorded, decisions, final = history(member)
 
     async def body(env):
-        assert await env.event_store.append({member: decisions}) == []
+        assert await env.event_store.append({member: decisions}, {member: (0, 0)}) == []
         projector = env.projector()
         await projector.process(messages(recorded[:2]))
         result = await projector.process(messages(recorded[6:7]))  # seq 7 right after seq 2

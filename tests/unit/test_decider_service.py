@@ -8,10 +8,11 @@ import pytest
 from app.adapters.avro.mapping import AvroMessageCodec, decode_ledger_entry, decode_rejection, encode_event
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
+from app.domain.processed_ids import PROCESSED_IDS_BOUND
 from app.service.decider import Decider
 from app.service.member_cache import MemberCache
 from app.service.ports import InputMessage
-from tests.support.domain_builders import DAY, T0, acquire, event, plan, release
+from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
 
 TOPICS = OutputTopics("ledger", "rejections", "dlq")
 
@@ -203,3 +204,60 @@ def test_cache_is_bounded(capacity):
     decider, _, _, _ = make_decider(cache_size=capacity)
     run(decider.process(messages([event(plan(), member=f"m{i}") for i in range(5)])))
     assert len(decider.cache) == capacity
+
+
+def test_a_zombie_cannot_slip_a_rejection_under_a_snapshot_and_a_redelivery_gets_one_outcome():
+    """The zombie holds the member at (1, 0) while the owner stored (2, 0) and snapshotted it. The
+    zombie's rejection goes to (1, 1), a free slot: the append must still lose, because it was
+    decided from a state that is no longer the member's head."""
+    store = InMemoryEventStore()
+    zombie, _, _, _ = make_decider(store, snapshot_every=2)
+    owner, _, _, _ = make_decider(store, snapshot_every=2)
+    run(zombie.process(messages([event(plan(device_limit=1), event_id="p")])))  # zombie caches (1, 0)
+    run(owner.process(messages([event(acquire("l1"), event_id="x")], start=1)))  # (2, 0), snapshot
+    assert store.snapshots["m1"][-1].seq == 2
+    late = messages([event(release("nope"), event_id="y")], start=2)  # UNKNOWN_LICENSE
+    report = run(zombie.process(late))
+    assert report.conflicts == 1 and report.rejected == {"UNKNOWN_LICENSE": 1}
+    restarted, _, _, publisher = make_decider(store, snapshot_every=2)
+    again = run(restarted.process(late))
+    assert again.duplicates == 1 and not again.rejected
+    assert [p for p, d in sorted(store.rows["m1"].items()) if d.event.event_id == "y"] == [(2, 1)]
+
+
+def test_an_event_older_than_the_processed_id_bound_is_still_a_duplicate():
+    """A member with more decided events than the state keeps ids of: a redelivered old renewal is
+    found through the store's event-id lookup, not renewed a second time."""
+    decider, store, _, _ = make_decider()
+    old = event(renew("l1", expires=T0 + 60 * DAY), at=T0 + 1, event_id="renewal")
+    evs = [event(acquire("l1", max_renewals=None), at=T0, event_id="acquire"), old]
+    evs += [event(plan(device_limit=1 + i % 3), at=T0 + 2 + i, event_id=f"p{i}")
+            for i in range(PROCESSED_IDS_BOUND + 300)]
+    for start in range(0, len(evs), 500):
+        run(decider.process(messages(evs[start:start + 500], start=start)))
+    before = run(store.load("m1"))
+    assert "renewal" not in before.processed and before.licenses["l1"].renewals == 1
+    rows_before = len(store.rows["m1"])
+
+    for worker in (decider, make_decider(store)[0]):  # the live one (cached state) and a restarted one
+        worker.outbox.producer = producer = RecordingProducer()
+        report = run(worker.process(messages([old], start=len(evs))))
+        assert (report.duplicates, report.accepted) == (1, 0)
+        assert len(store.rows["m1"]) == rows_before
+        assert run(store.load("m1")).licenses["l1"].renewals == 1
+        republished = decode_ledger_entry(producer.on("ledger")[0].value)
+        assert (republished.recorded.seq, republished.recorded.event.event_id) == (2, "renewal")
+
+
+def test_members_below_the_processed_id_bound_cost_no_lookup():
+    class CountingStore(InMemoryEventStore):
+        lookups = 0
+
+        async def find_many(self, member_id, event_ids):
+            self.lookups += 1
+            return await super().find_many(member_id, event_ids)
+
+    decider, store, _, _ = make_decider(CountingStore())
+    run(decider.process(messages([event(plan(), member=f"m{i}", event_id=f"e{i}") for i in range(50)])))
+    run(make_decider(store)[0].process(messages([event(acquire("l1"), member=f"m{i}") for i in range(50)], start=50)))
+    assert store.lookups == 0

@@ -191,7 +191,7 @@ def test_redelivery_to_a_restarted_projector_changes_nothing():
 def test_a_seq_gap_is_filled_from_the_event_store_and_equals_applying_everything():
     world = World()
     recorded, decisions, final = history(member_events())
-    run(world.event_store.append({"m1": decisions}))
+    run(world.event_store.append({"m1": decisions}, {"m1": (0, 0)}))
     projector = world.projector()
     run(projector.process(messages(recorded[:2])))
     result = run(projector.process(messages(recorded[5:6], start=5)))  # seq 6 after seq 2
@@ -205,7 +205,7 @@ def test_a_seq_gap_is_filled_from_the_event_store_and_equals_applying_everything
 def test_a_fresh_projector_fills_the_gap_from_seq_zero():
     world = World()
     recorded, decisions, final = history(member_events())
-    run(world.event_store.append({"m1": decisions}))
+    run(world.event_store.append({"m1": decisions}, {"m1": (0, 0)}))
     result = run(world.projector().process(messages(recorded[-1:])))
     assert (result.applied, result.gaps_filled, result.gap_entries) == (1, 1, 7)
     assert view(world.views["v1"].states["m1"]) == view(final)
@@ -214,14 +214,15 @@ def test_a_fresh_projector_fills_the_gap_from_seq_zero():
 def test_a_gap_the_event_store_cannot_fill_fails_the_batch_and_writes_nothing():
     world = World()
     recorded, decisions, _ = history(member_events())
-    run(world.event_store.append({"m1": [d for d in decisions if d.seq != 3]}))
+    # A store that lacks seq 3 (appends cannot leave a gap: the rows go in directly).
+    world.event_store.rows["m1"] = {d.position: d for d in decisions if d.seq != 3}
     projector = world.projector()
     run(projector.process(messages(recorded[:1])))
     with pytest.raises(LedgerGapError, match="m1"):
         run(projector.process(messages(recorded[4:5])))
     assert world.views["v1"].writes == [("m1", 1)]
     # Once the store has it, the redelivered batch goes through.
-    run(world.event_store.append({"m1": [d for d in decisions if d.seq == 3]}))
+    world.event_store.rows["m1"].update({d.position: d for d in decisions if d.seq == 3})
     result = run(projector.process(messages(recorded[4:5])))
     assert (result.applied, result.gap_entries) == (1, 3)
 
@@ -229,7 +230,7 @@ def test_a_gap_the_event_store_cannot_fill_fails_the_batch_and_writes_nothing():
 def test_cache_is_dropped_when_the_active_namespace_changes():
     world = World()
     recorded, decisions, final = history(member_events())
-    run(world.event_store.append({"m1": decisions}))
+    run(world.event_store.append({"m1": decisions}, {"m1": (0, 0)}))
     projector = world.projector()
     first = run(projector.process(messages(recorded[:4])))
     assert (first.namespace, first.cache_dropped) == ("v1", False)

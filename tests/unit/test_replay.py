@@ -226,7 +226,7 @@ def FakeReadModels(states=None):
 
 def store_with(stored):
     store = InMemoryEventStore()
-    asyncio.run(store.append(stored))
+    asyncio.run(store.append(stored, {m: (0, 0) for m in stored}))
     return store
 
 

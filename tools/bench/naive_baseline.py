@@ -69,7 +69,7 @@ class NaiveAgent:
             self._done()
             return
         rows = to_stored(decision, event, new_state, source)
-        await self.store.append({member_id: rows})
+        await self.store.append({member_id: rows}, {member_id: state.position})
         if isinstance(decision, Accepted) and new_state.seq // s.snapshot_every > state.seq // s.snapshot_every:
             await self.store.save_snapshot(new_state)
         for row in rows:

@@ -1,9 +1,28 @@
 """The Cassandra event store: one partition per member, clustered by (seq, sub).
 
-Appends are conditional (``IF NOT EXISTS``) and, per member, one single-partition batch, which
-Cassandra applies atomically: either every decision of the member's micro-batch is stored or none
-is, and two writers can never both store a decision at the same position. A snapshot whose schema
-the code can no longer read is skipped and the state is rebuilt from older snapshots or events.
+Per member, an append is one single-partition batch, which Cassandra applies atomically: either
+every decision of the member's micro-batch is stored or none is. The batch is conditional on the
+member's head, the static columns (head_seq, head_sub) that hold the position of its last stored
+decision: ``IF head_seq = <expected> AND head_sub = <expected>`` (``IF head_seq = null`` for a new
+member), and it moves the head to its last row. So a decision is stored only by a writer that
+decided from the member's latest state; a per-position ``IF NOT EXISTS`` would let a stale writer
+fill a free past slot, (1, 1) below (2, 0), that `load` from a later snapshot never reads.
+A snapshot whose schema the code can no longer read is skipped and the state is rebuilt from older
+snapshots or events.
+
+Each event's position is also kept in member_event_ids ((member_id), event_id, seq, sub), so `find`
+and `find_many` are point reads, not scans. A conditional batch covers a single partition of a
+single table, so those rows cannot join the append's batch; they are written before it, with plain
+idempotent INSERTs. Every stored row therefore has its entry, whatever crashes in between; an append
+that loses leaves entries pointing at positions now holding other events, which is why the position
+is in the key (no entry overwrites another) and readers check the event id of the row found there.
+
+Partitions written before migrations 0005/0006 have rows but no head and no lookup entries. The
+first append that expects a head there is refused; the store then writes the lookup entries of
+every row, sets the head to the partition's last row (``IF head_seq = null``) and reports the member
+as lost, so the decider reloads it, decides again (now seeing old event ids through the lookup) and
+appends. This assumes no writer of the code before 0005 runs any more (stop the old workers before
+starting new ones). Until then `find` falls back to reading such a partition.
 """
 from __future__ import annotations
 
@@ -16,13 +35,14 @@ from app.adapters.avro.codec import default_codec
 from app.adapters.avro.mapping import decode_event, decode_snapshot, encode_event, encode_snapshot
 from app.adapters.cassandra.aio import execute
 from app.domain.events import Recorded
-from app.domain.history import ACCEPTED, Source, StoredDecision, fold
+from app.domain.history import ACCEPTED, Source, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
 from app.service.ports import DecodeError
 
 log = logging.getLogger(__name__)
 
 SNAPSHOTS_TRIED = 3
+LOOKUP_BATCH = 100  # lookup entries per unlogged single-partition batch (tens of bytes each)
 _COLUMNS = ("member_id, seq, sub, kind, event_id, clock, schema_version, payload, reason, detail, "
             "source_topic, source_partition, source_offset")
 
@@ -32,8 +52,21 @@ class CassandraEventStore:
         self.session = session
         self.keyspace = keyspace
         ks = keyspace
-        self._insert = session.prepare(
-            f"INSERT INTO {ks}.member_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS")
+        insert = f"INSERT INTO {ks}.member_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        self._insert = session.prepare(insert)
+        # A new member's rows are also IF NOT EXISTS: a partition of before 0005 has rows and no head.
+        self._insert_new = session.prepare(insert + " IF NOT EXISTS")
+        self._move_head = session.prepare(
+            f"UPDATE {ks}.member_events SET head_seq = ?, head_sub = ? WHERE member_id = ? "
+            "IF head_seq = ? AND head_sub = ?")
+        self._first_head = session.prepare(
+            f"UPDATE {ks}.member_events SET head_seq = ?, head_sub = ? WHERE member_id = ? IF head_seq = null")
+        self._positions = session.prepare(f"SELECT seq, sub, event_id FROM {ks}.member_events WHERE member_id = ?")
+        self._index = session.prepare(
+            f"INSERT INTO {ks}.member_event_ids (member_id, event_id, seq, sub) VALUES (?, ?, ?, ?)")
+        self._lookup = session.prepare(
+            f"SELECT seq, sub FROM {ks}.member_event_ids WHERE member_id = ? AND event_id IN ?")
+        self._at = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) IN ?")
         self._after = session.prepare(
             f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) > (?, ?)")
         self._all = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ?")
@@ -77,32 +110,86 @@ class CassandraEventStore:
         return [_decision(r).recorded for r in rows if r.kind == ACCEPTED]
 
     async def find(self, member_id: str, event_id: str) -> StoredDecision | None:
+        found = await self.find_many(member_id, [event_id])
+        if event_id in found:
+            return found[event_id]
+        # Not in the lookup: decided before it existed, in a partition no append has adopted yet.
         for row in await execute(self.session, self._all, (member_id,)):
             if row.event_id == event_id:
                 return _decision(row)
         return None
+
+    async def find_many(self, member_id: str, event_ids: list[str]) -> dict[str, StoredDecision]:
+        wanted = list(dict.fromkeys(event_ids))
+        if not wanted:
+            return {}
+        entries = await execute(self.session, self._lookup, (member_id, wanted))
+        if not entries:
+            return {}
+        positions = sorted({(e.seq, e.sub) for e in entries})
+        found: dict[str, StoredDecision] = {}
+        for row in await execute(self.session, self._at, (member_id, positions)):
+            if row.event_id in wanted and row.event_id not in found:  # an entry of a lost append points elsewhere
+                found[row.event_id] = _decision(row)
+        return found
 
     async def member_ids(self) -> list[str]:
         return [r.member_id for r in await execute(self.session, self._members, None)]
 
     # --- writing ------------------------------------------------------------------------
 
-    async def append(self, decisions: dict[str, list[StoredDecision]]) -> list[str]:
+    async def append(self, decisions: dict[str, list[StoredDecision]],
+                     heads: dict[str, tuple[int, int]]) -> list[str]:
         members = [m for m, ds in decisions.items() if ds]
-        results = await asyncio.gather(*(self._append_member(m, decisions[m]) for m in members))
+        for m in members:
+            check_follows(m, heads[m], decisions[m])
+        # The lookup entries first: then no stored row lacks one, whatever fails in between.
+        await asyncio.gather(*(self._write_lookup(m, [(d.event.event_id, *d.position) for d in decisions[m]])
+                               for m in members))
+        results = await asyncio.gather(*(self._append_member(m, heads[m], decisions[m]) for m in members))
         return [m for m, applied in zip(members, results) if not applied]
 
-    async def _append_member(self, member_id: str, decisions: list[StoredDecision]) -> bool:
-        params = [self._row(member_id, d) for d in decisions]
-        if len(params) == 1:
-            statement, values = self._insert, params[0]
+    async def _append_member(self, member_id: str, head: tuple[int, int], decisions: list[StoredDecision]) -> bool:
+        new_head = decisions[-1].position
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        if head == (0, 0):
+            batch.add(self._first_head, (*new_head, member_id))
+            insert = self._insert_new
         else:
-            statement = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for p in params:
-                statement.add(self._insert, p)
-            values = None
-        rows = await execute(self.session, statement, values)
-        return bool(rows[0][0]) if rows else False  # first column is [applied]
+            batch.add(self._move_head, (*new_head, member_id, *head))
+            insert = self._insert
+        for d in decisions:
+            batch.add(insert, self._row(member_id, d))
+        rows = await execute(self.session, batch)
+        if rows and rows[0][0]:  # the first column is [applied]
+            return True
+        if head != (0, 0) and rows and getattr(rows[0], "head_seq", None) is None:
+            await self._adopt(member_id)
+        return False
+
+    async def _write_lookup(self, member_id: str, entries: list[tuple[str, int, int]]) -> None:
+        """(event_id, seq, sub) entries of one member: unlogged single-partition batches."""
+        for start in range(0, len(entries), LOOKUP_BATCH):
+            chunk = entries[start:start + LOOKUP_BATCH]
+            if len(chunk) == 1:
+                await execute(self.session, self._index, (member_id, *chunk[0]))
+                continue
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for entry in chunk:
+                batch.add(self._index, (member_id, *entry))
+            await execute(self.session, batch)
+
+    async def _adopt(self, member_id: str) -> None:
+        """Bring a partition written before migrations 0005/0006 up to them: a lookup entry for every
+        row, then the head at its last row (in that order, so a crash in between is simply redone)."""
+        rows = await execute(self.session, self._positions, (member_id,))
+        if not rows:
+            return  # no such member: the writer's state came from elsewhere; its reload starts afresh
+        await self._write_lookup(member_id, [(r.event_id, r.seq, r.sub) for r in rows])
+        head = (rows[-1].seq, rows[-1].sub)
+        await execute(self.session, self._first_head, (*head, member_id))
+        log.info("event store: member %s predates head tracking: %d event ids indexed, head now %s",
+                 member_id, len(rows), head)
 
     def _row(self, member_id: str, d: StoredDecision) -> tuple:
         return (member_id, d.seq, d.sub, d.kind, d.event.event_id, d.clock, self._event_schema,

@@ -5,7 +5,7 @@ They pass the same contract tests as the Cassandra ones (tests/contracts).
 from __future__ import annotations
 
 from app.domain.events import Recorded
-from app.domain.history import ACCEPTED, StoredDecision, fold
+from app.domain.history import ACCEPTED, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
 
 
@@ -13,6 +13,9 @@ class InMemoryEventStore:
     def __init__(self):
         self.rows: dict[str, dict[tuple[int, int], StoredDecision]] = {}
         self.snapshots: dict[str, list[MemberState]] = {}
+        # The event-id lookup, like the Cassandra one: written before the conditional append, so a
+        # lost append leaves entries behind, and readers check the row an entry points at.
+        self.lookup: dict[str, dict[str, set[tuple[int, int]]]] = {}
 
     async def load(self, member_id: str) -> MemberState:
         snapshots = self.snapshots.get(member_id)
@@ -24,15 +27,26 @@ class InMemoryEventStore:
     async def load_many(self, member_ids: list[str]) -> dict[str, MemberState]:
         return {m: await self.load(m) for m in member_ids}
 
-    async def append(self, decisions: dict[str, list[StoredDecision]]) -> list[str]:
+    async def append(self, decisions: dict[str, list[StoredDecision]],
+                     heads: dict[str, tuple[int, int]]) -> list[str]:
         conflicts = []
         for member_id, ds in decisions.items():
+            if not ds:
+                continue
+            check_follows(member_id, heads[member_id], ds)
+            lookup = self.lookup.setdefault(member_id, {})
+            for d in ds:
+                lookup.setdefault(d.event.event_id, set()).add(d.position)
             history = self.rows.setdefault(member_id, {})
-            if any((d.seq, d.sub) in history for d in ds):
+            if self.head(member_id) != heads[member_id]:
                 conflicts.append(member_id)
                 continue
             history.update({(d.seq, d.sub): d for d in ds})
         return conflicts
+
+    def head(self, member_id: str) -> tuple[int, int]:
+        """The position of the member's last stored decision, (0, 0) for none."""
+        return max(self.rows.get(member_id) or {(0, 0): None})
 
     async def save_snapshot(self, state: MemberState) -> None:
         self.snapshots.setdefault(state.member_id, []).append(state)
@@ -43,7 +57,21 @@ class InMemoryEventStore:
                 if history[p].kind == ACCEPTED and after_seq < p[0] <= upto_seq]
 
     async def find(self, member_id: str, event_id: str) -> StoredDecision | None:
-        return next((d for d in self.rows.get(member_id, {}).values() if d.event.event_id == event_id), None)
+        found = await self.find_many(member_id, [event_id])
+        if event_id in found:
+            return found[event_id]
+        history = self.rows.get(member_id, {})
+        return next((history[p] for p in sorted(history) if history[p].event.event_id == event_id), None)
+
+    async def find_many(self, member_id: str, event_ids: list[str]) -> dict[str, StoredDecision]:
+        lookup, history = self.lookup.get(member_id, {}), self.rows.get(member_id, {})
+        found = {}
+        for event_id in event_ids:
+            for p in sorted(lookup.get(event_id, ())):
+                if p in history and history[p].event.event_id == event_id:
+                    found[event_id] = history[p]
+                    break
+        return found
 
     async def member_ids(self) -> list[str]:
         return list(self.rows)
