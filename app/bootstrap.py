@@ -141,7 +141,7 @@ def output_topics(settings: Settings) -> OutputTopics:
 
 
 def producer(settings: Settings) -> BatchProducer:
-    return BatchProducer(settings.kafka_bootstrap)
+    return BatchProducer(settings.kafka_bootstrap, max_message_bytes=settings.kafka_max_message_bytes)
 
 
 @dataclass

@@ -24,6 +24,9 @@ class Settings(BaseSettings):
     rejections_topic: str = "downloads.rejections"
     dlq_topic: str = "downloads.dlq"
     consumer_group: str = "download-ledger"
+    kafka_max_message_bytes: int = Field(
+        1_000_000, ge=10_000, le=1_000_000_000,
+        description="the producers' message.max.bytes (librdkafka's default): outputs are sized to fit it")
 
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042

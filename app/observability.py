@@ -8,6 +8,11 @@ REJECTIONS = Counter("ledger_decider_rejections_total", "rejected events by reas
 DEAD_LETTERS = Counter("ledger_decider_dead_letters_total", "dead letters by error code", ["code"])
 STORE_CONFLICTS = Counter("ledger_decider_store_conflicts_total", "conditional appends lost to another writer")
 SNAPSHOTS = Counter("ledger_decider_snapshots_total", "member snapshots written")
+DIVERTED = Counter("ledger_decider_outputs_diverted_total",
+                   "ledger entries, rejections and dead letters published as (headers-only) dead letters "
+                   "instead because they could never be published, by code", ["code"])
+TRUNCATED = Counter("ledger_decider_dead_letters_truncated_total", "dead letters cut to fit the producer's limit")
+DROPPED = Counter("ledger_decider_outputs_dropped_total", "outputs that could not be published in any form")
 BATCH_SECONDS = Histogram("ledger_batch_seconds", "micro-batch processing time", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 BATCH_SIZE = Histogram("ledger_batch_size", "messages per micro-batch", ["stage"],
@@ -28,6 +33,10 @@ def record_decider_batch(report, seconds: float) -> None:
         DEAD_LETTERS.labels(code).inc(n)
     STORE_CONFLICTS.inc(report.conflicts)
     SNAPSHOTS.inc(report.snapshots)
+    for code, n in report.diverted.items():
+        DIVERTED.labels(code).inc(n)
+    TRUNCATED.inc(report.truncated)
+    DROPPED.inc(report.dropped)
 
 
 def record_projector_batch(report, seconds: float) -> None:

@@ -24,9 +24,23 @@ INT_MAX = 2**31 - 1  # Avro "int": limits and counts
 LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1  # Avro "long": times
 
 
+# Free text has a length limit too: a few hundred bytes is plenty for what these fields hold, and
+# an event that carries a megabyte in one of them would make a ledger entry or rejection too large
+# for Kafka (README "Validation limits").
+PRODUCER_MAX_BYTES = 256  # UTF-8 bytes: free text, whatever the script
+PLAN_ID_MAX_CHARS = 64  # like the identifiers
+DOWNLOAD_QUALITY_MAX_CHARS = 32  # "SD", "HD", "UHD-HDR10+", ...
+MAX_LENGTH = {  # field -> (limit, unit)
+    "producer": (PRODUCER_MAX_BYTES, "bytes"),
+    "PlanChanged.plan_id": (PLAN_ID_MAX_CHARS, "characters"),
+    "LicenseAcquired.download_quality": (DOWNLOAD_QUALITY_MAX_CHARS, "characters"),
+}
+
+
 class MalformedEvent(Exception):
-    """`code` is one of: missing_field, wrong_type, bad_identifier, out_of_range, unknown_reason
-    (`validate`), clock_skew (`check_skew`), key_mismatch (the decider's check of the message key)."""
+    """`code` is one of: missing_field, wrong_type, bad_identifier, out_of_range, unknown_reason,
+    field_too_long (`validate`), clock_skew (`check_skew`), key_mismatch (the decider's check of the
+    message key)."""
 
     def __init__(self, code: str, detail: str) -> None:
         super().__init__(f"{code}: {detail}")
@@ -104,6 +118,8 @@ def _check_field(name: str, value: object, kind: str) -> None:
             raise MalformedEvent(
                 "unknown_reason", f"{name} {value!r} is not one of {', '.join(RELEASE_REASONS)}"
             )
+        if name in MAX_LENGTH:
+            _check_length(name, value)
         return
     if not isinstance(value, int) or isinstance(value, bool):
         raise MalformedEvent("wrong_type", f"{name} must be an integer, got {type(value).__name__}")
@@ -147,3 +163,12 @@ def _duration(ms: int) -> str:
             text = f"{value:.2g}" if value < 100 else str(round(value))
             return f"{text} {'day' if text == '1' and unit == 'days' else unit}"
     return f"{ms} ms"
+
+
+def _check_length(name: str, value: str) -> None:
+    limit, unit = MAX_LENGTH[name]
+    length = len(value.encode()) if unit == "bytes" else len(value)
+    if length > limit:
+        raise MalformedEvent(
+            "field_too_long", f"{name} is {length} {unit}, more than {limit}: {value[:40]!r}..."
+        )

@@ -9,7 +9,9 @@ Order of effects per batch, which is what makes a crash at any point safe:
    the member's stored head is still the position of the state they were decided from; a member
    whose append loses to another writer is reloaded from the store and decided again;
 4. snapshot members that crossed a multiple of ``snapshot_every``;
-5. publish ledger entries, rejections and dead letters, and wait for the cluster's acknowledgement;
+5. publish ledger entries, rejections and dead letters, and wait for the cluster's acknowledgement
+   (an output that can never be published becomes a dead letter instead, see Outbox: its decision
+   stays stored);
 6. save the durable input position (next offset per partition);
 and only after ``process`` returns may the caller commit the input offsets. A redelivered event is
 a duplicate of its stored decision: its outcome is published again and nothing else changes.
@@ -45,6 +47,9 @@ class DecisionReport:
     dead_letters: Counter[str] = field(default_factory=Counter)  # by error code
     conflicts: int = 0
     snapshots: int = 0
+    diverted: Counter[str] = field(default_factory=Counter)  # outputs published as dead letters instead, by code
+    truncated: int = 0  # dead letters cut to fit the producer's limit
+    dropped: int = 0  # outputs that could not be published in any form
 
 
 @dataclass
@@ -94,7 +99,12 @@ class Decider:
             outputs += again
             self._count(outcome, report)
         report.snapshots = await self._snapshot(states, outcomes)
-        await self.outbox.publish(outputs, dead_letters)
+        published = await self.outbox.publish(outputs, dead_letters,
+                                              {Source(m.topic, m.partition, m.offset): m for m in messages})
+        if published is not None:
+            report.diverted.update(published.diverted)
+            report.truncated += published.truncated
+            report.dropped += published.dropped
         await save_progress(self.progress, messages)
         for member_id, outcome in outcomes.items():
             self.cache.put(member_id, partition_of[member_id], outcome.state)

@@ -6,12 +6,13 @@ passes the same contract tests as the real one (tests/contracts).
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.domain.events import DownloadEvent, Recorded
-from app.domain.history import LedgerEntry, StoredDecision
+from app.domain.history import LedgerEntry, Source, StoredDecision
 from app.domain.state import MemberState
 
 # --- messages in -------------------------------------------------------------------------------
@@ -55,7 +56,8 @@ class MessageCodec(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """An input message that cannot be decided, with the reason (kind: undecodable | malformed)."""
+    """An input message that cannot be decided, with the reason (kind: undecodable | malformed), or
+    whose decision's output cannot be published (kind: unpublishable; see Outbox)."""
 
     message: InputMessage
     kind: str
@@ -63,14 +65,27 @@ class DeadLetter:
     detail: str
 
 
+@dataclass
+class PublishReport:
+    """What an Outbox had to do besides publishing each output as it is (all zero normally)."""
+
+    diverted: Counter[str] = field(default_factory=Counter)  # outputs published as dead letters instead, by code
+    truncated: int = 0  # dead letters whose value (or key, or passed-on headers) was cut to fit
+    dropped: int = 0  # outputs that could not be published in any form (each one is logged)
+
+
 class Outbox(Protocol):
     """Where decisions go once they are durable: accepted ones to the ledger, rejections to the
     rejections topic, dead letters to the DLQ. ``publish`` returns when every output is
-    acknowledged, or raises; an output that can never be published (too large, say) becomes a
-    dead letter of its input rather than an error."""
+    acknowledged, or raises (the caller retries the batch); an output that can never be published
+    (too large, say) becomes a dead letter of its input rather than an error, so one record never
+    stops a partition. Such a decision is nevertheless durable in the event store: the state, the
+    projector's gap fill (on the member's next entry) and a replay still see it."""
 
-    async def publish(self, decisions: list[tuple[str, StoredDecision]], dead_letters: list[DeadLetter]) -> None:
-        """``decisions``: (member_id, decision) in the order to publish."""
+    async def publish(self, decisions: list[tuple[str, StoredDecision]], dead_letters: list[DeadLetter],
+                      inputs: Mapping[Source, InputMessage] | None = None) -> PublishReport:
+        """``decisions``: (member_id, decision) in the order to publish; ``inputs``: the batch's input
+        messages by source, for the dead letter of an output that cannot be published."""
 
 
 # --- the event store and the decider's progress ------------------------------------------------

@@ -388,6 +388,7 @@ def test_422_names_the_field(api):
     would_acquire(max_renewals=-1),
     would_acquire(max_renewals=2**31),
     would_acquire(at="now"),
+    would_acquire(download_quality="q" * 33),  # the decider's limit (field_too_long)
     would_acquire(unexpected="field"),
     [1, 2],
     "text",

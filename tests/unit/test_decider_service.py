@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 
 import pytest
 
 from app.adapters.avro.mapping import AvroMessageCodec, decode_ledger_entry, decode_rejection, encode_event
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
+from app.adapters.kafka.producer import BatchProducer
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
 from app.domain.processed_ids import PROCESSED_IDS_BOUND
 from app.service.decider import Decider
 from app.service.member_cache import MemberCache
 from app.service.ports import InputMessage
+from tests.support import fake_kafka
 from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
 
 TOPICS = OutputTopics("ledger", "rejections", "dlq")
@@ -19,6 +23,8 @@ TOPICS = OutputTopics("ledger", "rejections", "dlq")
 
 class RecordingProducer:
     """Stands in for the Kafka producer behind the real outbox: records what would be produced."""
+
+    max_message_bytes = 1_000_000
 
     def __init__(self):
         self.records = []
@@ -261,3 +267,58 @@ def test_members_below_the_processed_id_bound_cost_no_lookup():
     run(decider.process(messages([event(plan(), member=f"m{i}", event_id=f"e{i}") for i in range(50)])))
     run(make_decider(store)[0].process(messages([event(acquire("l1"), member=f"m{i}") for i in range(50)], start=50)))
     assert store.lookups == 0
+
+
+def test_a_999950_byte_input_becomes_a_truncated_dead_letter_and_the_batch_completes(monkeypatch):
+    """The user's report: a 999,950-byte value fits the broker, but its dead letter (value + headers)
+    did not fit the producer's message.max.bytes; produce() raised and the batch was retried for ever.
+    The real BatchProducer runs over a fake confluent Producer enforcing the limit like librdkafka."""
+    broker = fake_kafka.install(monkeypatch)
+    original = os.urandom(999_950)
+    batch = [InputMessage("events", 0, 0, b"m1", original, ())] + messages([event(acquire("l1"))], start=1)
+    progress = InMemoryProgressStore()
+    decider = Decider(InMemoryEventStore(), progress, KafkaOutbox(BatchProducer("fake:9092"), TOPICS),
+                      AvroMessageCodec(), MemberCache(10))
+
+    report = run(decider.process(batch))
+
+    assert report.accepted == 1 and report.dead_letters == {"bad_marker": 1}
+    assert len(broker.on("ledger")) == 1 and run(progress.load("events")) == {0: 2}
+    [(_, key, value, headers)] = broker.on("dlq")
+    h = dict(headers)
+    assert key == b"m1" and h["error.code"] == b"bad_marker" and h["source.offset"] == b"0"
+    assert h["dlq.truncated"] == b"true" and h["dlq.original_size"] == b"999950"
+    assert h["dlq.original_sha256"] == hashlib.sha256(original).hexdigest().encode()
+    assert original.startswith(value) and len(value) > 990_000
+    assert b"truncated" in h["error.detail"]
+    assert fake_kafka.wire_size(key, value, headers) <= fake_kafka.LIBRDKAFKA_DEFAULT_MAX
+    assert report.truncated == 1
+
+
+def test_a_rejection_too_large_to_publish_becomes_an_output_too_large_dead_letter_and_stays_stored(monkeypatch):
+    """Not only huge strings: a DEVICE_LIMIT detail lists every device in use, so it grows with the
+    plan's device_limit. Here 150 devices of 63 characters against a 10,000-byte producer limit."""
+    from app.observability import DIVERTED, record_decider_batch
+
+    broker = fake_kafka.install(monkeypatch)
+    store = InMemoryEventStore()
+    decider = Decider(store, InMemoryProgressStore(),
+                      KafkaOutbox(BatchProducer("fake:9092", max_message_bytes=10_000), TOPICS),
+                      AvroMessageCodec(), MemberCache(10))
+    devices = [f"{'d' * 60}{i:03d}" for i in range(151)]
+    evs = [event(plan(device_limit=150), at=T0)] + [
+        event(acquire(f"l{i}", device=d), at=T0 + 1 + i) for i, d in enumerate(devices)]
+    before = DIVERTED.labels("output_too_large")._value.get()
+
+    report = run(decider.process(messages(evs)))
+    record_decider_batch(report, 0.1)
+
+    assert report.accepted == 151 and report.rejected == {"DEVICE_LIMIT": 1}
+    assert report.diverted == {"output_too_large": 1}
+    assert DIVERTED.labels("output_too_large")._value.get() == before + 1
+    assert broker.on("rejections") == [] and len(broker.on("ledger")) == 151
+    [(_, _, value, headers)] = broker.on("dlq")
+    h = dict(headers)
+    assert h["error.code"] == b"output_too_large" and h["source.offset"] == b"151"
+    assert value == encode_event(evs[-1]) and b"event store" in h["error.detail"]
+    assert store.rows["m1"][(151, 1)].reason == "DEVICE_LIMIT"  # durable, though not on the rejections topic

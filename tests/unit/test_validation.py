@@ -24,6 +24,14 @@ def test_identifier_edges_pass() -> None:
     validate(event(acquire(license_id="a" * 64, device="A.b_c:d-9")))
 
 
+def test_free_text_at_its_length_limit_passes() -> None:
+    """producer: 256 bytes of UTF-8; plan_id: 64 characters; download_quality: 32 characters."""
+    validate(replace(GOOD[0], producer="p" * 256))
+    validate(replace(GOOD[0], producer="é" * 128))
+    validate(_payload(GOOD[0], plan_id="é" * 64))
+    validate(_payload(GOOD[1], download_quality="q" * 32))
+
+
 def _payload(ev: DownloadEvent, **changes) -> DownloadEvent:
     return replace(ev, payload=replace(ev.payload, **changes))
 
@@ -66,6 +74,11 @@ BAD = {
     "wrong-type-quality-int": (_payload(GOOD[1], download_quality=1), "wrong_type"),
     "wrong-type-payload": (replace(GOOD[0], payload="PlanChanged"), "wrong_type"),
     "wrong-type-not-an-event": ({"event_id": "e1"}, "wrong_type"),
+    "producer-257-bytes": (replace(GOOD[0], producer="p" * 257), "field_too_long"),
+    "producer-129-two-byte-chars": (replace(GOOD[0], producer="é" * 129), "field_too_long"),  # 258 bytes
+    "producer-999900-bytes": (replace(GOOD[0], producer="p" * 999_900), "field_too_long"),
+    "plan_id-65-chars": (_payload(GOOD[0], plan_id="p" * 65), "field_too_long"),
+    "download_quality-33-chars": (_payload(GOOD[1], download_quality="q" * 33), "field_too_long"),
 }
 
 

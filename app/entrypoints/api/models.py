@@ -7,7 +7,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.domain.rules import Reason
 from app.domain.utc import year_of
-from app.domain.validation import INT_MAX, LONG_MAX, LONG_MIN
+from app.domain.validation import DOWNLOAD_QUALITY_MAX_CHARS, INT_MAX, LONG_MAX, LONG_MIN
 
 # DOMAIN.md "Identifiers". Also the OpenAPI pattern of every identifier parameter.
 ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
@@ -118,7 +118,8 @@ class EligibilityRequest(BaseModel):
     title_yearly_limit: json_int(1, INT_MAX) | None = Field(None, description="null: unlimited")
     studio_concurrent_limit: json_int(1, INT_MAX) | None = Field(None, description="null: unlimited")
     max_renewals: json_int(0, INT_MAX) | None = Field(None, description="null: unlimited")
-    download_quality: str | None = None
+    download_quality: str | None = Field(None, max_length=DOWNLOAD_QUALITY_MAX_CHARS,
+                                         description="the decider dead-letters a longer one (field_too_long)")
     at: EpochMs | None = Field(None, description="evaluate at this time (default: now); "
                                                   "the member clock applies when it is later")
 
