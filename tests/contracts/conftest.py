@@ -39,9 +39,12 @@ class Redis:
 
 @pytest.fixture
 def redis_space(settings):
-    """Redis DB 9 of the local stack, cleaned before and after."""
-    url = settings.redis_url.rsplit("/", 1)[0] + "/9"
-    space = Redis(url, f"c{uuid.uuid4().hex[:8]}")
-    space.clean()
-    yield space
-    space.clean()
+    """A Redis DB of the local stack leased to this test alone, cleaned before and after."""
+    from tests.support.pipeline import redis_db_lease
+
+    with redis_db_lease() as db:
+        url = settings.redis_url.rsplit("/", 1)[0] + f"/{db}"
+        space = Redis(url, f"c{uuid.uuid4().hex[:8]}")
+        space.clean()
+        yield space
+        space.clean()

@@ -10,13 +10,19 @@ import redis
 from confluent_kafka.admin import NewTopic
 
 from tests.conftest import wait_for_topics
-from tests.support.pipeline import PARTITIONS, Pipeline, next_redis_db
+from tests.support.pipeline import PARTITIONS, Pipeline, redis_db_lease
 
 
 @pytest.fixture
-def pipeline(tmp_path, kafka_admin, cassandra, test_keyspace, settings):
+def redis_db():
+    with redis_db_lease() as db:
+        yield db
+
+
+@pytest.fixture
+def pipeline(tmp_path, kafka_admin, cassandra, test_keyspace, settings, redis_db):
     suffix = uuid.uuid4().hex[:8]
-    db = next_redis_db()
+    db = redis_db
     env = {
         "LEDGER_EVENTS_TOPIC": f"e2e.{suffix}.events",
         "LEDGER_LEDGER_TOPIC": f"e2e.{suffix}.ledger",

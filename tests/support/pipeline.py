@@ -2,11 +2,13 @@
 and what the tests compare them with (the pure domain's outcomes for a scripted history)."""
 from __future__ import annotations
 
-import itertools
+import contextlib
+import fcntl
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import defaultdict
@@ -28,11 +30,31 @@ from tests.support.domain_builders import DAY, HOUR, T0, acquire, deactivate, ev
 from tests.support.helpers import wait_until
 
 PARTITIONS = 12
-_redis_dbs = itertools.cycle(range(10, 16))
+REDIS_DBS = range(9, 16)  # 0 is the local default the demo and the bench use
 
 
-def next_redis_db() -> int:
-    return next(_redis_dbs)
+@contextlib.contextmanager
+def redis_db_lease(timeout: float = 600.0):
+    """A Redis DB that no other test holds, in this process or another (a lock file per DB), for
+    as long as the block runs: end-to-end tests flush and fill a whole DB."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for db in REDIS_DBS:
+            handle = open(Path(tempfile.gettempdir()) / f"download-ledger-redis-db-{db}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            try:
+                yield db
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+                handle.close()
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"every Redis DB in {REDIS_DBS} stayed taken for {timeout:.0f}s")
+        time.sleep(0.5)
 
 
 @dataclass
