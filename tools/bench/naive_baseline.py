@@ -136,5 +136,59 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+
+# --- the bench side -----------------------------------------------------------------------
+
+
+def run(env, pipeline, workload, *, seconds: float, echo=print) -> dict:
+    """Start the naive agent on the pre-published workload; its rate over ``seconds`` (or until done)."""
+    import sys
+
+    from tools.bench.env import BenchError, CpuMeter
+
+    stats_path = env.work_dir / f"naive-{pipeline.label}.json"
+    stats_path.unlink(missing_ok=True)
+    proc = env.spawn(f"naive-{pipeline.label}", [sys.executable, "-m", "tools.bench.naive_baseline",
+                                                   "--stats", str(stats_path)], pipeline.env())
+    total = workload.size
+
+    def read() -> dict:
+        try:
+            return json.loads(stats_path.read_text())
+        except (OSError, ValueError):
+            return {"processed": 0, "first": None, "last": None}
+
+    started = time.monotonic()
+    while not read().get("first"):
+        proc.check_alive()
+        if time.monotonic() - started > 120:
+            raise BenchError(f"the naive agent processed nothing within 120 s:\n{proc.tail()}")
+        time.sleep(0.1)
+    meter = CpuMeter({"naive": proc.pid, **env.stack}).start()
+    began = time.monotonic()
+    while time.monotonic() - began < seconds:
+        proc.check_alive()
+        if read()["processed"] >= total:
+            break
+        time.sleep(0.5)
+    time.sleep(0.6)  # one more stats write
+    shares = meter.stop()
+    stats = read()
+    status = proc.status()
+    proc.stop(15)
+    elapsed = (stats["last"] or 0) - (stats["first"] or 0)
+    processed = stats["processed"]
+    rate = (processed - 1) / elapsed if elapsed > 0 and processed > 1 else 0.0
+    echo(f"  naive agent: {processed:,} events in {elapsed:.1f} s ({rate:,.1f} events/s)")
+    return {
+        "events_published": total,
+        "events_processed": processed,
+        "seconds": round(elapsed, 3),
+        "rate": rate,
+        "cpu_share": shares,
+        "vm_hwm_bytes": status.get("VmHWM"),
+    }
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
