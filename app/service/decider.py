@@ -11,7 +11,9 @@ Order of effects per batch, which is what makes a crash at any point safe:
 4. snapshot members that crossed a multiple of ``snapshot_every``;
 5. publish ledger entries, rejections and dead letters, and wait for the cluster's acknowledgement
    (an output that can never be published becomes a dead letter instead, see Outbox: its decision
-   stays stored);
+   stays stored). A member's outputs, its new decisions and the stored outcomes of its duplicates
+   alike, go out in (seq, sub) order: after a crash between 3 and 5 the redelivered batch holds
+   stored, never published decisions before new ones;
 6. save the durable input position (next offset per partition);
 and only after ``process`` returns may the caller commit the input offsets. A redelivered event is
 a duplicate of its stored decision: its outcome is published again and nothing else changes.
@@ -95,8 +97,9 @@ class Decider:
         republished = await asyncio.gather(*(self._republish(m, o) for m, o in outcomes.items()))
         outputs: list[tuple[str, StoredDecision]] = []
         for (member_id, outcome), again in zip(outcomes.items(), republished):
-            outputs += [(member_id, d) for d in outcome.decisions]
-            outputs += again
+            # In (seq, sub) order: a redelivery can hold stored, never published decisions (a crash
+            # between append and publish) before new ones, and the member's ledger is in seq order.
+            outputs += sorted([(member_id, d) for d in outcome.decisions] + again, key=_position)
             self._count(outcome, report)
         report.snapshots = await self._snapshot(states, outcomes)
         published = await self.outbox.publish(outputs, dead_letters,
@@ -217,6 +220,10 @@ def decode_input(codec: MessageCodec, m: InputMessage,
         raise MalformedEvent("key_mismatch", f"{got}; the key must be the member_id {event.member_id!r}")
     check_skew(event, m.timestamp, max_future_skew_ms)
     return event
+
+
+def _position(output: tuple[str, StoredDecision]) -> tuple[int, int]:
+    return output[1].position
 
 
 def _decide_member(state: MemberState, events: list[tuple[DownloadEvent, Source]],

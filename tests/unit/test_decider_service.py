@@ -171,6 +171,40 @@ def test_redelivered_batch_changes_nothing_and_republishes_outcomes():
     assert [r.topic for r in publisher2.records] == ["ledger", "rejections"]
 
 
+class CrashingProducer(RecordingProducer):
+    """The worker dies after the append, before anything is acknowledged."""
+
+    async def publish(self, records):
+        raise RuntimeError("the worker died before the producer was acknowledged")
+
+
+def test_a_redelivered_batch_publishes_stored_and_new_decisions_of_a_member_in_seq_order():
+    """Issue 10 item 8: a crash between append and publish, then the batch comes again with more.
+    The stored, never published decisions and the new ones go out in (seq, sub) order, not the new
+    ones first: the ledger of a member is in seq order."""
+    first = messages([event(acquire("l1", device="d1"), at=T0, event_id="a"),        # (1, 0)
+                      event(acquire("l2", device="d2"), at=T0 + 1, event_id="b")])   # (1, 1) DEVICE_LIMIT
+    crashing = Decider(InMemoryEventStore(), InMemoryProgressStore(), KafkaOutbox(CrashingProducer(), TOPICS),
+                       AvroMessageCodec(), MemberCache(10))
+    with pytest.raises(RuntimeError, match="died"):
+        run(crashing.process(first))
+    store = crashing.store
+    assert sorted(store.rows["m1"]) == [(1, 0), (1, 1)]
+
+    more = messages([event(release("l1"), at=T0 + 2, event_id="c"),                    # (2, 0)
+                     event(acquire("l3", device="d3"), at=T0 + 3, event_id="d")], start=2)  # (3, 0)
+    restarted, _, _, producer = make_decider(store)
+    report = run(restarted.process(first + more))
+    assert (report.duplicates, report.accepted) == (2, 2)
+
+    def position(record):
+        if record.topic == "ledger":
+            return decode_ledger_entry(record.value).recorded.seq, 0
+        return None, decode_rejection(record.value).event.event_id
+
+    assert [position(r) for r in producer.records] == [(1, 0), (None, "b"), (2, 0), (3, 0)]
+
+
 def test_an_outcome_is_final_across_a_redelivered_batch():
     """A rejection followed in the same batch by an event that frees the slot stays a rejection."""
     decider, store, _, _ = make_decider()
