@@ -36,7 +36,10 @@ class Settings(BaseSettings):
 
     batch_size: int = 500
     batch_wait_ms: int = 50
-    snapshot_every: int = 100
+    snapshot_every: int = Field(
+        100, ge=1,
+        description="snapshot a member's state every N decided rows (accepted and rejected); a member keeps "
+                    "its newest 3 snapshots")
     member_cache_size: int = 50_000
     session_timeout_s: float = 10.0
     stop_timeout_s: float = Field(30.0, gt=0, description="a worker asked to stop exits within this, in any state")

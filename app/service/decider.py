@@ -8,10 +8,17 @@ Order of effects per batch, which is what makes a crash at any point safe:
 3. append every member's decisions (accepted *and* rejected) atomically per member, on condition that
    the member's stored head is still the position of the state they were decided from; a member
    whose append loses to another writer is reloaded from the store and decided again;
-4. snapshot members that crossed a multiple of ``snapshot_every``;
+4. snapshot each member with ``snapshot_every`` or more rows (decisions, accepted and rejected)
+   stored since its latest snapshot: the rows its load folded onto that snapshot, counted on in the
+   cache as appends succeed. Saving a snapshot deletes the member's snapshots older than its newest
+   three, after the new one is written. Only a state the store holds is saved (its append
+   succeeded, or it was just loaded and got only duplicates), so a snapshot is always the fold of
+   the member's rows up to its position;
 5. publish ledger entries, rejections and dead letters, and wait for the cluster's acknowledgement
    (an output that can never be published becomes a dead letter instead, see Outbox: its decision
-   stays stored);
+   stays stored). A member's outputs, its new decisions and the stored outcomes of its duplicates
+   alike, go out in (seq, sub) order: after a crash between 3 and 5 the redelivered batch holds
+   stored, never published decisions before new ones;
 6. save the durable input position (next offset per partition);
 and only after ``process`` returns may the caller commit the input offsets. A redelivered event is
 a duplicate of its stored decision: its outcome is published again and nothing else changes.
@@ -29,7 +36,16 @@ from app.domain.history import ACCEPTED, Source, StoredDecision, to_stored
 from app.domain.state import MemberState
 from app.domain.validation import MalformedEvent, check_skew, validate
 from app.service.member_cache import MemberCache
-from app.service.ports import DeadLetter, DecodeError, EventStore, InputMessage, MessageCodec, Outbox, ProgressStore
+from app.service.ports import (
+    DeadLetter,
+    DecodeError,
+    EventStore,
+    InputMessage,
+    LoadedState,
+    MessageCodec,
+    Outbox,
+    ProgressStore,
+)
 from app.service.progress import save_progress
 
 log = logging.getLogger(__name__)
@@ -64,10 +80,14 @@ class _MemberOutcome:
 
 class Decider:
     def __init__(self, store: EventStore, progress: ProgressStore, outbox: Outbox, codec: MessageCodec,
-                 cache: MemberCache[MemberState], snapshot_every: int = 100, *,
+                 cache: MemberCache[LoadedState], snapshot_every: int = 100, *,
                  max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS):
-        """``max_future_skew_ms``: how far an event's occurred_at may be after its message's
+        """``cache``: member states with their rows since the latest snapshot; ``snapshot_every``:
+        how many rows (decisions, accepted and rejected) a member gets between two snapshots;
+        ``max_future_skew_ms``: how far an event's occurred_at may be after its message's
         timestamp before it is a dead letter ``clock_skew`` (0: no limit)."""
+        if snapshot_every < 1:
+            raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         if max_future_skew_ms < 0:
             raise ValueError(f"max_future_skew_ms must be >= 0 (0 turns the guard off), got {max_future_skew_ms}")
         self.store = store
@@ -89,16 +109,19 @@ class Decider:
                 by_member.setdefault(event.member_id, []).append((event, Source(m.topic, m.partition, m.offset)))
                 partition_of[event.member_id] = m.partition
 
-        states = await self._states(list(by_member))
-        outcomes = await self._decide_and_append(states, by_member, report)
+        loaded = await self._states(list(by_member))
+        states = {m: x.state for m, x in loaded.items()}
+        rows = {m: x.rows_since_snapshot for m, x in loaded.items()}
+        outcomes = await self._decide_and_append(states, rows, by_member, report)
 
         republished = await asyncio.gather(*(self._republish(m, o) for m, o in outcomes.items()))
         outputs: list[tuple[str, StoredDecision]] = []
         for (member_id, outcome), again in zip(outcomes.items(), republished):
-            outputs += [(member_id, d) for d in outcome.decisions]
-            outputs += again
+            # In (seq, sub) order: a redelivery can hold stored, never published decisions (a crash
+            # between append and publish) before new ones, and the member's ledger is in seq order.
+            outputs += sorted([(member_id, d) for d in outcome.decisions] + again, key=_position)
             self._count(outcome, report)
-        report.snapshots = await self._snapshot(states, outcomes)
+        report.snapshots, rows_after = await self._snapshot(rows, outcomes)
         published = await self.outbox.publish(outputs, dead_letters,
                                               {Source(m.topic, m.partition, m.offset): m for m in messages})
         if published is not None:
@@ -107,7 +130,7 @@ class Decider:
             report.dropped += published.dropped
         await save_progress(self.progress, messages)
         for member_id, outcome in outcomes.items():
-            self.cache.put(member_id, partition_of[member_id], outcome.state)
+            self.cache.put(member_id, partition_of[member_id], LoadedState(outcome.state, rows_after[member_id]))
         return report
 
     # --- steps ----------------------------------------------------------------------------
@@ -123,7 +146,7 @@ class Decider:
         dead_letters.append(DeadLetter(m, kind, code, detail))
         return None
 
-    async def _states(self, member_ids: list[str]) -> dict[str, MemberState]:
+    async def _states(self, member_ids: list[str]) -> dict[str, LoadedState]:
         states = {m: s for m in member_ids if (s := self.cache.get(m)) is not None}
         missing = [m for m in member_ids if m not in states]
         if missing:
@@ -146,9 +169,10 @@ class Decider:
         found = dict(zip(asks, await asyncio.gather(*(self.store.find_many(m, ids) for m, ids in asks.items()))))
         return {m: _decide_member(states[m], events, found.get(m, {})) for m, events in by_member.items()}
 
-    async def _decide_and_append(self, states: dict[str, MemberState],
+    async def _decide_and_append(self, states: dict[str, MemberState], rows: dict[str, int],
                                  by_member: dict[str, list[tuple[DownloadEvent, Source]]],
                                  report: DecisionReport) -> dict[str, _MemberOutcome]:
+        """``states`` and ``rows`` (since the latest snapshot) are updated for reloaded members."""
         outcomes = await self._decide(states, by_member)
         pending = {m: o.decisions for m, o in outcomes.items() if o.decisions}
         for _ in range(MAX_APPEND_ATTEMPTS):
@@ -159,8 +183,10 @@ class Decider:
             log.warning("append conflict for %d member(s); reloading them from the store", len(lost))
             for m in lost:
                 self.cache.drop(m)
-            fresh = await self.store.load_many(lost)
+            reloaded = await self.store.load_many(lost)
+            fresh = {m: x.state for m, x in reloaded.items()}
             states.update(fresh)
+            rows.update({m: x.rows_since_snapshot for m, x in reloaded.items()})
             outcomes.update(await self._decide(fresh, {m: by_member[m] for m in lost}))
             pending = {m: outcomes[m].decisions for m in lost if outcomes[m].decisions}
         raise RuntimeError(f"append kept conflicting after {MAX_APPEND_ATTEMPTS} attempts: {sorted(pending)[:5]}")
@@ -188,11 +214,17 @@ class Decider:
             else:
                 report.rejected[d.reason or ""] += 1
 
-    async def _snapshot(self, before: dict[str, MemberState], outcomes: dict[str, _MemberOutcome]) -> int:
-        n = self.snapshot_every
-        due = [o.state for m, o in outcomes.items() if o.state.seq // n > before[m].seq // n]
-        await asyncio.gather(*(self.store.save_snapshot(state) for state in due))
-        return len(due)
+    async def _snapshot(self, rows: dict[str, int],
+                        outcomes: dict[str, _MemberOutcome]) -> tuple[int, dict[str, int]]:
+        """Snapshot the members with ``snapshot_every`` or more rows since their latest snapshot
+        (``rows``: before this batch's appends, which all succeeded; a member just loaded with
+        that many rows and only duplicates in the batch is due as well); returns how many were
+        snapshotted and each member's rows since its latest snapshot now (0 once snapshotted)."""
+        after = {m: rows[m] + len(o.decisions) for m, o in outcomes.items()}
+        due = [m for m, n in after.items() if n >= self.snapshot_every]
+        await asyncio.gather(*(self.store.save_snapshot(outcomes[m].state) for m in due))
+        after.update(dict.fromkeys(due, 0))
+        return len(due), after
 
     def drop_partitions(self, partitions: set[int]) -> int:
         return self.cache.drop_partitions(partitions)
@@ -217,6 +249,10 @@ def decode_input(codec: MessageCodec, m: InputMessage,
         raise MalformedEvent("key_mismatch", f"{got}; the key must be the member_id {event.member_id!r}")
     check_skew(event, m.timestamp, max_future_skew_ms)
     return event
+
+
+def _position(output: tuple[str, StoredDecision]) -> tuple[int, int]:
+    return output[1].position
 
 
 def _decide_member(state: MemberState, events: list[tuple[DownloadEvent, Source]],

@@ -91,11 +91,27 @@ class Outbox(Protocol):
 # --- the event store and the decider's progress ------------------------------------------------
 
 
+@dataclass(frozen=True, slots=True)
+class LoadedState:
+    """A member's state with the number of its rows (decisions, accepted and rejected) after its
+    latest snapshot: what a load folded onto the snapshot, every row when there is none. The
+    decider counts on from there and snapshots the member once it reaches ``snapshot_every``."""
+
+    state: MemberState
+    rows_since_snapshot: int
+
+
+# How many snapshots a member keeps: a load tries its newest ones in turn, skipping any the code can
+# no longer read, and saving a snapshot deletes the ones older than these.
+SNAPSHOTS_KEPT = 3
+
+
 class EventStore(Protocol):
     async def load(self, member_id: str) -> MemberState:
         """Latest readable snapshot plus every decision after it (empty state for a new member)."""
 
-    async def load_many(self, member_ids: list[str]) -> dict[str, MemberState]: ...
+    async def load_many(self, member_ids: list[str]) -> dict[str, LoadedState]:
+        """Each member as `load` gives it, with how many rows the load folded after its snapshot."""
 
     async def append(self, decisions: dict[str, list[StoredDecision]],
                      heads: dict[str, tuple[int, int]]) -> list[str]:
@@ -109,7 +125,11 @@ class EventStore(Protocol):
         `load` from a later snapshot never sees. Raises ValueError when a member's decisions do not
         continue its expected head without a gap (`history.check_follows`)."""
 
-    async def save_snapshot(self, state: MemberState) -> None: ...
+    async def save_snapshot(self, state: MemberState) -> None:
+        """Store the state as the member's snapshot at its position (seq, rejections_since_seq), then
+        delete the member's snapshots older than its newest SNAPSHOTS_KEPT (the new one included
+        when it is among them). Only a state that is the fold of the member's stored rows up to its
+        position may be saved: the decider saves a state once its append succeeded."""
 
     async def accepted_between(self, member_id: str, after_seq: int, upto_seq: int) -> list[Recorded]:
         """Accepted events with after_seq < seq <= upto_seq, in order (the projector's gap fill)."""

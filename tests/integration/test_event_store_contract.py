@@ -88,6 +88,51 @@ def test_loading_from_a_snapshot_equals_folding_every_event(store):
     assert run(store.load(m)) == expected
 
 
+def test_only_the_newest_three_snapshots_are_kept(store):
+    """Issue 10 item 12: a snapshot every N decided rows; a member keeps its newest three (a load
+    reads three and skips an unreadable one), the older ones are deleted once the new one is written."""
+    m = member()
+    decisions, expected = history(m, PAYLOADS)
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    prefixes = [history(m, PAYLOADS[:n])[1] for n in range(1, len(PAYLOADS) + 1)]
+    positions = [s.position for s in prefixes]
+    assert positions == [(1, 0), (2, 0), (3, 0), (3, 1), (4, 0), (5, 0), (6, 0)]
+    for state in prefixes[:2]:
+        run(store.save_snapshot(state))
+    assert run(store.snapshot_positions(m)) == [(2, 0), (1, 0)]
+    for state in prefixes[2:5]:
+        run(store.save_snapshot(state))
+    assert run(store.snapshot_positions(m)) == [(4, 0), (3, 1), (3, 0)]
+    run(store.save_snapshot(prefixes[1]))  # a late writer's older snapshot goes as well
+    assert run(store.snapshot_positions(m)) == [(4, 0), (3, 1), (3, 0)]
+    run(store.save_snapshot(prefixes[4]))  # the same snapshot again changes nothing
+    assert run(store.snapshot_positions(m)) == [(4, 0), (3, 1), (3, 0)]
+    other = member()
+    other_decisions, _ = history(other, PAYLOADS[:2])
+    run(store.append({other: other_decisions}, {other: (0, 0)}))
+    run(store.save_snapshot(history(other, PAYLOADS[:1])[1]))
+    for state in prefixes[5:]:
+        run(store.save_snapshot(state))
+    assert run(store.snapshot_positions(m)) == [(6, 0), (5, 0), (4, 0)]
+    assert run(store.snapshot_positions(other)) == [(1, 0)]  # another member's partition is untouched
+    assert run(store.load(m)) == expected
+
+
+def test_load_many_counts_the_rows_folded_after_the_snapshot(store):
+    """The decider counts decided rows from there to know when a member is due for a snapshot."""
+    m, fresh = member(), member()
+    decisions, expected = history(m, PAYLOADS)
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    loaded = run(store.load_many([m, fresh]))
+    assert (loaded[m].state, loaded[m].rows_since_snapshot) == (expected, 7)
+    assert (loaded[fresh].state, loaded[fresh].rows_since_snapshot) == (MemberState.empty(fresh), 0)
+    run(store.save_snapshot(history(m, PAYLOADS[:3])[1]))  # (3, 0): (3, 1) and three accepted after it
+    loaded = run(store.load_many([m]))
+    assert (loaded[m].state, loaded[m].rows_since_snapshot) == (expected, 4)
+    run(store.save_snapshot(expected))
+    assert run(store.load_many([m]))[m].rows_since_snapshot == 0
+
+
 def test_accepted_between_and_find(store):
     m = member()
     decisions, _ = history(m, PAYLOADS)

@@ -140,6 +140,11 @@ def test_a_negative_skew_limit_is_refused():
         make_decider(max_future_skew_ms=-1)
 
 
+def test_a_snapshot_interval_below_one_row_is_refused():
+    with pytest.raises(ValueError, match="snapshot_every"):
+        make_decider(snapshot_every=0)
+
+
 class PreparingSession:
     """Enough of a Cassandra session for the stores' constructors, which prepare statements."""
 
@@ -171,6 +176,40 @@ def test_redelivered_batch_changes_nothing_and_republishes_outcomes():
     assert [r.topic for r in publisher2.records] == ["ledger", "rejections"]
 
 
+class CrashingProducer(RecordingProducer):
+    """The worker dies after the append, before anything is acknowledged."""
+
+    async def publish(self, records):
+        raise RuntimeError("the worker died before the producer was acknowledged")
+
+
+def test_a_redelivered_batch_publishes_stored_and_new_decisions_of_a_member_in_seq_order():
+    """Issue 10 item 8: a crash between append and publish, then the batch comes again with more.
+    The stored, never published decisions and the new ones go out in (seq, sub) order, not the new
+    ones first: the ledger of a member is in seq order."""
+    first = messages([event(acquire("l1", device="d1"), at=T0, event_id="a"),        # (1, 0)
+                      event(acquire("l2", device="d2"), at=T0 + 1, event_id="b")])   # (1, 1) DEVICE_LIMIT
+    crashing = Decider(InMemoryEventStore(), InMemoryProgressStore(), KafkaOutbox(CrashingProducer(), TOPICS),
+                       AvroMessageCodec(), MemberCache(10))
+    with pytest.raises(RuntimeError, match="died"):
+        run(crashing.process(first))
+    store = crashing.store
+    assert sorted(store.rows["m1"]) == [(1, 0), (1, 1)]
+
+    more = messages([event(release("l1"), at=T0 + 2, event_id="c"),                    # (2, 0)
+                     event(acquire("l3", device="d3"), at=T0 + 3, event_id="d")], start=2)  # (3, 0)
+    restarted, _, _, producer = make_decider(store)
+    report = run(restarted.process(first + more))
+    assert (report.duplicates, report.accepted) == (2, 2)
+
+    def position(record):
+        if record.topic == "ledger":
+            return decode_ledger_entry(record.value).recorded.seq, 0
+        return None, decode_rejection(record.value).event.event_id
+
+    assert [position(r) for r in producer.records] == [(1, 0), (None, "b"), (2, 0), (3, 0)]
+
+
 def test_an_outcome_is_final_across_a_redelivered_batch():
     """A rejection followed in the same batch by an event that frees the slot stays a rejection."""
     decider, store, _, _ = make_decider()
@@ -195,7 +234,7 @@ def test_a_lost_append_reloads_the_member_and_decides_again():
     assert sorted(store.rows["m1"]) == [(1, 0), (2, 0), (3, 0)]
 
 
-def test_snapshots_every_n_accepted_events_and_loading_from_them_equals_folding():
+def test_a_batch_of_n_or_more_rows_snapshots_once_and_loading_from_it_equals_folding():
     decider, store, _, _ = make_decider(snapshot_every=3)
     evs = [event(acquire(f"l{i}", expires=T0 + 90 * DAY), at=T0 + i) for i in range(7)]
     report = run(decider.process(messages(evs)))
@@ -203,6 +242,72 @@ def test_snapshots_every_n_accepted_events_and_loading_from_them_equals_folding(
     from_snapshot = run(store.load("m1"))
     store.snapshots.clear()
     assert run(store.load("m1")) == from_snapshot
+
+
+def rejections(n, start=0):
+    """``n`` events of a member that has nothing: every one is UNKNOWN_LICENSE, none accepted."""
+    return [event(release(f"nope{i}"), at=T0 + i, event_id=f"r{i}") for i in range(start, start + n)]
+
+
+def snapshot_positions(store, member="m1"):
+    return [s.position for s in store.snapshots.get(member, [])]
+
+
+def test_a_member_that_only_collects_rejections_is_snapshotted_every_n_decided_rows():
+    """Issue 10 item 12: snapshots followed the accepted seq only, so a member with 250 rejections
+    and no acceptance had none and every load folded all its rows. Rows count, whatever their kind,
+    and a restarted worker counts on from the rows its load folded after the latest snapshot."""
+    decider, store, _, _ = make_decider(snapshot_every=100)
+    evs = rejections(250)
+    reports = [run(decider.process(messages(evs[i:i + 50], start=i))) for i in range(0, 250, 50)]
+    assert [r.snapshots for r in reports] == [0, 1, 0, 1, 0]
+    assert snapshot_positions(store) == [(0, 100), (0, 200)]
+    assert run(store.load("m1")) == run(_without_snapshots(store).load("m1"))
+
+    restarted, _, _, _ = make_decider(store, snapshot_every=100)  # loads (0, 200) and folds 50 rows
+    report = run(restarted.process(messages(rejections(49, start=250), start=250)))
+    assert report.snapshots == 0  # 99 rows since (0, 200)
+    report = run(restarted.process(messages(rejections(1, start=299), start=299)))
+    assert report.snapshots == 1 and snapshot_positions(store)[-1] == (0, 300)
+
+
+def test_a_member_loaded_with_n_rows_after_its_snapshot_is_snapshotted_even_by_a_batch_of_duplicates():
+    """A member stored before this rule (rejections only, no snapshot), or whose worker died between
+    the append and the snapshot: the load folds its rows, and the next batch snapshots it."""
+    writer, store, _, _ = make_decider(snapshot_every=10_000)
+    evs = rejections(150)
+    run(writer.process(messages(evs)))
+    assert snapshot_positions(store) == []
+    restarted, _, _, _ = make_decider(store, snapshot_every=100)
+    report = run(restarted.process(messages(evs[-1:], start=149)))
+    assert (report.duplicates, report.snapshots) == (1, 1)
+    assert snapshot_positions(store) == [(0, 150)]
+
+
+def test_accepted_and_rejected_rows_both_count_towards_a_snapshot():
+    decider, store, _, _ = make_decider(snapshot_every=4)
+    evs = [event(acquire("l1", device="d1"), at=T0),                 # (1, 0)
+           event(acquire("l2", device="d2"), at=T0 + 1),             # (1, 1) DEVICE_LIMIT
+           event(acquire("l3", device="d3"), at=T0 + 2),             # (1, 2) DEVICE_LIMIT
+           event(release("l1"), at=T0 + 3)]                          # (2, 0)
+    assert run(decider.process(messages(evs[:3]))).snapshots == 0
+    assert run(decider.process(messages(evs[3:], start=3))).snapshots == 1
+    assert snapshot_positions(store) == [(2, 0)]
+
+
+def test_only_the_newest_three_snapshots_of_a_member_are_kept():
+    decider, store, _, _ = make_decider(snapshot_every=10)
+    evs = rejections(60)
+    for i in range(0, 60, 10):
+        assert run(decider.process(messages(evs[i:i + 10], start=i))).snapshots == 1
+    assert snapshot_positions(store) == [(0, 40), (0, 50), (0, 60)]
+    assert run(store.load("m1")) == run(_without_snapshots(store).load("m1"))
+
+
+def _without_snapshots(store):
+    bare = InMemoryEventStore()
+    bare.rows = store.rows
+    return bare
 
 
 @pytest.mark.parametrize("capacity", [1, 2])

@@ -8,7 +8,10 @@ member), and it moves the head to its last row. So a decision is stored only by 
 decided from the member's latest state; a per-position ``IF NOT EXISTS`` would let a stale writer
 fill a free past slot, (1, 1) below (2, 0), that `load` from a later snapshot never reads.
 A snapshot whose schema the code can no longer read is skipped and the state is rebuilt from older
-snapshots or events.
+snapshots or events. A member keeps its newest SNAPSHOTS_KEPT snapshots: saving one reads the
+positions of the newest ones and deletes the older ones with one range delete within the member's
+partition (``(seq, sub) < (?, ?)``), so the partition holds a few snapshots and range tombstones
+below them, which a read of the newest ones does not cross.
 
 Each event's position is also kept in member_event_ids ((member_id), event_id, seq, sub), so `find`
 and `find_many` are point reads, not scans. A conditional batch covers a single partition of a
@@ -37,11 +40,10 @@ from app.adapters.cassandra.aio import execute
 from app.domain.events import Recorded
 from app.domain.history import ACCEPTED, Source, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
-from app.service.ports import DecodeError
+from app.service.ports import SNAPSHOTS_KEPT, DecodeError, LoadedState
 
 log = logging.getLogger(__name__)
 
-SNAPSHOTS_TRIED = 3
 LOOKUP_BATCH = 100  # lookup entries per unlogged single-partition batch (tens of bytes each)
 _COLUMNS = ("member_id, seq, sub, kind, event_id, clock, schema_version, payload, reason, detail, "
             "source_topic, source_partition, source_offset")
@@ -73,9 +75,13 @@ class CassandraEventStore:
         self._accepted_range = session.prepare(
             f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND seq > ? AND seq <= ?")
         self._snapshots = session.prepare(
-            f"SELECT seq, sub, schema_version, state FROM {ks}.member_snapshots WHERE member_id = ? LIMIT {SNAPSHOTS_TRIED}")
+            f"SELECT seq, sub, schema_version, state FROM {ks}.member_snapshots WHERE member_id = ? LIMIT {SNAPSHOTS_KEPT}")
         self._save_snapshot = session.prepare(
             f"INSERT INTO {ks}.member_snapshots (member_id, seq, sub, schema_version, state) VALUES (?, ?, ?, ?, ?)")
+        self._snapshot_positions = session.prepare(
+            f"SELECT seq, sub FROM {ks}.member_snapshots WHERE member_id = ? LIMIT ?")
+        self._prune_snapshots = session.prepare(
+            f"DELETE FROM {ks}.member_snapshots WHERE member_id = ? AND (seq, sub) < (?, ?)")
         self._members = session.prepare(f"SELECT DISTINCT member_id FROM {ks}.member_events")
         codec = default_codec()
         self._event_schema = _schema_label(codec, "DownloadEvent")
@@ -84,17 +90,20 @@ class CassandraEventStore:
     # --- reading ------------------------------------------------------------------------
 
     async def load(self, member_id: str) -> MemberState:
+        return (await self._load(member_id)).state
+
+    async def load_many(self, member_ids: list[str]) -> dict[str, LoadedState]:
+        loaded = await asyncio.gather(*(self._load(m) for m in member_ids))
+        return dict(zip(member_ids, loaded))
+
+    async def _load(self, member_id: str) -> LoadedState:
         state = await self._latest_snapshot(member_id)
         if state is None:
             rows = await execute(self.session, self._all, (member_id,))
             state = MemberState.empty(member_id)
         else:
             rows = await execute(self.session, self._after, (member_id, state.seq, state.rejections_since_seq))
-        return fold(state, (_decision(r) for r in rows))
-
-    async def load_many(self, member_ids: list[str]) -> dict[str, MemberState]:
-        states = await asyncio.gather(*(self.load(m) for m in member_ids))
-        return dict(zip(member_ids, states))
+        return LoadedState(fold(state, (_decision(r) for r in rows)), len(rows))
 
     async def _latest_snapshot(self, member_id: str) -> MemberState | None:
         for row in await execute(self.session, self._snapshots, (member_id,)):
@@ -135,6 +144,10 @@ class CassandraEventStore:
 
     async def member_ids(self) -> list[str]:
         return [r.member_id for r in await execute(self.session, self._members, None)]
+
+    async def snapshot_positions(self, member_id: str, limit: int = 100) -> list[tuple[int, int]]:
+        """The positions of the member's snapshots, newest first."""
+        return [(r.seq, r.sub) for r in await execute(self.session, self._snapshot_positions, (member_id, limit))]
 
     # --- writing ------------------------------------------------------------------------
 
@@ -198,6 +211,11 @@ class CassandraEventStore:
     async def save_snapshot(self, state: MemberState) -> None:
         await execute(self.session, self._save_snapshot, (
             state.member_id, state.seq, state.rejections_since_seq, self._snapshot_schema, encode_snapshot(state)))
+        # Then (never before: a crash in between leaves one snapshot too many, not too few) the
+        # older ones go, below the oldest of the newest SNAPSHOTS_KEPT.
+        kept = await self.snapshot_positions(state.member_id, SNAPSHOTS_KEPT)
+        if len(kept) == SNAPSHOTS_KEPT:
+            await execute(self.session, self._prune_snapshots, (state.member_id, *kept[-1]))
 
 
 def _schema_label(codec, record_name: str) -> str:

@@ -7,25 +7,29 @@ from __future__ import annotations
 from app.domain.events import Recorded
 from app.domain.history import ACCEPTED, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
+from app.service.ports import SNAPSHOTS_KEPT, LoadedState
 
 
 class InMemoryEventStore:
     def __init__(self):
         self.rows: dict[str, dict[tuple[int, int], StoredDecision]] = {}
-        self.snapshots: dict[str, list[MemberState]] = {}
+        self.snapshots: dict[str, list[MemberState]] = {}  # per member, oldest first
         # The event-id lookup, like the Cassandra one: written before the conditional append, so a
         # lost append leaves entries behind, and readers check the row an entry points at.
         self.lookup: dict[str, dict[str, set[tuple[int, int]]]] = {}
 
     async def load(self, member_id: str) -> MemberState:
+        return self._load(member_id).state
+
+    async def load_many(self, member_ids: list[str]) -> dict[str, LoadedState]:
+        return {m: self._load(m) for m in member_ids}
+
+    def _load(self, member_id: str) -> LoadedState:
         snapshots = self.snapshots.get(member_id)
         state = snapshots[-1] if snapshots else MemberState.empty(member_id)
-        position = (state.seq, state.rejections_since_seq)
         history = self.rows.get(member_id, {})
-        return fold(state, (history[p] for p in sorted(history) if p > position))
-
-    async def load_many(self, member_ids: list[str]) -> dict[str, MemberState]:
-        return {m: await self.load(m) for m in member_ids}
+        after = [history[p] for p in sorted(history) if p > state.position]
+        return LoadedState(fold(state, after), len(after))
 
     async def append(self, decisions: dict[str, list[StoredDecision]],
                      heads: dict[str, tuple[int, int]]) -> list[str]:
@@ -49,7 +53,16 @@ class InMemoryEventStore:
         return max(self.rows.get(member_id) or {(0, 0): None})
 
     async def save_snapshot(self, state: MemberState) -> None:
-        self.snapshots.setdefault(state.member_id, []).append(state)
+        """Like the Cassandra store: one snapshot per position, then those older than the newest
+        SNAPSHOTS_KEPT go."""
+        by_position = {s.position: s for s in self.snapshots.get(state.member_id, [])}
+        by_position[state.position] = state
+        newest = sorted(by_position)[-SNAPSHOTS_KEPT:]
+        self.snapshots[state.member_id] = [by_position[p] for p in newest]
+
+    async def snapshot_positions(self, member_id: str, limit: int = 100) -> list[tuple[int, int]]:
+        """The positions of the member's snapshots, newest first."""
+        return [s.position for s in reversed(self.snapshots.get(member_id, []))][:limit]
 
     async def accepted_between(self, member_id: str, after_seq: int, upto_seq: int) -> list[Recorded]:
         history = self.rows.get(member_id, {})
