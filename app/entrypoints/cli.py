@@ -43,6 +43,24 @@ def main(argv: list[str] | None = None) -> int:
     except commands.CommandError as exc:
         print(f"ledger {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:
+        if not environmental(exc):
+            raise
+        detail = str(exc).splitlines()[0] if str(exc) else "no detail"
+        print(f"ledger {args.command}: {type(exc).__name__}: {detail} (is the stack up? `ledger stack status`)",
+              file=sys.stderr)
+        return 1
+
+
+ENVIRONMENT_ERRORS = ("confluent_kafka", "cassandra", "redis")
+
+
+def environmental(exc: BaseException) -> bool:
+    """An error of the environment (a service unreachable, refusing, timing out), not of our code:
+    the user gets one line, never a traceback."""
+    if isinstance(exc, OSError):
+        return True
+    return any(type(exc).__module__ == m or type(exc).__module__.startswith(m + ".") for m in ENVIRONMENT_ERRORS)
 
 
 if __name__ == "__main__":

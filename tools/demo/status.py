@@ -1,4 +1,9 @@
-"""The live status of a running pipeline: a worker's Prometheus counters plus the consumer lag."""
+"""The live status of a running pipeline: a worker's Prometheus counters plus the consumer lag.
+
+Right after `ledger stack up` (or `reset`) Kafka answers some requests with transient errors (the
+group coordinator is still loading: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS; a topic's
+leader not elected yet). None of them is fatal here: the lag reads "waiting for Kafka" and the next
+refresh asks again."""
 from __future__ import annotations
 
 import time
@@ -6,7 +11,7 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -15,7 +20,8 @@ class Snapshot:
     at: float
     events: Counter = field(default_factory=Counter)  # by outcome
     rejections: Counter = field(default_factory=Counter)  # by reason
-    lag: int = 0
+    lag: int | None = 0  # None: Kafka did not answer (yet)
+    lag_error: str = ""
 
     @property
     def total(self) -> int:
@@ -38,19 +44,34 @@ def scrape(metrics_url: str) -> tuple[Counter, Counter]:
 class LagReader:
     """Committed offsets of a consumer group against the partitions' ends (does not join the group)."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str):
+    def __init__(self, bootstrap: str, group: str, topic: str, consumer=None):
         self.topic = topic
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-        metadata = self._consumer.list_topics(topic, timeout=10)
-        self._partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+        self._consumer = consumer or Consumer({"bootstrap.servers": bootstrap, "group.id": group,
+                                               "enable.auto.commit": False, "log_level": 0})
+        self._partitions: list[TopicPartition] = []
+        self.last_error = ""
 
-    def lag(self) -> int:
-        committed = self._consumer.committed(self._partitions, timeout=5)
-        total = 0
-        for tp in committed:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=5)
-            position = tp.offset if tp.offset >= 0 else low
-            total += max(0, high - position)
+    def lag(self) -> int | None:
+        """Messages behind the end over every partition; None while Kafka cannot tell (the error
+        is in ``last_error``)."""
+        try:
+            if not self._partitions:
+                metadata = self._consumer.list_topics(self.topic, timeout=5)
+                found = metadata.topics.get(self.topic)
+                if found is None or found.error is not None or not found.partitions:
+                    raise LookupError(f"topic {self.topic} has no partitions yet")
+                self._partitions = [TopicPartition(self.topic, p) for p in found.partitions]
+            committed = self._consumer.committed(self._partitions, timeout=5)
+            total = 0
+            for tp in committed:
+                low, high = self._consumer.get_watermark_offsets(tp, timeout=5)
+                position = tp.offset if tp.offset >= 0 else low
+                total += max(0, high - position)
+        except (KafkaException, LookupError) as exc:
+            error = exc.args[0] if exc.args else exc
+            self.last_error = error.name() if hasattr(error, "name") else str(error)
+            return None
+        self.last_error = ""
         return total
 
     def close(self) -> None:
@@ -62,13 +83,15 @@ def status_line(now: Snapshot, before: Snapshot | None) -> str:
     if before is not None and now.at > before.at:
         rate = (now.total - before.total) / (now.at - before.at)
     top = ", ".join(f"{reason} {n}" for reason, n in now.rejections.most_common(4)) or "none"
+    lag = now.lag if now.lag is not None else f"waiting for Kafka ({now.lag_error or 'no answer'})"
     return (f"{rate:7.0f} ev/s | accepted {now.events['accepted']} | rejected {now.events['rejected']} ({top}) | "
-            f"duplicates {now.events['duplicate']} | dead letters {now.events['dead_letter']} | lag {now.lag}")
+            f"duplicates {now.events['duplicate']} | dead letters {now.events['dead_letter']} | lag {lag}")
 
 
 def take(metrics_url: str, lag_reader: LagReader) -> Snapshot:
     try:
         events, rejections = scrape(metrics_url)
-    except OSError:
+    except OSError:  # the worker is still starting (connection refused) or busy (timeout)
         events, rejections = Counter(), Counter()
-    return Snapshot(time.monotonic(), events, rejections, lag_reader.lag())
+    lag = lag_reader.lag()
+    return Snapshot(time.monotonic(), events, rejections, lag, lag_reader.last_error)
