@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
 
-ENVIRONMENT_ERRORS = ("confluent_kafka", "cassandra", "redis")
+ENVIRONMENT_ERRORS = ("confluent_kafka", "cimpl", "cassandra", "redis")  # cimpl: confluent-kafka's C core
 
 
 def environmental(exc: BaseException) -> bool:
