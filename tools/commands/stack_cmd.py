@@ -1,4 +1,5 @@
-"""`ledger stack up|down|status|logs|reset`."""
+"""`ledger stack up|down|status|logs|reset`, and one service at a time: `ledger stack start|stop|kill|
+freeze|thaw NAME` (for drills and the fault tests)."""
 from __future__ import annotations
 
 from rich.console import Console
@@ -11,19 +12,25 @@ from tools.stack.maven import InstallError
 
 def register(sub) -> None:
     p = sub.add_parser("stack", help="run the local Kafka, Cassandra and Redis")
-    p.add_argument("action", choices=["up", "down", "status", "logs", "reset"])
-    p.add_argument("service", nargs="?", help="logs: kafka, cassandra or redis (default all)")
+    p.add_argument("action", choices=["up", "down", "status", "logs", "reset", "start", "stop", "kill", "freeze",
+                                      "thaw"])
+    p.add_argument("service", nargs="?", choices=["kafka", "cassandra", "redis"],
+                   help="up/down/logs: one service (default all); start/stop/kill/freeze/thaw: required")
     p.add_argument("-n", "--lines", type=int, default=40, help="logs: how many lines")
     p.set_defaults(handler=run)
 
 
 def run(args, settings) -> int:
     stack_dir = settings.stack_dir
+    if args.action in ("start", "stop", "kill", "freeze", "thaw") and not args.service:
+        raise CommandError(f"`ledger stack {args.action}` needs a service: kafka, cassandra or redis")
     try:
-        if args.action == "up":
-            manager.up(stack_dir)
-        elif args.action == "down":
-            manager.down(stack_dir)
+        if args.action in ("up", "start"):
+            manager.up(stack_dir, only=args.service)
+        elif args.action in ("down", "stop"):
+            manager.down(stack_dir, only=args.service)
+        elif args.action in ("kill", "freeze", "thaw"):
+            manager.signal_service(stack_dir, args.service, args.action)
         elif args.action == "reset":
             manager.reset(stack_dir)
         elif args.action == "logs":

@@ -1,7 +1,9 @@
 """`ledger stack up|down|status|logs|reset` for the local Kafka, Cassandra and Redis."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,9 +42,10 @@ def _check(service: LocalService) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
 
-def up(stack_dir: Path, echo=print) -> dict[str, float]:
-    """Start whatever is not running and wait until each one really answers; idempotent."""
-    all_services = services(stack_dir)
+def up(stack_dir: Path, echo=print, only: str | None = None) -> dict[str, float]:
+    """Start whatever is not running and wait until each one really answers; idempotent.
+    ``only``: one service by name (kafka, cassandra, redis)."""
+    all_services = [service_named(stack_dir, only)] if only else services(stack_dir)
     for service in all_services:
         installed = service.install()
         if installed:
@@ -95,11 +98,33 @@ def _tail(service: LocalService, lines: int = 30) -> str:
     return "\n".join(chunks) or "(no log yet)"
 
 
-def down(stack_dir: Path, echo=print) -> None:
-    # Reverse order: clients of nothing first is irrelevant here, but Cassandra takes longest.
-    for service in reversed(services(stack_dir)):
+def down(stack_dir: Path, echo=print, only: str | None = None) -> None:
+    """Stop (SIGTERM, then SIGKILL after 60 s) every service, or ``only`` one."""
+    chosen = [service_named(stack_dir, only)] if only else list(reversed(services(stack_dir)))
+    for service in chosen:
         stopped = service.process.stop()
         echo(f"{service.name:<9} {'stopped' if stopped else 'not running'}")
+
+
+def service_named(stack_dir: Path, name: str) -> LocalService:
+    for service in services(stack_dir):
+        if service.name == name:
+            return service
+    raise StackError(f"unknown service {name!r}: choose kafka, cassandra or redis")
+
+
+def signal_service(stack_dir: Path, name: str, how: str, echo=print) -> None:
+    """For fault tests and drills: ``kill`` (SIGKILL: a crash), ``freeze`` (SIGSTOP: a process that
+    hangs with its sockets open) or ``thaw`` (SIGCONT)."""
+    service = service_named(stack_dir, name)
+    pid = service.process.pid()
+    if pid is None:
+        raise StackError(f"{name} is not running")
+    if how == "kill":
+        service.process.kill()
+    else:
+        os.kill(pid, signal.SIGSTOP if how == "freeze" else signal.SIGCONT)
+    echo(f"{name:<9} {how} (pid {pid})")
 
 
 def status(stack_dir: Path) -> list[Health]:
