@@ -122,11 +122,12 @@ class Pipeline:
             publisher.close()
 
     def publish_raw(self, records: list[tuple]) -> None:
-        """(key, value) or (key, value, message timestamp in ms) each, in order."""
+        """(key, value[, message timestamp in ms[, headers]]) each, in order (timestamp None: now)."""
         publisher = EventPublisher(self.settings.kafka_bootstrap, self.settings.events_topic)
         try:
             publisher.publish_raw([OutRecord(self.settings.events_topic, r[0], r[1],
-                                             timestamp=r[2] if len(r) > 2 else None) for r in records])
+                                             timestamp=r[2] if len(r) > 2 else None,
+                                             headers=tuple(r[3]) if len(r) > 3 else ()) for r in records])
         finally:
             publisher.close()
 

@@ -128,3 +128,35 @@ def test_decode_errors_and_malformed_events_are_different_errors() -> None:
     from app.domain import MalformedEvent
 
     assert not issubclass(MalformedEvent, DecodeError) and not issubclass(DecodeError, MalformedEvent)
+
+
+ACQUIRED_V1 = {
+    **DOWNLOAD_EVENT,
+    "occurred_at": 2**62,  # a 9-byte varint: many places to cut it
+    "event": ("downloads.LicenseAcquired", {
+        "license_id": "l1", "device_id": "d1", "title_id": "t1", "studio_id": "s1", "expires_at": -(2**40),
+        "title_yearly_limit": 3, "studio_concurrent_limit": None, "max_renewals": 2**30}),
+}
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_message_cut_anywhere_is_truncated_even_inside_a_varint(version: int) -> None:
+    """Found by tests/e2e/test_fuzz.py: a body cut in the middle of a varint (a long, an int, a
+    length, a union index) made fastavro raise IndexError, not EOFError, and the dead letter said
+    out_of_schema. Every proper prefix of a valid message is `truncated`."""
+    data = encode("DownloadEvent", ACQUIRED_V1, version=version)
+    codes = {n: _code(data[:n]) for n in range(len(data))}
+    assert {n: c for n, c in codes.items() if c != "truncated"} == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        pytest.param(b"\x02e\x02m\x02\x02p\x0e", "out_of_schema", id="bad-union-index-as-last-byte"),
+        pytest.param(b"\x02e\x02m\x02\x02p\x06\x02x\x02\xff", "out_of_schema", id="bad-utf8-in-the-last-field"),
+        pytest.param(b"\x02e\x02m\x80", "truncated", id="cut-after-a-continuation-byte"),
+        pytest.param(b"\x02e\x02m\x02\x02p\x04\x02l\x80\x80", "truncated", id="cut-in-the-last-field"),
+    ],
+)
+def test_a_corrupt_last_byte_is_out_of_schema_and_a_cut_varint_is_truncated(body: bytes, code: str) -> None:
+    assert _code(GOOD[:HEADER_SIZE] + body) == code

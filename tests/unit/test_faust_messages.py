@@ -26,3 +26,12 @@ def test_a_message_without_a_timestamp_has_none(seconds):
     """Kafka marks a record without a timestamp with -1 ms: reading it as a time in 1969 would make
     every event look skewed far into the future."""
     assert to_input_message(faust_event(seconds)).timestamp is None
+
+
+@pytest.mark.parametrize("ms", [-2, -5, -1000, -86_400_000])
+def test_a_negative_timestamp_other_than_no_timestamp_is_kept(ms):
+    """Found by tests/e2e/test_fuzz.py: librdkafka produces any negative timestamp and the broker
+    stores it. Read as "no timestamp", it turned the skew guard off, and an event years ahead was
+    decided and pushed its member's clock forward for good. Only -1 means no timestamp; any other is
+    a time before 1970, and the guard dead-letters what is more than the skew limit after it."""
+    assert to_input_message(faust_event(ms / 1000.0)).timestamp == ms

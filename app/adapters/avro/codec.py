@@ -103,6 +103,10 @@ class Codec:
         except SchemaResolutionError as exc:
             raise DecodeError("schema_mismatch", f"{writer.label} cannot be read as {reader.label}: {exc}") from None
         except Exception as exc:  # a body fastavro cannot read is, whatever the exception, not of the schema
+            if _reads_past_the_end(data, writer, reader):  # ... unless it was cut short
+                raise DecodeError(
+                    "truncated", f"{writer.label} body ends early: {type(exc).__name__}: {exc}"
+                ) from None
             raise DecodeError(
                 "out_of_schema", f"{writer.label} body does not match the schema: {type(exc).__name__}: {exc}"
             ) from None
@@ -110,6 +114,23 @@ class Codec:
         if left:
             raise DecodeError("out_of_schema", f"{writer.label} body has {left} trailing bytes")
         return datum
+
+
+_PADDING = bytes(10)  # as long as the longest varint; a zero byte ends a varint, a length, a union index
+
+
+def _reads_past_the_end(data: bytes, writer: SchemaVersion, reader: SchemaVersion) -> bool:
+    """Whether the reader wants bytes past the end of ``data``: reading it followed by zeros goes
+    into the zeros. fastavro raises EOFError for a string or bytes cut short, but IndexError for a
+    varint (a long, an int, a length, a union index) cut in its middle or missing; a body that is
+    corrupt within its bytes fails at the same place with or without the zeros."""
+    fo = io.BytesIO(bytes(data) + _PADDING)
+    fo.seek(HEADER_SIZE)
+    try:
+        schemaless_reader(fo, writer.parsed, None if reader is writer else reader.parsed, return_record_name=True)
+    except Exception:  # noqa: BLE001 - only how far it read matters
+        pass
+    return fo.tell() > len(data)
 
 
 def _shorten(text: str, limit: int = 400) -> str:

@@ -116,11 +116,17 @@ def to_input_message(event) -> InputMessage:
     return InputMessage(m.topic, m.partition, m.offset, m.key, m.value, tuple(headers), _timestamp_ms(m.timestamp))
 
 
+NO_TIMESTAMP_MS = -1  # Kafka's "no timestamp"
+
+
 def _timestamp_ms(seconds: float | None) -> int | None:
-    """Faust gives the Kafka timestamp in seconds (ms / 1000.0); Kafka's "no timestamp" is -1 ms."""
-    if seconds is None or seconds < 0:
+    """Faust gives the Kafka timestamp in seconds (ms / 1000.0); Kafka's "no timestamp" is -1 ms.
+    Any other negative timestamp is kept: librdkafka produces one and the broker stores it, and read
+    as "none" it would turn the skew guard off for that message."""
+    if seconds is None:
         return None
-    return round(seconds * 1000)
+    ms = round(seconds * 1000)
+    return None if ms == NO_TIMESTAMP_MS else ms
 
 
 def _raw_topic(app: faust.App, name: str):
