@@ -37,7 +37,11 @@ class Settings(BaseSettings):
     batch_size: int = 500
     batch_wait_ms: int = 50
     snapshot_every: int = 100
-    member_cache_size: int = 50_000
+    member_cache_size: int = Field(50_000, ge=1, description="most member states each cache (decider, projector) keeps")
+    member_cache_mb: float = Field(
+        256.0, gt=0,
+        description="most memory (MiB, estimated) the member states of each cache (decider, projector) hold; "
+                    "least recently used states are evicted first")
     session_timeout_s: float = 10.0
     stop_timeout_s: float = Field(30.0, gt=0, description="a worker asked to stop exits within this, in any state")
     max_future_skew_ms: int = Field(
@@ -55,6 +59,10 @@ class Settings(BaseSettings):
     @property
     def cassandra_contact_points(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    @property
+    def member_cache_bytes(self) -> int:
+        return int(self.member_cache_mb * (1 << 20))
 
     @property
     def api_token_set(self) -> frozenset[str]:
