@@ -44,6 +44,10 @@ class Settings(BaseSettings):
                     "least recently used states are evicted first")
     session_timeout_s: float = 10.0
     stop_timeout_s: float = Field(30.0, gt=0, description="a worker asked to stop exits within this, in any state")
+    stall_timeout_s: float = Field(
+        120.0, gt=0,
+        description="a stage with a batch in flight (failing and retried, or hanging) for longer than this is "
+                    "stalled: ledger_worker_stalled{stage} is 1 and /readyz answers 503")
     max_future_skew_ms: int = Field(
         3_600_000, ge=0,
         description="an event whose occurred_at is more than this after its Kafka message timestamp is a "
