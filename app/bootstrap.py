@@ -25,7 +25,7 @@ from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
 from app.config import Settings
 from app.service.decider import Decider
-from app.service.member_cache import MemberCache
+from app.service.member_cache import loaded_state_cache
 from app.service.projector import Projector
 from app.service.replay import Replay, ReplayObserver, ReplayStores
 from app.service.verify import Verifier
@@ -96,13 +96,13 @@ class Stores:
     def decider(self, outbox: KafkaOutbox, event_store: CassandraEventStore | None = None) -> Decider:
         s = self.settings
         return Decider(event_store or self.event_store(), self.progress_store(), outbox, self.codec,
-                       MemberCache(s.member_cache_size), s.snapshot_every,
+                       loaded_state_cache(s.member_cache_size, s.member_cache_bytes), s.snapshot_every,
                        max_future_skew_ms=s.max_future_skew_ms)
 
     def projector(self, event_store: CassandraEventStore | None = None) -> Projector:
         return Projector(event_store or self.event_store(), self.codec, self.views, self.read_models,
                          self.pointer(), cache_size=self.settings.member_cache_size,
-                         progress=self.progress_store())
+                         cache_bytes=self.settings.member_cache_bytes, progress=self.progress_store())
 
     def replay(self, observer: ReplayObserver | None = None, *,
                ledger: Callable[[], object] | None = None, **options) -> Replay:
@@ -111,7 +111,8 @@ class Stores:
             namespaces=self.namespace_stores(), views_for=self.views, read_models_for=self.read_models,
             ledger=ledger or self.ledger_reader, transient=transient_errors())
         return Replay(stores, observer=observer, topic=self.settings.ledger_topic,
-                      member_cache_size=self.settings.member_cache_size, **options)
+                      member_cache_size=self.settings.member_cache_size,
+                      member_cache_bytes=self.settings.member_cache_bytes, **options)
 
     def verifier(self, ns: str, concurrency: int = 4) -> Verifier:
         return Verifier(self.event_store(), self.views(ns), self.read_models(ns),

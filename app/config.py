@@ -40,9 +40,17 @@ class Settings(BaseSettings):
         100, ge=1,
         description="snapshot a member's state every N decided rows (accepted and rejected); a member keeps "
                     "its newest 3 snapshots")
-    member_cache_size: int = 50_000
+    member_cache_size: int = Field(50_000, ge=1, description="most member states each cache (decider, projector) keeps")
+    member_cache_mb: float = Field(
+        256.0, gt=0,
+        description="most memory (MiB, estimated) the member states of each cache (decider, projector) hold; "
+                    "least recently used states are evicted first")
     session_timeout_s: float = 10.0
     stop_timeout_s: float = Field(30.0, gt=0, description="a worker asked to stop exits within this, in any state")
+    stall_timeout_s: float = Field(
+        120.0, gt=0,
+        description="a stage with a batch in flight (failing and retried, or hanging) for longer than this is "
+                    "stalled: ledger_worker_stalled{stage} is 1 and /readyz answers 503")
     max_future_skew_ms: int = Field(
         3_600_000, ge=0,
         description="an event whose occurred_at is more than this after its Kafka message timestamp is a "
@@ -58,6 +66,10 @@ class Settings(BaseSettings):
     @property
     def cassandra_contact_points(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    @property
+    def member_cache_bytes(self) -> int:
+        return int(self.member_cache_mb * (1 << 20))
 
     @property
     def api_token_set(self) -> frozenset[str]:

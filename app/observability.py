@@ -1,7 +1,33 @@
-"""Prometheus metrics of the workers (served by `ledger worker` on LEDGER_METRICS_PORT)."""
+"""Prometheus metrics and health of the workers (served by `ledger worker` on LEDGER_METRICS_PORT).
+
+The metrics port serves three paths (`serve_worker_http`):
+
+- ``/metrics``: the Prometheus exposition of this process;
+- ``/healthz``: 200 while the process serves HTTP (liveness). A stalled worker is still alive:
+  restarting it would not make a store that does not answer come back;
+- ``/readyz``: 200 when the worker is ready, else 503, each with a JSON body. Not ready is either
+  ``not_assigned`` (the worker has not yet received its first partition assignment: it is still
+  connecting or joining its consumer groups; later rebalances do not make it unready) or
+  ``stalled`` (a stage has had a batch in flight - failing and being retried, or hanging - for
+  longer than LEDGER_STALL_TIMEOUT_S).
+
+A stage with no input is idle, never stalled: ``ledger_last_progress_timestamp_seconds`` then stops
+moving, so alert on ``ledger_worker_stalled``, not on the age of the last progress.
+"""
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+log = logging.getLogger(__name__)
 
 EVENTS = Counter("ledger_decider_events_total", "input messages by outcome", ["outcome"])
 REJECTIONS = Counter("ledger_decider_rejections_total", "rejected events by reason", ["reason"])
@@ -18,6 +44,11 @@ BATCH_SECONDS = Histogram("ledger_batch_seconds", "micro-batch processing time",
 BATCH_SIZE = Histogram("ledger_batch_size", "messages per micro-batch", ["stage"],
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000))
 PROJECTED = Counter("ledger_projector_entries_total", "ledger entries by outcome", ["outcome"])
+STALLED = Gauge("ledger_worker_stalled", "1 while a batch of the stage has been in flight (failing and retried, "
+                "or hanging) for longer than LEDGER_STALL_TIMEOUT_S, else 0", ["stage"])
+LAST_PROGRESS = Gauge("ledger_last_progress_timestamp_seconds",
+                      "Unix time the stage last finished a batch (the worker's start until it has)", ["stage"])
+BATCH_FAILURES = Counter("ledger_batch_failures_total", "failed attempts of micro-batches (each is retried)", ["stage"])
 
 
 def record_decider_batch(report, seconds: float) -> None:
@@ -46,3 +77,151 @@ def record_projector_batch(report, seconds: float) -> None:
     PROJECTED.labels("duplicate").inc(report.duplicates)
     PROJECTED.labels("gap_filled").inc(report.gap_entries)
     PROJECTED.labels("undecodable").inc(report.undecodable)
+
+
+# --- progress, stalls and readiness ---------------------------------------------------------
+
+
+@dataclass
+class _Stage:
+    last_progress: float  # wall clock (Unix time)
+    started: float | None = None  # monotonic start of the batch in flight, None when idle
+    failures: int = 0  # failed attempts of the batch in flight
+    last_error: str = ""
+    batches: int = 0  # batches finished
+    reported_stall: bool = False
+
+
+class WorkerHealth:
+    """What the worker's stages are doing, for the stall gauges and /readyz.
+
+    The agents report each batch (``batch_started``, ``batch_failed`` per failed attempt,
+    ``batch_finished``) from the event loop; the HTTP server reads from its own threads."""
+
+    def __init__(self, stages: Iterable[str], stall_timeout_s: float, *,
+                 clock: Callable[[], float] = time.monotonic, wall_clock: Callable[[], float] = time.time):
+        if stall_timeout_s <= 0:
+            raise ValueError("the stall timeout must be positive")
+        self.stall_timeout_s = stall_timeout_s
+        self._clock = clock
+        self._wall = wall_clock
+        self._lock = threading.Lock()
+        self._assigned = False
+        self._stages = {stage: _Stage(last_progress=wall_clock()) for stage in stages}
+        for stage, state in self._stages.items():
+            STALLED.labels(stage).set_function(partial(self._stalled_gauge, stage))
+            LAST_PROGRESS.labels(stage).set(state.last_progress)
+
+    @property
+    def stages(self) -> list[str]:
+        return list(self._stages)
+
+    def assigned(self) -> None:
+        """The worker received its first partition assignment (it may be empty)."""
+        with self._lock:
+            self._assigned = True
+
+    def batch_started(self, stage: str) -> None:
+        with self._lock:
+            s = self._stages[stage]
+            s.started, s.failures, s.last_error, s.reported_stall = self._clock(), 0, "", False
+
+    def batch_failed(self, stage: str, exc: BaseException) -> None:
+        BATCH_FAILURES.labels(stage).inc()
+        with self._lock:
+            s = self._stages[stage]
+            s.failures += 1
+            s.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            in_flight = self._clock() - (s.started or 0.0)
+            newly_stalled = self._stalled(s) and not s.reported_stall
+            if newly_stalled:
+                s.reported_stall = True
+        if newly_stalled:
+            log.error("%s is stalled: its batch has failed for %.0fs (%d attempts), last: %s",
+                      stage, in_flight, s.failures, s.last_error)
+
+    def batch_finished(self, stage: str, ok: bool) -> None:
+        """``ok``: the batch is done; otherwise it was abandoned (the agent is stopping)."""
+        with self._lock:
+            s = self._stages[stage]
+            was_stalled = s.reported_stall
+            in_flight = self._clock() - (s.started or 0.0)
+            s.started, s.failures, s.reported_stall = None, 0, False
+            if ok:
+                s.batches += 1
+                s.last_progress = self._wall()
+                LAST_PROGRESS.labels(stage).set(s.last_progress)
+        if ok and was_stalled:
+            log.warning("%s is progressing again: its batch succeeded after %.0fs", stage, in_flight)
+
+    def stalled(self, stage: str) -> bool:
+        with self._lock:
+            return self._stalled(self._stages[stage])
+
+    def _stalled(self, s: _Stage) -> bool:
+        return s.started is not None and self._clock() - s.started > self.stall_timeout_s
+
+    def _stalled_gauge(self, stage: str) -> float:
+        return 1.0 if self.stalled(stage) else 0.0
+
+    def readiness(self) -> tuple[bool, dict]:
+        """(ready, the JSON body of /readyz)."""
+        with self._lock:
+            now = self._clock()
+            stages = {name: {"stalled": self._stalled(s),
+                             "in_flight_s": None if s.started is None else round(now - s.started, 1),
+                             "failed_attempts": s.failures, "last_error": s.last_error or None,
+                             "batches": s.batches, "last_progress": s.last_progress}
+                      for name, s in self._stages.items()}
+            assigned = self._assigned
+        stalled = [n for n, s in stages.items() if s["stalled"]]
+        body: dict = {"ready": False, "stall_timeout_s": self.stall_timeout_s, "stages": stages}
+        if not assigned:
+            body.update(reason="not_assigned", detail="waiting for the first partition assignment")
+        elif stalled:
+            body.update(reason="stalled", detail="; ".join(
+                f"{n}: a batch in flight for {stages[n]['in_flight_s']:.0f}s, {stages[n]['failed_attempts']} "
+                f"failed attempt(s), last: {stages[n]['last_error']}" for n in stalled))
+        else:
+            body["ready"] = True
+        return body["ready"], body
+
+
+def serve_worker_http(health: WorkerHealth, port: int, addr: str) -> ThreadingHTTPServer:
+    """Serve /metrics, /healthz and /readyz on ``addr:port`` from a daemon thread (``port`` 0: any
+    free port, see ``server_address``). Raises OSError when the port is taken."""
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # a client that connects and sends nothing does not hold a thread for ever
+
+        def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(REGISTRY))
+            elif path == "/healthz":
+                self._json(200, {"alive": True})
+            elif path == "/readyz":
+                ready, body = health.readiness()
+                self._json(200 if ready else 503, body)
+            else:
+                self._json(404, {"error": "not found", "paths": ["/metrics", "/healthz", "/readyz"]})
+
+        def _json(self, status: int, body: dict) -> None:
+            self._send(status, "application/json", json.dumps(body).encode())
+
+        def _send(self, status: int, content_type: str, payload: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 - quiet: scraped every few seconds
+            pass
+
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+
+    server = Server((addr, port), Handler)
+    threading.Thread(target=server.serve_forever, name="worker-http", daemon=True).start()
+    return server

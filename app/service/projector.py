@@ -35,7 +35,7 @@ from app.domain.history import LedgerEntry
 from app.domain.state import MemberState
 from app.domain.views import lean
 from app.service.ledger_fold import check_gap_fill, decode_entries
-from app.service.member_cache import MemberCache
+from app.service.member_cache import MemberCache, member_state_cache
 from app.service.ports import (
     EventStore,
     InputMessage,
@@ -85,9 +85,11 @@ class Projector:
         pointer: NamespacePointer,
         cache_size: int = 50_000,
         progress: ProgressStore | None = None,
+        cache_bytes: int | None = None,
     ):
         """``views_for(ns)`` / ``read_models_for(ns)`` build the stores of a namespace (called once per
-        namespace); the ``pointer`` is read once per batch."""
+        namespace); the ``pointer`` is read once per batch. The cache of (lean) member states keeps
+        at most ``cache_size`` states and, with ``cache_bytes``, at most that many estimated bytes."""
         self.event_store = event_store
         self.codec = codec
         self._views_for = views_for
@@ -95,7 +97,7 @@ class Projector:
         self._pointer = pointer
         self.progress = progress
         self._stores: dict[str, tuple[ViewStore, ReadModels]] = {}
-        self._cache: MemberCache[MemberState] = MemberCache(cache_size)
+        self._cache: MemberCache[MemberState] = member_state_cache(cache_size, cache_bytes)
         self._ns: str | None = None
 
     @property

@@ -190,8 +190,8 @@ class ReplayStores:
 
 class Replay:
     def __init__(self, stores: ReplayStores, *, observer: ReplayObserver | None = None, topic: str = "",
-                 member_cache_size: int = 50_000, redis_chunk: int = 500, cassandra_chunk: int = 50,
-                 concurrency: int = 4, drop_grace_s: float = 2.0):
+                 member_cache_size: int = 50_000, member_cache_bytes: int | None = None, redis_chunk: int = 500,
+                 cassandra_chunk: int = 50, concurrency: int = 4, drop_grace_s: float = 2.0):
         """``cassandra_chunk`` members per concurrent unit of Cassandra work and ``concurrency`` units
         at once bound the requests in flight (too many and the driver reports the connection
         overloaded); a unit failing with a transient error is retried (the work is idempotent)."""
@@ -199,6 +199,7 @@ class Replay:
         self.event_store = stores.event_store
         self.topic = topic
         self.member_cache_size = member_cache_size
+        self.member_cache_bytes = member_cache_bytes
         self._reader: LedgerSource | None = None
         self.observer = observer or ReplayObserver()
         self.redis_chunk = redis_chunk
@@ -432,7 +433,8 @@ class Replay:
         """Apply the ledger entries appended since the captured end offsets to the new namespace."""
         views, read_models = self._views(run.new_ns), self._read_models(run.new_ns)
         projector = Projector(self.event_store, self.stores.codec, lambda _: views, lambda _: read_models,
-                              FixedPointer(run.new_ns), cache_size=self.member_cache_size)
+                              FixedPointer(run.new_ns), cache_size=self.member_cache_size,
+                              cache_bytes=self.member_cache_bytes)
         try:
             new_end = await asyncio.to_thread(self.reader.end_offsets)
         except LedgerReadError as exc:

@@ -13,7 +13,7 @@ from app.adapters.kafka.producer import BatchProducer
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
 from app.domain.processed_ids import PROCESSED_IDS_BOUND
 from app.service.decider import Decider
-from app.service.member_cache import MemberCache
+from app.service.member_cache import MemberCache, loaded_state_cache
 from app.service.ports import InputMessage
 from tests.support import fake_kafka
 from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
@@ -40,7 +40,7 @@ def make_decider(store=None, snapshot_every=100, cache_size=100, **options):
     store = store or InMemoryEventStore()
     progress = InMemoryProgressStore()
     producer = RecordingProducer()
-    decider = Decider(store, progress, KafkaOutbox(producer, TOPICS), AvroMessageCodec(), MemberCache(cache_size),
+    decider = Decider(store, progress, KafkaOutbox(producer, TOPICS), AvroMessageCodec(), loaded_state_cache(cache_size, 64 * 2**20),
                       snapshot_every, **options)
     return decider, store, progress, producer
 

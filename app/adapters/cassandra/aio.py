@@ -5,10 +5,15 @@ import asyncio
 
 
 def execute(session, statement, params=None, timeout: float | None = None) -> asyncio.Future:
-    """Runs a statement and resolves to the list of all rows (every page)."""
+    """Runs a statement and resolves to the list of all rows (every page).
+
+    ``timeout`` None keeps the execution profile's request_timeout (app/adapters/cassandra/session.py):
+    the driver itself reads an explicit ``timeout=None`` as "no timeout at all", and a statement
+    to a node that never answers would then hang its batch forever."""
     loop = asyncio.get_running_loop()
     future = loop.create_future()
-    response = session.execute_async(statement, params, timeout=timeout)
+    options = {} if timeout is None else {"timeout": timeout}
+    response = session.execute_async(statement, params, **options)
     rows: list = []
 
     def on_rows(page):

@@ -7,7 +7,15 @@ from functools import lru_cache
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
-from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
+
+REQUEST_TIMEOUT_S = 15  # every statement without a timeout of its own (the driver's default is 10)
+CONNECT_TIMEOUT_S = 10  # opening a connection to a node (driver default 5, raised for a loaded node)
+CONTROL_CONNECTION_TIMEOUT_S = 10  # the control connection's metadata queries (driver default 2)
+# Reconnecting to a node that went down: 1 s, 2 s, ... capped at 30 s, each +/-15% jitter from the
+# driver, forever. The driver's default waits up to 600 s between attempts and gives up for good
+# after 64 of them, so a worker would never see a Cassandra node again after a long outage.
+RECONNECT_BASE_S, RECONNECT_MAX_S = 1.0, 30.0
 
 
 def connect(settings, keyspace: str | None = None):
@@ -16,12 +24,14 @@ def connect(settings, keyspace: str | None = None):
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM,
         serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
-        request_timeout=15,
+        request_timeout=REQUEST_TIMEOUT_S,
         row_factory=cached_named_tuple_factory,
     )
     cluster = Cluster(
         settings.cassandra_contact_points, port=settings.cassandra_port,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5,
+        connect_timeout=CONNECT_TIMEOUT_S, control_connection_timeout=CONTROL_CONNECTION_TIMEOUT_S,
+        reconnection_policy=ExponentialReconnectionPolicy(RECONNECT_BASE_S, RECONNECT_MAX_S, max_attempts=None),
     )
     session = cluster.connect(keyspace)
     return cluster, session

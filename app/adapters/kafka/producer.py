@@ -22,13 +22,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 log = logging.getLogger(__name__)
 
-FLUSH_TIMEOUT_S = 60
+# A record not acknowledged within MESSAGE_TIMEOUT_MS fails with a delivery report (librdkafka's
+# default is 5 minutes): a batch to a cluster that cannot take it fails, and is retried, within this.
+MESSAGE_TIMEOUT_MS = 30_000
+SOCKET_TIMEOUT_MS = 30_000  # one request to a broker (librdkafka's default is 60 s)
+# A flush waits a little longer than the message timeout, so that it returns with every record's
+# delivery report: no record of a failed batch stays queued, to be delivered behind its retry.
+FLUSH_MARGIN_S = 5.0
 DEFAULT_MAX_MESSAGE_BYTES = 1_000_000  # librdkafka's own default for message.max.bytes
 RECORD_FRAMING_BYTES = 36  # librdkafka's worst-case framing of one v2 record (varint lengths, attributes)
 PERMANENT_ERRORS = frozenset({KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD,
@@ -96,6 +103,8 @@ def producer_config(bootstrap: str, **overrides) -> dict:
         "compression.type": "lz4",
         "queue.buffering.max.messages": 500_000,
         "message.max.bytes": DEFAULT_MAX_MESSAGE_BYTES,
+        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+        "socket.timeout.ms": SOCKET_TIMEOUT_MS,
         **overrides,
     }
 
@@ -127,6 +136,8 @@ class BatchProducer:
         self.max_message_bytes = max_message_bytes
         self._config = producer_config(bootstrap, **{"message.max.bytes": max_message_bytes, **overrides,
                                                      "error_cb": self._on_error})
+        # every record has its delivery report (success or timeout) within this
+        self.flush_timeout_s = int(self._config["message.timeout.ms"]) / 1000 + FLUSH_MARGIN_S
         self._fatal: KafkaError | None = None  # reported through error_cb, not yet acted on
         self._lock = threading.Lock()
         self._producer = Producer(self._config)
@@ -199,6 +210,7 @@ class BatchProducer:
                     outcome.transient.append(err)
             return callback
 
+        deadline, queue_full = time.monotonic() + self.flush_timeout_s, False
         for i in indexes:
             r = records[i]
             while True:
@@ -206,7 +218,11 @@ class BatchProducer:
                     producer.produce(r.topic, r.value, r.key, headers=list(r.headers) or None,
                                      timestamp=r.timestamp or 0, on_delivery=delivered(i))  # 0: now
                     break
-                except BufferError:
+                except BufferError:  # the local queue is full: wait for deliveries (or timeouts) to free it
+                    if time.monotonic() > deadline:
+                        outcome.transient.append(KafkaError(KafkaError._QUEUE_FULL, "the producer queue stayed full"))
+                        queue_full = True
+                        break
                     producer.poll(0.05)
                 except KafkaException as exc:
                     err = _kafka_error(exc)
@@ -218,12 +234,12 @@ class BatchProducer:
                     else:
                         outcome.transient.append(err)
                     break
-            if outcome.fatal is not None:
+            if outcome.fatal is not None or queue_full:
                 break
-        remaining = producer.flush(FLUSH_TIMEOUT_S)
+        remaining = producer.flush(self.flush_timeout_s)
         if remaining and outcome.fatal is None:
-            outcome.transient.append(KafkaError(KafkaError._TIMED_OUT,
-                                                f"{remaining} record(s) not acknowledged within {FLUSH_TIMEOUT_S}s"))
+            outcome.transient.append(KafkaError(
+                KafkaError._TIMED_OUT, f"{remaining} record(s) not acknowledged within {self.flush_timeout_s:.0f}s"))
         return outcome
 
     async def publish(self, records: list[OutRecord]) -> None:
@@ -231,4 +247,4 @@ class BatchProducer:
             await asyncio.get_running_loop().run_in_executor(None, self.produce_all, records)
 
     def close(self) -> None:
-        self._producer.flush(FLUSH_TIMEOUT_S)
+        self._producer.flush(self.flush_timeout_s)

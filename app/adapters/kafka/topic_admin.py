@@ -14,11 +14,17 @@ from confluent_kafka.admin import (
 
 from app.adapters.kafka.topic_spec import ActualTopic, Plan, TopicSpec
 
-TIMEOUT_S = 30
+TIMEOUT_S = 30  # every admin request, and our wait for its result
+
+
+def admin_config(bootstrap: str) -> dict:
+    """Requests to the brokers give up after TIMEOUT_S (librdkafka's default socket.timeout.ms is 60 s,
+    longer than we wait for any result)."""
+    return {"bootstrap.servers": bootstrap, "socket.timeout.ms": TIMEOUT_S * 1000}
 
 
 def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap})
+    return AdminClient(admin_config(bootstrap))
 
 
 def describe(admin: AdminClient, names: list[str]) -> dict[str, ActualTopic]:
@@ -27,7 +33,8 @@ def describe(admin: AdminClient, names: list[str]) -> dict[str, ActualTopic]:
     if not present:
         return {}
     resources = [ConfigResource(ResourceType.TOPIC, n) for n in present]
-    configs = {r.name: f.result(TIMEOUT_S) for r, f in admin.describe_configs(resources).items()}
+    configs = {r.name: f.result(TIMEOUT_S)
+               for r, f in admin.describe_configs(resources, request_timeout=TIMEOUT_S).items()}
     return {
         n: ActualTopic(n, len(metadata.topics[n].partitions), {k: e.value for k, e in configs[n].items()})
         for n in present
@@ -39,10 +46,11 @@ def apply(admin: AdminClient, plan: Plan, specs: list[TopicSpec]) -> None:
         futures = admin.create_topics([
             NewTopic(t.name, num_partitions=t.partitions, replication_factor=t.replication_factor, config=t.config)
             for t in plan.create
-        ])
+        ], request_timeout=TIMEOUT_S)
         _wait(futures)
     if plan.add_partitions:
-        _wait(admin.create_partitions([NewPartitions(name, new) for name, _, new in plan.add_partitions]))
+        _wait(admin.create_partitions([NewPartitions(name, new) for name, _, new in plan.add_partitions],
+                                      request_timeout=TIMEOUT_S))
     by_topic: dict[str, list[ConfigEntry]] = {}
     for name, key, _, new in plan.alter_config:
         by_topic.setdefault(name, []).append(
@@ -50,7 +58,7 @@ def apply(admin: AdminClient, plan: Plan, specs: list[TopicSpec]) -> None:
     if by_topic:
         resources = [ConfigResource(ResourceType.TOPIC, n, incremental_configs=entries)
                      for n, entries in by_topic.items()]
-        _wait(admin.incremental_alter_configs(resources))
+        _wait(admin.incremental_alter_configs(resources, request_timeout=TIMEOUT_S))
 
 
 def _wait(futures: dict) -> None:

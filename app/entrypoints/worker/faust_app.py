@@ -27,7 +27,7 @@ from faust.types import TP
 
 from app.bootstrap import WorkerServices
 from app.config import Settings
-from app.observability import record_decider_batch, record_projector_batch
+from app.observability import WorkerHealth, record_decider_batch, record_projector_batch
 from app.service.decider import Decider
 from app.service.ports import InputMessage, ProgressStore
 from app.service.projector import Projector
@@ -93,20 +93,34 @@ def run_worker(app: faust.App, loglevel: str, stop_timeout_s: float) -> None:
                        quiet=True).execute_from_commandline()
 
 
-def create_worker_app(settings: Settings, role: str, services: WorkerServices) -> faust.App:
+def stages_of(role: str) -> tuple[str, ...]:
+    """The stages (agents) a worker of ``role`` runs."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
+    return ("decider", "projector") if role == "all" else (role,)
+
+
+def create_worker_app(settings: Settings, role: str, services: WorkerServices,
+                      health: WorkerHealth | None = None) -> faust.App:
+    """``health`` learns of every batch and of the first assignment (one is made when not given)."""
+    if health is None:
+        health = WorkerHealth(stages_of(role), settings.stall_timeout_s)
     app = new_faust_app(settings, f"{settings.consumer_group}-{role}")
     within = settings.batch_wait_ms / 1000
     durable: dict[str, ProgressStore] = {}
     if services.decider is not None:
-        _add_decider(app, settings, services.decider, within)
+        _add_decider(app, settings, services.decider, within, health)
         durable[settings.events_topic] = services.decider.progress
     if services.projector is not None:
-        _add_projector(app, settings, services.projector, within)
+        _add_projector(app, settings, services.projector, within, health)
         if services.projector.progress is not None:
             durable[settings.ledger_topic] = services.projector.progress
     _seek_to_durable_progress(app, durable)
+
+    @app.on_partitions_assigned.connect
+    async def note_assignment(sender, assigned, **kwargs):
+        health.assigned()
+
     return app
 
 
@@ -133,14 +147,14 @@ def _raw_topic(app: faust.App, name: str):
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: float) -> None:
+def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: float, health: WorkerHealth) -> None:
     events_topic = settings.events_topic
 
     @app.agent(_raw_topic(app, events_topic), name="decider")
     async def decide(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            report = await _until_done("decider", decider.process, [to_input_message(e) for e in batch])
+            report = await _until_done("decider", decider.process, [to_input_message(e) for e in batch], health)
             record_decider_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
@@ -149,14 +163,16 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
 
 
-def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float) -> None:
+def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float,
+                   health: WorkerHealth) -> None:
     ledger_topic = settings.ledger_topic
 
     @app.agent(_raw_topic(app, ledger_topic), name="projector")
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            report = await _until_done("projector", projector.process, [to_input_message(e) for e in batch])
+            report = await _until_done("projector", projector.process, [to_input_message(e) for e in batch],
+                                       health)
             record_projector_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
@@ -164,23 +180,39 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
         projector.drop_partitions({tp.partition for tp in revoked if tp.topic == ledger_topic})
 
 
-async def _until_done(stage: str, process, messages):
+async def _until_done(stage: str, process, messages, health: WorkerHealth | None = None,
+                      backoff: Backoff | None = None):
     """Process a batch, retrying it with backoff until it succeeds.
 
     A failure (Cassandra, Redis or Kafka restarting, a timeout) leaves the batch unacknowledged, and
     both services are safe to run again on the same batch: the decider's appends are conditional and
     a stored event is a duplicate, the projector's writes are fenced by seq. Without this, an agent
     that raised would stop for good while the worker process stayed up, consuming nothing.
+
+    The retries never end (every store call has a timeout, so each attempt does), but ``health``
+    learns of each attempt: a batch in flight for longer than LEDGER_STALL_TIMEOUT_S makes the
+    stage stalled (the gauge, /readyz). Pauses grow to 10 s, each drawn with jitter.
     """
-    backoff = Backoff(first_s=0.5, max_s=10.0)
-    while True:
-        try:
-            return await process(messages)
-        except Exception as exc:  # noqa: BLE001 - every failure is retried; the log says which
-            delay = backoff.next_pause()
-            log.warning("%s batch of %d failed (%s: %s); retrying in %.1fs",
-                        stage, len(messages), type(exc).__name__, exc, delay)
-            await asyncio.sleep(delay)
+    backoff = backoff or Backoff(first_s=0.5, max_s=10.0)
+    if health is not None:
+        health.batch_started(stage)
+    done = False
+    try:
+        while True:
+            try:
+                result = await process(messages)
+                done = True
+                return result
+            except Exception as exc:  # noqa: BLE001 - every failure is retried; the log says which
+                if health is not None:
+                    health.batch_failed(stage, exc)
+                delay = backoff.next_pause()
+                log.warning("%s batch of %d failed (%s: %s); retrying in %.1fs",
+                            stage, len(messages), type(exc).__name__, exc, delay)
+                await asyncio.sleep(delay)
+    finally:
+        if health is not None:
+            health.batch_finished(stage, ok=done)
 
 
 def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore]) -> None:
