@@ -21,11 +21,13 @@ from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.adapters.kafka.producer import BatchProducer
 from app.adapters.kafka.publisher import EventPublisher
 from app.adapters.redis import namespaces as redis_namespaces
+from app.adapters.redis.member_clocks import RedisMemberClocks
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
 from app.config import Settings
 from app.service.decider import Decider
 from app.service.member_cache import loaded_state_cache
+from app.service.member_clocks import ClockProjector
 from app.service.projector import Projector
 from app.service.replay import Replay, ReplayObserver, ReplayStores
 from app.service.verify import Verifier
@@ -104,6 +106,12 @@ class Stores:
                          self.pointer(), cache_size=self.settings.member_cache_size,
                          cache_bytes=self.settings.member_cache_bytes, progress=self.progress_store())
 
+    def member_clocks(self) -> RedisMemberClocks:
+        return RedisMemberClocks(self.redis)
+
+    def clock_projector(self) -> ClockProjector:
+        return ClockProjector(self.codec, self.member_clocks(), self.progress_store())
+
     def replay(self, observer: ReplayObserver | None = None, *,
                ledger: Callable[[], object] | None = None, **options) -> Replay:
         stores = ReplayStores(
@@ -153,6 +161,7 @@ class WorkerServices:
     producer: BatchProducer | None
     decider: Decider | None
     projector: Projector | None
+    clocks: ClockProjector | None = None
 
     def close(self) -> None:
         if self.producer is not None:
@@ -163,13 +172,14 @@ class WorkerServices:
 def worker_services(settings: Settings, role: str) -> WorkerServices:
     stores = Stores.open(settings)
     event_store = stores.event_store()
-    decider = projector = kafka_producer = None
+    decider = projector = clocks = kafka_producer = None
     if role in ("decider", "all"):
         kafka_producer = producer(settings)
         decider = stores.decider(KafkaOutbox(kafka_producer, output_topics(settings)), event_store)
     if role in ("projector", "all"):
         projector = stores.projector(event_store)
-    return WorkerServices(stores, kafka_producer, decider, projector)
+        clocks = stores.clock_projector()
+    return WorkerServices(stores, kafka_producer, decider, projector, clocks)
 
 
 def api_reader(settings: Settings, *, pointer_key: str = ACTIVE_NAMESPACE_KEY,

@@ -57,6 +57,17 @@ class LedgerEntry:
     source: Source
 
 
+@dataclass(frozen=True, slots=True)
+class RejectionEntry:
+    """A rejected event as the rejections topic carries it: the event, why, and the member clock."""
+
+    event: DownloadEvent
+    reason: str
+    detail: str
+    clock: int
+    source: Source
+
+
 def to_stored(decision: Decision, event: DownloadEvent, state_after: MemberState, source: Source) -> list[StoredDecision]:
     """The rows the event store keeps for one decision (none for a duplicate); ``state_after`` is the
     member state once the decision was applied, which gives a rejection its position (seq, n)."""

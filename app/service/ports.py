@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.domain.events import DownloadEvent, Recorded
-from app.domain.history import LedgerEntry, Source, StoredDecision
+from app.domain.history import LedgerEntry, RejectionEntry, Source, StoredDecision
 from app.domain.state import MemberState
 
 # --- messages in -------------------------------------------------------------------------------
@@ -49,6 +49,8 @@ class MessageCodec(Protocol):
     def decode_event(self, data: bytes) -> DownloadEvent: ...
 
     def decode_ledger_entry(self, data: bytes) -> LedgerEntry: ...
+
+    def decode_rejection(self, data: bytes) -> RejectionEntry: ...
 
 
 # --- the decider's outputs ---------------------------------------------------------------------
@@ -172,6 +174,17 @@ class ReadModels(Protocol):
     async def read_states(self, member_ids: list[str]) -> dict[str, MemberState]: ...
 
     async def write_many(self, states: list[MemberState]) -> int: ...
+
+
+class MemberClocks(Protocol):
+    """Each member's clock counting every decided event, rejections included (the views are folded
+    from the ledger, which carries accepted events only). It only moves forward, so it needs no
+    projection namespace and no fence: applying a rejection twice, or late, changes nothing."""
+
+    async def advance(self, clocks: dict[str, int]) -> None:
+        """Each member's clock becomes max(its clock, the one given)."""
+
+    async def read_many(self, member_ids: list[str]) -> dict[str, int]: ...
 
 
 class SwitchRefused(RuntimeError):

@@ -8,7 +8,12 @@ import uuid
 import pytest
 
 from app.adapters.memory.event_store import InMemoryProgressStore
-from app.adapters.memory.projections import InMemoryNamespacePointer, InMemoryReadModels, InMemoryViewStore
+from app.adapters.memory.projections import (
+    InMemoryMemberClocks,
+    InMemoryNamespacePointer,
+    InMemoryReadModels,
+    InMemoryViewStore,
+)
 from app.domain.state import MemberState, Plan
 from app.service.ports import SwitchRefused
 from tests.contracts.conftest import REAL
@@ -144,3 +149,32 @@ def test_progress_is_saved_per_topic_and_partition(progress):
         assert await progress.load(topic) == {0: 5, 1: 9}
         assert await progress.load(topic + "-other") == {}
     asyncio.run(body())
+
+
+# --- MemberClocks --------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=REAL)])
+def member_clocks(request):
+    if request.param == "memory":
+        clocks = InMemoryMemberClocks()
+        return lambda: (clocks, None)
+    space = request.getfixturevalue("redis_space")
+    from app.adapters.redis.member_clocks import RedisMemberClocks
+
+    def make():
+        client = space.client()
+        return RedisMemberClocks(client), client.aclose
+    return make
+
+
+def test_member_clocks_only_move_forward(member_clocks):
+    a, b = f"a-{uuid.uuid4().hex[:6]}", f"b-{uuid.uuid4().hex[:6]}"
+
+    async def body(clocks):
+        await clocks.advance({a: 100, b: 7})
+        await clocks.advance({a: 50, b: 9})
+        await clocks.advance({})
+        assert await clocks.read_many([a, b, "nobody"]) == {a: 100, b: 9}
+        assert await clocks.read_many([]) == {}
+    asyncio.run(_with(member_clocks, body))

@@ -4,7 +4,6 @@ from app.adapters.avro.codec import Codec, decode, default_codec, encode
 from app.adapters.avro.errors import DecodeError, EncodeError
 from app.adapters.avro.mapping import (
     LedgerEntry,
-    RejectionRecord,
     Source,
     decode_event,
     decode_ledger_entry,
@@ -23,7 +22,6 @@ __all__ = [
     "DecodeError",
     "EncodeError",
     "LedgerEntry",
-    "RejectionRecord",
     "SchemaRegistry",
     "Source",
     "decode",

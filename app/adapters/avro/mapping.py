@@ -7,29 +7,20 @@ upcast to the current shape. Domain rules are not checked here: decoded events s
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from app.adapters.avro.codec import Codec, default_codec
 from app.adapters.avro.registry import NAMESPACE
 from app.adapters.avro.upcasters import decode_stored
 from app.domain.events import PAYLOAD_TYPES, DownloadEvent, Payload, Recorded
-from app.domain.history import LedgerEntry, Source
+from app.domain.history import LedgerEntry, RejectionEntry, Source
 from app.domain.state import MemberState
 from app.domain.state_json import state_from_dict, state_to_dict
 
 _AVRO_NAME = {cls: f"{NAMESPACE}.{cls.__name__}" for cls in PAYLOAD_TYPES}
 _PAYLOAD_CLASS = {name: cls for cls, name in _AVRO_NAME.items()}
 _FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in PAYLOAD_TYPES}
-
-
-@dataclass(frozen=True, slots=True)
-class RejectionRecord:
-    event: DownloadEvent
-    reason: str
-    detail: str
-    clock: int
-    source: Source
 
 
 # --- datums -------------------------------------------------------------------------------
@@ -88,8 +79,8 @@ def rejection_to_avro(event: DownloadEvent, reason: str, detail: str, clock: int
     }
 
 
-def rejection_from_avro(datum: dict[str, Any]) -> RejectionRecord:
-    return RejectionRecord(
+def rejection_from_avro(datum: dict[str, Any]) -> RejectionEntry:
+    return RejectionEntry(
         event=event_from_avro(datum["event"]),
         reason=datum["reason"],
         detail=datum["detail"],
@@ -139,7 +130,7 @@ def encode_rejection(
     return (codec or default_codec()).encode("Rejection", rejection_to_avro(event, reason, detail, clock, source))
 
 
-def decode_rejection(data: bytes, codec: Codec | None = None) -> RejectionRecord:
+def decode_rejection(data: bytes, codec: Codec | None = None) -> RejectionEntry:
     return rejection_from_avro(decode_stored(data, "Rejection", codec)[2])
 
 
@@ -162,3 +153,6 @@ class AvroMessageCodec:
 
     def decode_ledger_entry(self, data: bytes) -> LedgerEntry:
         return decode_ledger_entry(data, self.codec)
+
+    def decode_rejection(self, data: bytes) -> RejectionEntry:
+        return decode_rejection(data, self.codec)

@@ -49,3 +49,15 @@ class InMemoryNamespacePointer:
         if self.ns != expected:
             raise SwitchRefused(expected, self.ns)
         self.ns = new
+
+
+class InMemoryMemberClocks:
+    def __init__(self) -> None:
+        self.clocks: dict[str, int] = {}
+
+    async def advance(self, clocks: dict[str, int]) -> None:
+        for member_id, clock in clocks.items():
+            self.clocks[member_id] = max(self.clocks.get(member_id, clock), clock)
+
+    async def read_many(self, member_ids: list[str]) -> dict[str, int]:
+        return {m: self.clocks[m] for m in member_ids if m in self.clocks}

@@ -29,6 +29,7 @@ from app.bootstrap import WorkerServices
 from app.config import Settings
 from app.observability import WorkerHealth, record_decider_batch, record_projector_batch
 from app.service.decider import Decider
+from app.service.member_clocks import ClockProjector
 from app.service.ports import InputMessage, ProgressStore
 from app.service.projector import Projector
 from app.service.retry import Backoff
@@ -97,7 +98,8 @@ def stages_of(role: str) -> tuple[str, ...]:
     """The stages (agents) a worker of ``role`` runs."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
-    return ("decider", "projector") if role == "all" else (role,)
+    projector = ("projector", "clocks")
+    return {"decider": ("decider",), "projector": projector, "all": ("decider", *projector)}[role]
 
 
 def create_worker_app(settings: Settings, role: str, services: WorkerServices,
@@ -115,6 +117,10 @@ def create_worker_app(settings: Settings, role: str, services: WorkerServices,
         _add_projector(app, settings, services.projector, within, health)
         if services.projector.progress is not None:
             durable[settings.ledger_topic] = services.projector.progress
+    if services.clocks is not None:
+        _add_clock_projector(app, settings, services.clocks, within, health)
+        if services.clocks.progress is not None:
+            durable[settings.rejections_topic] = services.clocks.progress
     _seek_to_durable_progress(app, durable)
 
     @app.on_partitions_assigned.connect
@@ -161,6 +167,14 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
     async def drop_revoked(sender, revoked, **kwargs):
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
+
+
+def _add_clock_projector(app: faust.App, settings: Settings, clocks: ClockProjector, within: float,
+                         health: WorkerHealth) -> None:
+    @app.agent(_raw_topic(app, settings.rejections_topic), name="clocks")
+    async def advance_clocks(stream):
+        async for batch in stream.take_events(settings.batch_size, within=within):
+            await _until_done("clocks", clocks.process, [to_input_message(e) for e in batch], health)
 
 
 def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float,
