@@ -17,8 +17,10 @@ def register(sub) -> None:
 def run(args, settings) -> int:
     from prometheus_client import start_http_server
 
+    from app import bootstrap
     from app.bootstrap import worker_services
     from app.entrypoints.worker.faust_app import create_worker_app, run_worker
+    from app.entrypoints.worker.lag_exporter import LagExporter
 
     port = settings.metrics_port if args.metrics_port is None else args.metrics_port
     if port:
@@ -32,8 +34,14 @@ def run(args, settings) -> int:
         raise CommandError(f"cannot connect to the stores: {exc}") from None
     logging.basicConfig(level=args.loglevel.upper())
     app = create_worker_app(settings, args.role, services)
+    exporter = None
+    if port:  # the lag gauges are only worth reading where Prometheus can scrape them
+        exporter = LagExporter(bootstrap.consumer_lag(settings), bootstrap.worker_groups(settings),
+                               bootstrap.group_id(settings, args.role), settings.lag_interval_s).start()
     try:
         run_worker(app, args.loglevel, settings.stop_timeout_s)
     finally:
+        if exporter is not None:
+            exporter.stop()
         services.close()
     return 0

@@ -25,7 +25,7 @@ import time
 import faust
 from faust.types import TP
 
-from app.bootstrap import WorkerServices
+from app.bootstrap import WorkerServices, group_id
 from app.config import Settings
 from app.observability import record_decider_batch, record_projector_batch
 from app.service.decider import Decider
@@ -96,7 +96,7 @@ def run_worker(app: faust.App, loglevel: str, stop_timeout_s: float) -> None:
 def create_worker_app(settings: Settings, role: str, services: WorkerServices) -> faust.App:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}")
-    app = new_faust_app(settings, f"{settings.consumer_group}-{role}")
+    app = new_faust_app(settings, group_id(settings, role))
     within = settings.batch_wait_ms / 1000
     durable: dict[str, ProgressStore] = {}
     if services.decider is not None:
