@@ -26,3 +26,23 @@ def ledger(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
                           env={**os.environ, **(env or {})}, timeout=300)
 
 
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a process started next)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int, path: str = "/metrics") -> str:
+    """The Prometheus text a process serves on 127.0.0.1:port ("" while it does not answer)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.read().decode()
+    except OSError:
+        return ""

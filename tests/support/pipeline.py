@@ -104,11 +104,12 @@ class Pipeline:
     cassandra: object
     workers: list[Worker] = field(default_factory=list)
 
-    def start_worker(self, role: str = "all", **env: str) -> Worker:
-        """A `ledger worker` process with the pipeline's settings (``env`` overrides some)."""
+    def start_worker(self, role: str = "all", metrics_port: int = 0, **env: str) -> Worker:
+        """A `ledger worker` process with the pipeline's settings (``env`` overrides some); its
+        Prometheus metrics (and lag exporter) only with a ``metrics_port``."""
         log = self.tmp / f"worker-{len(self.workers)}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
+            [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],
             cwd=REPO_ROOT, env={**os.environ, **self.env, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
         worker = Worker(process, log)
         self.workers.append(worker)
