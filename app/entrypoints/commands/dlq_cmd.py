@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 
 from app.entrypoints.commands.errors import CommandError
 
+MAX_NOTES = 100  # lines about single dead letters (skipped, or what a dry run would do)
+
 REDRIVE_DESCRIPTION = """\
 Republish dead letters to the events topic (LEDGER_EVENTS_TOPIC) once the cause is fixed (a worker
 restarted with a relaxed LEDGER_MAX_FUTURE_SKEW_MS, a schema deployed to the workers, ...): the
@@ -284,8 +286,10 @@ def run_redrive(args, settings) -> int:
         progress.stop()
         if producer is not None:
             producer.close()
-    for line in notes:
+    for line in notes[:MAX_NOTES]:
         print(line)
+    if len(notes) > MAX_NOTES:
+        print(f"... and {len(notes) - MAX_NOTES:,} more (narrow with --code, --since, --until)")
     codes = ", ".join(f"{c} {n:,}" for c, n in redriven.most_common())
     why = ", ".join(f"{r} {n:,}" for r, n in skipped.most_common())
     print(f"{'dry run: ' if args.dry_run else ''}{sum(redriven.values()):,} dead letter(s) {verb} from "
