@@ -168,7 +168,8 @@ def consumer_lag(settings: Settings, timeout_s: float = 5.0) -> ConsumerLag:
 
 def dead_letter_reader(settings: Settings) -> LedgerReader:
     """A bounded reader of the DLQ topic (no group, no commits), like the replay's of the ledger."""
-    return LedgerReader(settings.kafka_bootstrap, settings.dlq_topic, batch_size=1000)
+    return LedgerReader(settings.kafka_bootstrap, settings.dlq_topic, batch_size=1000,
+                        log_level=0)  # an unreachable cluster is one error line, not librdkafka's log
 
 
 def output_topics(settings: Settings) -> OutputTopics:

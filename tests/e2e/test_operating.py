@@ -183,6 +183,10 @@ def test_dlq_and_status_errors_are_one_line(pipeline):
     assert bad.returncode == 1 and bad.stderr.strip() == "ledger dlq: expected PARTITION:OFFSET (e.g. 3:17), got 'three'"
     gone = ledger("dlq", "list", env={**pipeline.env, "LEDGER_DLQ_TOPIC": f"missing.{uuid.uuid4().hex[:6]}"})
     assert gone.returncode == 1 and "Traceback" not in gone.stderr and gone.stderr.count("\n") == 1
+    unreachable = ledger("status", "--timeout", "1", env={**pipeline.env, "LEDGER_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
+    assert unreachable.returncode == 1 and unreachable.stderr.startswith(
+        "ledger status: cannot read the consumer groups from 127.0.0.1:1:")
+    assert unreachable.stderr.count("\n") == 1 and "no answer within 1s" in unreachable.stderr
     empty = ledger("dlq", "redrive", "--dry-run", env=pipeline.env)
     assert empty.returncode == 0 and "0 dead letter(s) would be redriven" in empty.stdout
 

@@ -6,7 +6,6 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -36,25 +35,28 @@ def scrape(metrics_url: str) -> tuple[Counter, Counter]:
 
 
 class LagReader:
-    """Committed offsets of a consumer group against the partitions' ends (does not join the group)."""
+    """The decider's lag (messages) of a worker group, read like `ledger status` reads it (the
+    composition root's ConsumerLag: the group is never joined)."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str):
-        self.topic = topic
-        self._consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-        metadata = self._consumer.list_topics(topic, timeout=10)
-        self._partitions = [TopicPartition(topic, p) for p in metadata.topics[topic].partitions]
+    def __init__(self, settings, group: str):
+        from app import bootstrap
+
+        self.group = group
+        self.topics = {settings.events_topic: "decider"}
+        self._lag = bootstrap.consumer_lag(settings)
+        self._last = 0
 
     def lag(self) -> int:
-        committed = self._consumer.committed(self._partitions, timeout=5)
-        total = 0
-        for tp in committed:
-            low, high = self._consumer.get_watermark_offsets(tp, timeout=5)
-            position = tp.offset if tp.offset >= 0 else low
-            total += max(0, high - position)
-        return total
+        from app.adapters.kafka.lag import LagError
+
+        try:
+            self._last = self._lag.group_lag(self.group, self.topics).total()
+        except LagError:
+            pass  # the status line keeps the last value while the cluster does not answer
+        return self._last
 
     def close(self) -> None:
-        self._consumer.close()
+        self._lag.close()
 
 
 def status_line(now: Snapshot, before: Snapshot | None) -> str:

@@ -11,6 +11,7 @@ membership) and never commits. Every call has a timeout.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -92,8 +93,12 @@ class ConsumerLag:
 
     def __init__(self, bootstrap: str, *, timeout_s: float = TIMEOUT_S):
         self.timeout_s = timeout_s
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        # librdkafka's own log would print every failed connection to stderr: a failure reaches the
+        # caller as a LagError instead (one line in `ledger status`, one log line a minute in a worker)
+        quiet = {"log_level": 0}
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, **quiet})
         self._consumer = Consumer({
+            **quiet,
             "bootstrap.servers": bootstrap,
             "group.id": f"ledger-lag-{uuid.uuid4().hex[:12]}",  # required; never joined, never committed
             "enable.auto.commit": False,
@@ -111,7 +116,9 @@ class ConsumerLag:
             return future.result(self.timeout_s)
         except KafkaException as exc:
             raise LagError(f"{what}: {exc.args[0].str() if exc.args else exc}") from None
-        except Exception as exc:  # concurrent.futures.TimeoutError and friends
+        except concurrent.futures.TimeoutError:
+            raise LagError(f"{what}: no answer within {self.timeout_s:g}s") from None
+        except Exception as exc:  # a cancelled future, say
             raise LagError(f"{what}: {type(exc).__name__}: {exc}") from None
 
     def describe(self, groups: list[str]) -> dict[str, tuple[str, list[Member]]]:

@@ -59,7 +59,9 @@ class LagExporter:
                     log.warning("measuring the consumer lag failed: %s: %s", type(exc).__name__, exc)
 
     def stop(self) -> None:
+        """Never holds up the worker's exit: a measurement in flight (bounded by its timeouts) is left
+        to the daemon thread, and its clients to the process's end."""
         self._stop.set()
-        self._thread.join(timeout=2 * self.interval_s)
+        self._thread.join(timeout=0.5)
         if not self._thread.is_alive():
             self.lag.close()
