@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 LEDGER := $(VENV)/bin/ledger
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help tools venv stack-up stack-down stack-status lint test test-unit test-stack run bench
+.PHONY: help tools venv stack-up stack-down stack-status lint test test-unit test-stack run bench dashboard
 
 help:
 	@echo "make run        set up, start the local stack and run the pipeline with a demo load"
@@ -15,9 +15,13 @@ help:
 	@echo "make stack-up / stack-down / stack-status"
 
 # Java 17 and Maven fetch and run Kafka and Cassandra; redis-server is installed by `ledger stack up`.
+# promtool (Debian's prometheus package) tests the alert rules in deploy/observability/.
 tools:
 	@command -v java >/dev/null && command -v mvn >/dev/null || { \
 	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq openjdk-17-jre-headless maven; }
+	@command -v promtool >/dev/null || { \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 $(VENV)/.installed: pyproject.toml
 	@command -v python3 >/dev/null || { echo "python3 (>= 3.11) is required"; exit 1; }
@@ -57,3 +61,7 @@ run: stack-up
 
 bench: stack-up
 	$(LEDGER) bench
+
+# Regenerate the Grafana dashboard (checked in; a unit test fails when it is stale).
+dashboard: venv
+	$(PY) -m tools.observability.dashboard

@@ -16,6 +16,7 @@ from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.cassandra.read_models import CassandraReadModels
 from app.adapters.kafka import topic_admin
+from app.adapters.kafka.lag import ConsumerLag
 from app.adapters.kafka.ledger_reader import LedgerReader
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.adapters.kafka.producer import BatchProducer
@@ -143,6 +144,41 @@ def kafka_admin(settings: Settings):
 def event_publisher(settings: Settings, topic: str | None = None, **producer_overrides) -> EventPublisher:
     """The publisher upstream services use (and `ledger publish`, the simulator, the tests)."""
     return EventPublisher(settings.kafka_bootstrap, topic or settings.events_topic, **producer_overrides)
+
+
+# --- consumer groups, lag and dead letters ----------------------------------------------------
+
+ROLES = ("decider", "projector", "all")
+
+
+def group_id(settings: Settings, role: str) -> str:
+    """The consumer group (and Faust app id) of the workers of ``role``."""
+    return f"{settings.consumer_group}-{role}"
+
+
+def role_topics(settings: Settings, role: str) -> dict[str, str]:
+    """{topic: stage} that the workers of ``role`` consume; the stage is decider or projector."""
+    topics = {}
+    if role in ("decider", "all"):
+        topics[settings.events_topic] = "decider"
+    if role in ("projector", "all"):
+        topics[settings.ledger_topic] = "projector"
+    return topics
+
+
+def worker_groups(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every worker role's group id and the topics it consumes ({topic: stage})."""
+    return {group_id(settings, role): role_topics(settings, role) for role in ROLES}
+
+
+def consumer_lag(settings: Settings, timeout_s: float = 5.0) -> ConsumerLag:
+    return ConsumerLag(settings.kafka_bootstrap, timeout_s=timeout_s)
+
+
+def dead_letter_reader(settings: Settings) -> LedgerReader:
+    """A bounded reader of the DLQ topic (no group, no commits), like the replay's of the ledger."""
+    return LedgerReader(settings.kafka_bootstrap, settings.dlq_topic, batch_size=1000,
+                        log_level=0)  # an unreachable cluster is one error line, not librdkafka's log
 
 
 def output_topics(settings: Settings) -> OutputTopics:

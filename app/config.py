@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     api_port: int = 8080
     api_tokens: str = "local-dev-token"
     metrics_port: int = 9464
+    lag_interval_s: float = Field(5.0, gt=0, description="how often a worker measures its group's consumer lag")
 
     stack_dir: Path = REPO_ROOT / ".stack"
 

@@ -225,3 +225,37 @@ def serve_worker_http(health: WorkerHealth, port: int, addr: str) -> ThreadingHT
     server = Server((addr, port), Handler)
     threading.Thread(target=server.serve_forever, name="worker-http", daemon=True).start()
     return server
+
+
+# --- consumer lag (set every LEDGER_LAG_INTERVAL_S by the worker's lag exporter) ------------------
+# Every worker of a group exports the same values for all the group's partitions: aggregate with max.
+
+LAG_MESSAGES = Gauge("ledger_consumer_lag_messages",
+                     "end offset minus the worker's group's committed offset, by the stage reading the topic",
+                     ["role", "topic", "partition"])
+LAG_SECONDS = Gauge("ledger_consumer_lag_seconds",
+                    "age of the oldest unprocessed message (now minus the timestamp of the message at the "
+                    "committed offset); 0 without lag", ["role", "topic", "partition"])
+GROUP_MEMBERS = Gauge("ledger_consumer_group_members",
+                      "members of the consumer groups that run a role (its own group plus the `all` group); "
+                      "0: nothing runs it", ["role"])
+LAG_ERRORS = Counter("ledger_consumer_lag_errors", "lag measurements that failed (the gauges keep their last values)")
+_lag_labels: set[tuple[str, str, str]] = set()
+
+
+def record_lag(partitions, members_by_role: dict[str, int]) -> None:
+    """``partitions``: the PartitionLag of the worker's group; gauges of partitions no longer
+    reported (a topic renamed, say) are removed."""
+    seen = set()
+    for p in partitions:
+        labels = (p.role, p.topic, str(p.partition))
+        seen.add(labels)
+        LAG_MESSAGES.labels(*labels).set(p.messages)
+        LAG_SECONDS.labels(*labels).set(p.seconds)
+    for labels in _lag_labels - seen:
+        LAG_MESSAGES.remove(*labels)
+        LAG_SECONDS.remove(*labels)
+    _lag_labels.clear()
+    _lag_labels.update(seen)
+    for role, n in members_by_role.items():
+        GROUP_MEMBERS.labels(role).set(n)

@@ -106,7 +106,7 @@ class Pipeline:
 
     def start_worker(self, role: str = "all", metrics_port: int = 0, **env: str) -> Worker:
         """A `ledger worker` process with the pipeline's settings (``env`` overrides some), serving
-        /metrics, /healthz and /readyz on ``metrics_port`` (0: none)."""
+        /metrics (with the lag gauges), /healthz and /readyz on ``metrics_port`` (0: none)."""
         log = self.tmp / f"worker-{len(self.workers)}.log"
         process = subprocess.Popen(
             [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],

@@ -368,35 +368,30 @@ def test_a_workload_in_the_future_gets_a_clock_skew_warning():
 
 
 class _CoordinatorLoading:
-    """A consumer whose group coordinator is still loading, as right after `ledger stack reset`."""
+    """A ConsumerLag whose group coordinator is still loading, as right after `ledger stack reset`."""
 
     def __init__(self, failures: int):
         self.failures = failures
 
-    def list_topics(self, topic, timeout):
+    def group_lag(self, group, topics):
         from types import SimpleNamespace
 
-        return SimpleNamespace(topics={topic: SimpleNamespace(error=None, partitions={0: None, 1: None})})
-
-    def committed(self, partitions, timeout):
-        from confluent_kafka import KafkaError, KafkaException, TopicPartition
+        from app.adapters.kafka.lag import LagError
 
         if self.failures:
             self.failures -= 1
-            raise KafkaException(KafkaError(KafkaError.NOT_COORDINATOR))
-        return [TopicPartition(tp.topic, tp.partition, 3) for tp in partitions]
-
-    def get_watermark_offsets(self, tp, timeout):
-        return 0, 10
+            raise LagError("committed offsets of group: Broker: Not coordinator")
+        return SimpleNamespace(total=lambda: 14)
 
 
 def test_the_demo_lag_waits_for_a_loading_coordinator_instead_of_crashing():
+    from app.config import Settings
     from tools.demo.status import LagReader, Snapshot, status_line, take
 
-    reader = LagReader("unused:9092", "group", "downloads.events", consumer=_CoordinatorLoading(failures=2))
+    reader = LagReader(Settings(), "group", consumer_lag=_CoordinatorLoading(failures=2))
     first = take("http://127.0.0.1:1/metrics", reader)  # nothing listens on port 1 either
-    assert first.lag is None and first.lag_error == "NOT_COORDINATOR"
-    assert "lag waiting for Kafka (NOT_COORDINATOR)" in status_line(first, None)
+    assert first.lag is None and "Not coordinator" in first.lag_error
+    assert "lag waiting for Kafka (committed offsets of group: Broker: Not coordinator)" in status_line(first, None)
     assert take("http://127.0.0.1:1/metrics", reader).lag is None
     ready = take("http://127.0.0.1:1/metrics", reader)
     assert ready.lag == 14 and status_line(ready, first).endswith("lag 14")

@@ -54,7 +54,9 @@ def run(args, settings) -> int:
     publisher = threading.Thread(target=publish, name="demo-publisher", daemon=True,
                                  args=(items(), settings.kafka_bootstrap, settings.events_topic, args.rate))
     publisher.start()
-    lag = LagReader(settings.kafka_bootstrap, f"{settings.consumer_group}-all", settings.events_topic)
+    from app import bootstrap
+
+    lag = LagReader(settings, bootstrap.group_id(settings, "all"))
     deadline = time.monotonic() + args.seconds if args.seconds else None
     previous = None
     try:

@@ -1,9 +1,4 @@
-"""The live status of a running pipeline: a worker's Prometheus counters plus the consumer lag.
-
-Right after `ledger stack up` (or `reset`) Kafka answers some requests with transient errors (the
-group coordinator is still loading: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS; a topic's
-leader not elected yet). None of them is fatal here: the lag reads "waiting for Kafka" and the next
-refresh asks again."""
+"""The live status of a running pipeline: a worker's Prometheus counters plus the consumer lag."""
 from __future__ import annotations
 
 import time
@@ -11,7 +6,6 @@ import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -42,40 +36,36 @@ def scrape(metrics_url: str) -> tuple[Counter, Counter]:
 
 
 class LagReader:
-    """Committed offsets of a consumer group against the partitions' ends (does not join the group)."""
+    """The decider's lag (messages) of a worker group, read like `ledger status` reads it (the
+    composition root's ConsumerLag: the group is never joined)."""
 
-    def __init__(self, bootstrap: str, group: str, topic: str, consumer=None):
-        self.topic = topic
-        self._consumer = consumer or Consumer({"bootstrap.servers": bootstrap, "group.id": group,
-                                               "enable.auto.commit": False, "log_level": 0})
-        self._partitions: list[TopicPartition] = []
+    def __init__(self, settings, group: str, consumer_lag=None):
+        """``consumer_lag``: the composition root's ConsumerLag unless given (tests)."""
+        if consumer_lag is None:
+            from app import bootstrap
+
+            consumer_lag = bootstrap.consumer_lag(settings)
+        self.group = group
+        self.topics = {settings.events_topic: "decider"}
+        self._lag = consumer_lag
         self.last_error = ""
 
     def lag(self) -> int | None:
-        """Messages behind the end over every partition; None while Kafka cannot tell (the error
-        is in ``last_error``)."""
+        """Messages behind the end; None while Kafka cannot tell (right after `ledger stack up`
+        or `reset` the group coordinator is still loading: NOT_COORDINATOR), with the reason in
+        ``last_error``. The next refresh asks again."""
+        from app.adapters.kafka.lag import LagError
+
         try:
-            if not self._partitions:
-                metadata = self._consumer.list_topics(self.topic, timeout=5)
-                found = metadata.topics.get(self.topic)
-                if found is None or found.error is not None or not found.partitions:
-                    raise LookupError(f"topic {self.topic} has no partitions yet")
-                self._partitions = [TopicPartition(self.topic, p) for p in found.partitions]
-            committed = self._consumer.committed(self._partitions, timeout=5)
-            total = 0
-            for tp in committed:
-                low, high = self._consumer.get_watermark_offsets(tp, timeout=5)
-                position = tp.offset if tp.offset >= 0 else low
-                total += max(0, high - position)
-        except (KafkaException, LookupError) as exc:
-            error = exc.args[0] if exc.args else exc
-            self.last_error = error.name() if hasattr(error, "name") else str(error)
+            total = self._lag.group_lag(self.group, self.topics).total()
+        except LagError as exc:
+            self.last_error = str(exc)
             return None
         self.last_error = ""
         return total
 
     def close(self) -> None:
-        self._consumer.close()
+        self._lag.close()
 
 
 def status_line(now: Snapshot, before: Snapshot | None) -> str:
@@ -91,7 +81,7 @@ def status_line(now: Snapshot, before: Snapshot | None) -> str:
 def take(metrics_url: str, lag_reader: LagReader) -> Snapshot:
     try:
         events, rejections = scrape(metrics_url)
-    except OSError:  # the worker is still starting (connection refused) or busy (timeout)
+    except OSError:
         events, rejections = Counter(), Counter()
     lag = lag_reader.lag()
     return Snapshot(time.monotonic(), events, rejections, lag, lag_reader.last_error)

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
 
 from app.service.ports import InputMessage, LedgerReadError
 
@@ -125,7 +125,7 @@ class LedgerReader:
                     if p not in pending or msg.offset() >= pending[p]:
                         continue
                     batch.append(InputMessage(self.topic, p, msg.offset(), msg.key(), msg.value(),
-                                              tuple(msg.headers() or ())))
+                                              tuple(msg.headers() or ()), message_timestamp(msg)))
                     if msg.offset() + 1 >= pending[p]:
                         self._finish(p, pending)
                 if batch:
@@ -151,3 +151,9 @@ class LedgerReader:
 
     def close(self) -> None:
         self._consumer.close()
+
+
+def message_timestamp(msg) -> int | None:
+    """A consumed message's timestamp in ms; None for Kafka's "no timestamp" (type 0 or -1 ms)."""
+    kind, ms = msg.timestamp()
+    return ms if kind != TIMESTAMP_NOT_AVAILABLE and ms >= 0 else None

@@ -188,10 +188,13 @@ class KafkaOutbox:
 
     @staticmethod
     def _error_headers(kind: str, code: str, detail: str, m: InputMessage) -> tuple[tuple[str, bytes], ...]:
-        return (("error.kind", kind.encode()), ("error.code", code.encode()),
-                ("error.detail", detail.encode()[:DETAIL_HEADER_BYTES]),
-                ("source.topic", m.topic.encode()), ("source.partition", str(m.partition).encode()),
-                ("source.offset", str(m.offset).encode()))
+        headers = (("error.kind", kind.encode()), ("error.code", code.encode()),
+                   ("error.detail", detail.encode()[:DETAIL_HEADER_BYTES]),
+                   ("source.topic", m.topic.encode()), ("source.partition", str(m.partition).encode()),
+                   ("source.offset", str(m.offset).encode()))
+        if m.timestamp is not None:  # `ledger dlq redrive` republishes with the original timestamp
+            headers += (("source.timestamp", str(m.timestamp).encode()),)
+        return headers
 
     # --- what the cluster refused ---------------------------------------------------------
 

@@ -53,6 +53,7 @@ class OutRecord:
     value: bytes | None
     headers: tuple[tuple[str, bytes], ...] = ()
     timestamp: int | None = None  # the message timestamp (ms); None: the producer's clock at send time
+    partition: int | None = None  # None: the producer's partitioner picks one from the key
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,8 @@ class BatchProducer:
             while True:
                 try:
                     producer.produce(r.topic, r.value, r.key, headers=list(r.headers) or None,
-                                     timestamp=r.timestamp or 0, on_delivery=delivered(i))  # 0: now
+                                     timestamp=r.timestamp or 0, on_delivery=delivered(i),  # 0: now
+                                     **({} if r.partition is None else {"partition": r.partition}))
                     break
                 except BufferError:  # the local queue is full: wait for deliveries (or timeouts) to free it
                     if time.monotonic() > deadline:

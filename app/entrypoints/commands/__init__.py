@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from app.entrypoints.commands import (
     api_cmd,
+    dlq_cmd,
     migrate_cmd,
     publish_cmd,
     replay_cmd,
+    status_cmd,
     topics_cmd,
     verify_cmd,
     worker_cmd,
@@ -18,6 +20,7 @@ REGISTRY = [
     worker_cmd.register, api_cmd.register,                           # running the pipeline
     publish_cmd.register,                                            # feeding it
     replay_cmd.register, verify_cmd.register,                        # operating it
+    status_cmd.register, dlq_cmd.register,
 ]
 
 __all__ = ["CommandError", "REGISTRY"]

@@ -16,8 +16,10 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
+    from app import bootstrap
     from app.bootstrap import worker_services
     from app.entrypoints.worker.faust_app import create_worker_app, run_worker, stages_of
+    from app.entrypoints.worker.lag_exporter import LagExporter
     from app.observability import WorkerHealth, serve_worker_http
 
     health = WorkerHealth(stages_of(args.role), settings.stall_timeout_s)
@@ -33,8 +35,14 @@ def run(args, settings) -> int:
         raise CommandError(f"cannot connect to the stores: {exc}") from None
     logging.basicConfig(level=args.loglevel.upper())
     app = create_worker_app(settings, args.role, services, health)
+    exporter = None
+    if port:  # the lag gauges are only worth reading where Prometheus can scrape them
+        exporter = LagExporter(bootstrap.consumer_lag(settings), bootstrap.worker_groups(settings),
+                               bootstrap.group_id(settings, args.role), settings.lag_interval_s).start()
     try:
         run_worker(app, args.loglevel, settings.stop_timeout_s)
     finally:
+        if exporter is not None:
+            exporter.stop()
         services.close()
     return 0

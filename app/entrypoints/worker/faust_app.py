@@ -25,7 +25,7 @@ import time
 import faust
 from faust.types import TP
 
-from app.bootstrap import WorkerServices
+from app.bootstrap import WorkerServices, group_id
 from app.config import Settings
 from app.observability import WorkerHealth, record_decider_batch, record_projector_batch
 from app.service.decider import Decider
@@ -107,7 +107,7 @@ def create_worker_app(settings: Settings, role: str, services: WorkerServices,
     """``health`` learns of every batch and of the first assignment (one is made when not given)."""
     if health is None:
         health = WorkerHealth(stages_of(role), settings.stall_timeout_s)
-    app = new_faust_app(settings, f"{settings.consumer_group}-{role}")
+    app = new_faust_app(settings, group_id(settings, role))
     within = settings.batch_wait_ms / 1000
     durable: dict[str, ProgressStore] = {}
     if services.decider is not None:

@@ -1,0 +1,1 @@
+"""Generators of the checked-in observability files under deploy/observability/."""
