@@ -96,10 +96,13 @@ class PolicyModel(_Strict):
         None, description="overrides of the default plan (plan_id `default`, before any PlanChanged)")
     plans: dict[PlanId, PlanOverride] = Field(default_factory=dict, max_length=MAX_ENTRIES,
                                               description="overrides by plan_id")
+    # additionalProperties: the schema says what validation does, keys outside the pattern are refused
     titles: dict[Identifier, TitleOverride] = Field(default_factory=dict, max_length=MAX_ENTRIES,
-                                                    description="overrides by title_id")
+                                                    description="overrides by title_id",
+                                                    json_schema_extra={"additionalProperties": False})
     studios: dict[Identifier, StudioOverride] = Field(default_factory=dict, max_length=MAX_ENTRIES,
-                                                      description="overrides by studio_id")
+                                                      description="overrides by studio_id",
+                                                      json_schema_extra={"additionalProperties": False})
 
     @model_validator(mode="after")
     def _default_plan_once(self) -> PolicyModel:

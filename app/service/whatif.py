@@ -37,14 +37,11 @@ PAGE_SIZE = 500
 class Window:
     """Which decisions a what-if re-decides, by the member clock at decision (it never goes back, so
     each bound cuts a member's history in two). Before ``from_ms`` the recorded outcomes stand (the
-    policy takes effect at ``from_ms``); from ``to_ms`` on nothing is read (the what-if ends there)."""
+    policy takes effect at ``from_ms``); from ``to_ms`` on nothing is read (the what-if ends there).
+    A window that ends where or before it starts re-decides nothing."""
 
     from_ms: int | None = None
     to_ms: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.from_ms is not None and self.to_ms is not None and self.to_ms <= self.from_ms:
-            raise ValueError(f"the window ends ({self.to_ms}) before it starts ({self.from_ms})")
 
 
 ALL_TIME = Window()
