@@ -7,7 +7,6 @@ their timeouts, and closed by whoever asked for them (``close``/``aclose``).
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -36,8 +35,6 @@ from app.service.projector import Projector
 from app.service.replay import Replay, ReplayObserver, ReplayStores
 from app.service.verify import Verifier
 from app.service.whatif import WhatIf
-
-log = logging.getLogger(__name__)
 
 REDIS_TIMEOUT_S = 5.0  # every Redis call of a worker, the replay or the API gives up after this
 
@@ -230,7 +227,6 @@ class LazyHistory:
                     self._error = (f"cannot read the event store (Cassandra at {self.settings.cassandra_hosts}, "
                                    f"keyspace {self.settings.cassandra_keyspace}): {type(exc).__name__}: "
                                    f"{' '.join(str(exc).split())}")
-                    log.warning("%s", self._error)
                     raise HistoryUnavailable(self._error) from exc
         return self._store
 

@@ -24,13 +24,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import bootstrap
-from app.adapters.json_events import event_to_json
+from app.adapters.json_events import decision_to_json
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY
 from app.config import Settings
 from app.domain import views
 from app.domain.events import LicenseAcquired
-from app.domain.history import ACCEPTED, StoredDecision
 from app.domain.state import MemberState
 from app.domain.utc import year_of
 from app.domain.validation import INT_MAX
@@ -211,7 +210,7 @@ def create_api(
         more = len(page) > limit
         page = page[:limit]
         cursor = {"after_seq": page[-1].seq, "after_sub": page[-1].sub} if more else None
-        return {"member_id": member_id, "events": [_history_event(d) for d in page], "next": cursor}
+        return {"member_id": member_id, "events": [decision_to_json(d) for d in page], "next": cursor}
 
     @v1.post("/members/{member_id}/whatif", response_model=MemberWhatIf, responses=NO_HISTORY,
              tags=["timeline"], summary="the member's history decided again under a candidate policy",
@@ -255,13 +254,3 @@ def create_api(
 
     return app
 
-
-def _history_event(d: StoredDecision) -> dict:
-    event = event_to_json(d.event)
-    return {
-        "seq": d.seq, "sub": d.sub, "outcome": "accepted" if d.kind == ACCEPTED else "rejected",
-        "reason": d.reason, "detail": d.detail, "type": event["type"], "event_id": d.event.event_id,
-        "occurred_at": d.event.occurred_at, "producer": d.event.producer, "clock": d.clock,
-        "payload": event["payload"],
-        "source": {"topic": d.source.topic, "partition": d.source.partition, "offset": d.source.offset},
-    }
