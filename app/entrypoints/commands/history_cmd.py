@@ -76,15 +76,18 @@ async def _history(args, settings) -> int:
 
 
 class _Table:
+    """Three columns that fit 80: the position, the outcome (reason and detail), and the event (type and
+    id, time and clock, fields, source), which wraps."""
+
     def __init__(self, member_id: str):
         from rich.table import Table
 
         self.member_id = member_id
-        self.table = Table(title=f"history of member {member_id}", title_justify="left", show_lines=False)
-        for name, kw in (("seq.sub", {"justify": "right", "no_wrap": True}), ("outcome", {"no_wrap": True}),
-                         ("event", {}), ("occurred_at / clock", {"no_wrap": True}), ("fields", {}),
-                         ("source", {"no_wrap": True})):
-            self.table.add_column(name, **kw)
+        self.table = Table(title=f"history of member {member_id}", title_justify="left", show_lines=True,
+                           expand=True)
+        self.table.add_column("seq.sub", justify="right", no_wrap=True)
+        self.table.add_column("outcome", min_width=12, max_width=32)
+        self.table.add_column("event", ratio=1)
 
     def add(self, d) -> None:
         from dataclasses import asdict
@@ -95,13 +98,15 @@ class _Table:
         if d.kind == ACCEPTED:
             outcome = "[green]accepted[/]"
         else:
-            outcome = f"[red]{d.reason}[/]\n{_escape(d.detail or '')}"
-        fields = ", ".join(f"{k}={v}" for k, v in asdict(d.event.payload).items() if v is not None)
-        times = format_ms(d.event.occurred_at)
+            outcome = f"[red]{_escape(d.reason or '')}[/]\n{_escape(d.detail or '')}"
+        fields = " ".join(f"{k}={v}" for k, v in asdict(d.event.payload).items() if v is not None)
+        when = format_ms(d.event.occurred_at)
         if d.clock != d.event.occurred_at:
-            times += f"\nclock {format_ms(d.clock)}"
-        self.table.add_row(f"{d.seq}.{d.sub}", outcome, f"{type(d.event.payload).__name__}\n{_escape(d.event.event_id)}",
-                           times, _escape(fields), f"{d.source.topic}\n{d.source.partition}@{d.source.offset}")
+            when += f" (member clock {format_ms(d.clock)})"
+        event = (f"[bold]{type(d.event.payload).__name__}[/] {_escape(d.event.event_id)}\n{when}\n"
+                 f"{_escape(fields)}\n[dim]{_escape(d.source.topic)} partition {d.source.partition} "
+                 f"offset {d.source.offset}[/]")
+        self.table.add_row(f"{d.seq}.{d.sub}", outcome, event)
 
     def print(self, shown: int, limited: bool) -> None:
         from rich.console import Console

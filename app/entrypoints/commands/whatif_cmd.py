@@ -175,7 +175,7 @@ def print_report(report, args) -> None:
         console.print(transitions)
     for label, (before, after) in (("active downloads", report.active_downloads),
                                    ("devices in use", report.devices_in_use)):
-        console.print(f"  {label + ' at the end':<20}{before:,} -> {after:,} ({after - before:+,})")
+        console.print(f"  {label:<20}{before:,} -> {after:,} ({after - before:+,}) at each member's last clock")
     if report.examples:
         examples = Table(title="members with the most flips, and the first", title_justify="left", box=None,
                          padding=(0, 2))
