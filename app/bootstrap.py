@@ -256,5 +256,5 @@ def history(settings: Settings) -> LazyHistory:
     return LazyHistory(settings)
 
 
-def whatif(history_reader: HistoryReader, *, concurrency: int = 8) -> WhatIf:
+def whatif(history_reader: HistoryReader, *, concurrency: int = 32) -> WhatIf:
     return WhatIf(history_reader, concurrency=concurrency)
