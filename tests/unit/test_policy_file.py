@@ -37,6 +37,19 @@ def test_a_yaml_file_and_its_json_twin_give_the_same_policy(tmp_path):
     assert EXPECTED.plans["basic"].downloads_per_device is KEEP  # left out: the events' value
 
 
+def test_the_readme_example_is_a_valid_policy():
+    from app.config import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text()
+    start = readme.index("```yaml\n# policy.yaml")
+    block = readme[start + len("```yaml\n"):readme.index("```", start + 7)]
+    import yaml
+
+    policy = parse_policy(yaml.safe_load(block))
+    assert set(policy.plans) == {"basic", "trial"} and policy.default_plan is not None
+    assert policy.titles["t-42"] == TitleLimits(5, 3) and policy.studios["s-7"] == StudioLimits(10)
+
+
 @pytest.mark.parametrize("text", ["", "# nothing\n", "{}"])
 def test_an_empty_file_is_the_empty_policy(tmp_path, text):
     (tmp_path / "p.yaml").write_text(text)
