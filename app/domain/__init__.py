@@ -1,4 +1,4 @@
-"""The pure domain of DOMAIN.md: events, member state, rules, decider and views.
+"""The pure domain of DOMAIN.md: events, member state, rules, policies, decider and views.
 
 Standard library only; nothing here does I/O or reads the wall clock.
 """

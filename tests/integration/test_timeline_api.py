@@ -208,8 +208,12 @@ def test_bad_whatif_bodies_are_422_naming_the_place(memory_api, body, location):
 
 def test_whatif_of_an_unknown_member_is_404(memory_api):
     client, _ = memory_api
-    r = client.post("/v1/members/nobody/whatif", json={"policy": {}}, headers=AUTH)
-    assert r.status_code == 404 and r.json()["error"]["code"] == "member_not_found"
+    for body in ({"policy": {}}, {"policy": {}, "to_ms": T0}):
+        r = client.post("/v1/members/nobody/whatif", json=body, headers=AUTH)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "member_not_found"
+    # a known member whose decisions all come at or after to_ms: nothing re-decided, not unknown
+    out = client.post("/v1/members/m1/whatif", json={"policy": {}, "to_ms": T0}, headers=AUTH).json()
+    assert (out["events_redecided"], out["flip_count"], out["today"]["seq"]) == (0, 0, 0)
 
 
 def test_the_openapi_document_has_the_timeline(memory_api):

@@ -221,7 +221,7 @@ def create_api(
         window = Window(body.from_ms, body.to_ms)
         policy = body.policy.to_policy()
         result = await whatif.member(member_id, policy, window=window, keep_flips=body.max_flips)
-        if not result.found:
+        if not result.found and (body.to_ms is None or not await timeline.page(member_id, None, 1)):
             raise ApiError(404, "member_not_found", f"member {member_id} has no decided event")
         at = result.clock if body.at is None else body.at
         return {

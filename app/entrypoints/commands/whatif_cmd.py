@@ -162,7 +162,8 @@ def print_report(report, args) -> None:
         window += f", policy from {format_ms(args.from_ms)}"
     if args.to_ms is not None:
         window += f", up to {format_ms(args.to_ms)}"
-    unknown = f" ({report.unknown:,} without history)" if report.unknown else ""
+    nothing = "without a decision before --to" if args.to_ms is not None else "without history"
+    unknown = f" ({report.unknown:,} {nothing})" if report.unknown else ""
     console.print(f"what-if of {escape(args.policy)} over {report.members:,} member(s){unknown}{window}")
     console.print(f"  events re-decided   {report.events:,} in {report.seconds:.2f} s "
                   f"({report.events_per_second:,.0f} events/s)")
