@@ -6,8 +6,11 @@ their timeouts, and closed by whoever asked for them (``close``/``aclose``).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from app.adapters.avro.mapping import AvroMessageCodec
 from app.adapters.cassandra import namespaces as cassandra_namespaces
@@ -26,12 +29,15 @@ from app.adapters.redis.member_clocks import RedisMemberClocks
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
 from app.config import Settings
+from app.domain.history import StoredDecision
 from app.service.decider import Decider
 from app.service.member_cache import loaded_state_cache
 from app.service.member_clocks import ClockProjector
+from app.service.ports import HistoryReader, HistoryUnavailable
 from app.service.projector import Projector
 from app.service.replay import Replay, ReplayObserver, ReplayStores
 from app.service.verify import Verifier
+from app.service.whatif import WhatIf
 
 REDIS_TIMEOUT_S = 5.0  # every Redis call of a worker, the replay or the API gives up after this
 
@@ -223,3 +229,79 @@ def api_reader(settings: Settings, *, pointer_key: str = ACTIVE_NAMESPACE_KEY,
     """The read API's view reader; its Redis client retries once at once (a stale pooled connection)."""
     client = client or redis_client(settings, timeout_s=1.0, immediate_retry=True)
     return ViewReader(client, pointer_key=pointer_key, namespace_ttl=namespace_ttl)
+
+
+# --- the history and the what-if: the event store, read only -----------------------------------
+
+
+class LazyHistory:
+    """A HistoryReader on a Cassandra connection opened at its first use: the read API's history and
+    what-if (its Redis endpoints never wait for, or fail with, Cassandra), `ledger history` and
+    `ledger whatif`. Only reads are reachable through it.
+
+    Whatever keeps it from reading (no connection, a missing keyspace, a driver error or timeout)
+    raises HistoryUnavailable. After a failed connection attempt the next one waits ``retry_s``;
+    calls meanwhile fail at once, so a down Cassandra costs callers no connect timeout each."""
+
+    def __init__(self, settings: Settings, *, retry_s: float = 2.0):
+        self.settings = settings
+        self.retry_s = retry_s
+        self._lock = asyncio.Lock()
+        self._cluster: Any = None
+        self._store: CassandraEventStore | None = None
+        self._retry_at = float("-inf")
+        self._error = ""
+
+    def _connect(self) -> tuple[object, CassandraEventStore]:
+        cluster, session = cassandra_session.connect(self.settings)
+        try:
+            return cluster, CassandraEventStore(session, self.settings.cassandra_keyspace)
+        except Exception:
+            cluster.shutdown()
+            raise
+
+    async def store(self) -> CassandraEventStore:
+        if self._store is not None:
+            return self._store
+        async with self._lock:
+            if self._store is None:
+                if time.monotonic() < self._retry_at:
+                    raise HistoryUnavailable(self._error)
+                try:
+                    self._cluster, self._store = await asyncio.to_thread(self._connect)
+                except Exception as exc:
+                    self._retry_at = time.monotonic() + self.retry_s
+                    self._error = (f"cannot read the event store (Cassandra at {self.settings.cassandra_hosts}, "
+                                   f"keyspace {self.settings.cassandra_keyspace}): {type(exc).__name__}: "
+                                   f"{' '.join(str(exc).split())}")
+                    raise HistoryUnavailable(self._error) from exc
+        return self._store
+
+    async def page(self, member_id: str, after: tuple[int, int] | None, limit: int) -> list[StoredDecision]:
+        store = await self.store()
+        try:
+            return await store.page(member_id, after, limit)
+        except cassandra_namespaces.transient_errors() as exc:
+            raise HistoryUnavailable(f"reading the event store failed: {type(exc).__name__}: {exc}") from exc
+
+    async def stream_member_ids(self) -> AsyncIterator[str]:
+        store = await self.store()
+        try:
+            async for member_id in store.stream_member_ids():
+                yield member_id
+        except cassandra_namespaces.transient_errors() as exc:
+            raise HistoryUnavailable(f"reading the event store failed: {type(exc).__name__}: {exc}") from exc
+
+    async def aclose(self) -> None:
+        cluster, self._cluster, self._store = self._cluster, None, None
+        if cluster is not None:
+            await asyncio.to_thread(cluster.shutdown)
+
+
+def history(settings: Settings) -> LazyHistory:
+    """The event store, read only, connected at first use (close it with ``aclose``)."""
+    return LazyHistory(settings)
+
+
+def whatif(history_reader: HistoryReader, *, concurrency: int = 32) -> WhatIf:
+    return WhatIf(history_reader, concurrency=concurrency)

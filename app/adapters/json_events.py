@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, fields
 from typing import Any
 
 from app.domain.events import PAYLOAD_TYPES, DownloadEvent
+from app.domain.history import ACCEPTED, StoredDecision
 from app.domain.validation import MalformedEvent, validate
 
 _BY_NAME = {cls.__name__: cls for cls in PAYLOAD_TYPES}
@@ -55,4 +56,16 @@ def event_to_json(event: DownloadEvent) -> dict[str, Any]:
         **{k: getattr(event, k) for k in _ENVELOPE},
         "type": type(event.payload).__name__,
         "payload": asdict(event.payload),
+    }
+
+
+def decision_to_json(d: StoredDecision) -> dict[str, Any]:
+    """A decided event as the history shows it (the read API's history, `ledger history --json`)."""
+    event = event_to_json(d.event)
+    return {
+        "seq": d.seq, "sub": d.sub, "outcome": "accepted" if d.kind == ACCEPTED else "rejected",
+        "reason": d.reason, "detail": d.detail, "type": event["type"], "event_id": d.event.event_id,
+        "occurred_at": d.event.occurred_at, "producer": d.event.producer, "clock": d.clock,
+        "payload": event["payload"],
+        "source": {"topic": d.source.topic, "partition": d.source.partition, "offset": d.source.offset},
     }

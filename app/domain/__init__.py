@@ -1,4 +1,4 @@
-"""The pure domain of DOMAIN.md: events, member state, rules, decider and views.
+"""The pure domain of DOMAIN.md: events, member state, rules, policies, decider and views.
 
 Standard library only; nothing here does I/O or reads the wall clock.
 """
@@ -14,6 +14,7 @@ from app.domain.events import (
     PlanChanged,
     Recorded,
 )
+from app.domain.policy import EMPTY, KEEP, PlanLimits, Policy, StudioLimits, TitleLimits
 from app.domain.rules import Reason
 from app.domain.state import DEFAULT_PLAN, PROCESSED_IDS_BOUND, License, MemberState, Plan
 from app.domain.state_json import state_from_dict, state_to_dict
@@ -21,6 +22,8 @@ from app.domain.validation import MalformedEvent, validate
 
 __all__ = [
     "DEFAULT_PLAN",
+    "EMPTY",
+    "KEEP",
     "PROCESSED_IDS_BOUND",
     "Accepted",
     "Decision",
@@ -36,9 +39,13 @@ __all__ = [
     "Payload",
     "Plan",
     "PlanChanged",
+    "PlanLimits",
+    "Policy",
     "Reason",
     "Recorded",
     "Rejected",
+    "StudioLimits",
+    "TitleLimits",
     "decide",
     "evolve",
     "record_rejection",

@@ -2,6 +2,8 @@
 
 `decide` never mutates and never reads the wall clock; `evolve` and `record_rejection` are the only
 ways a state changes, so folding the durable history through them rebuilds the live state exactly.
+A `Policy` overrides limits at decision time only (the live decider passes none: `EMPTY`), so
+`evolve` needs none: an accepted event changes the state the same way under every policy.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from app.domain.events import (
     PlanChanged,
     Recorded,
 )
+from app.domain.policy import EMPTY, Policy
 from app.domain.rules import Reason, check
 from app.domain.state import License, MemberState, Plan
 from app.domain.utc import year_month
@@ -43,12 +46,12 @@ class Duplicate:
 Decision = Accepted | Rejected | Duplicate
 
 
-def decide(state: MemberState, event: DownloadEvent) -> Decision:
+def decide(state: MemberState, event: DownloadEvent, policy: Policy = EMPTY) -> Decision:
     _same_member(state, event)
     if event.event_id in state.processed:
         return Duplicate()
     t = max(state.clock, event.occurred_at)
-    violation = check(state, event.payload, t)
+    violation = check(state, event.payload, t, policy)
     if violation is not None:
         return Rejected(violation.reason, violation.detail, t)
     return Accepted((Recorded(seq=state.seq + 1, clock=t, event=event),))
@@ -81,8 +84,8 @@ def record_rejection(state: MemberState, event: DownloadEvent, clock: int) -> Me
     )
 
 
-def step(state: MemberState, event: DownloadEvent) -> tuple[Decision, MemberState]:
-    decision = decide(state, event)
+def step(state: MemberState, event: DownloadEvent, policy: Policy = EMPTY) -> tuple[Decision, MemberState]:
+    decision = decide(state, event, policy)
     match decision:
         case Accepted(recorded):
             for entry in recorded:

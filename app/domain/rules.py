@@ -2,6 +2,8 @@
 
 Each `check_*` runs its rules in the order DOMAIN.md lists them and returns the first violation,
 or None when the event would be accepted. `t` is the member clock already advanced by the event.
+Every limit is looked up through a `Policy` (DOMAIN.md "Policies"); the default, `EMPTY`, keeps
+the limits the events carry.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from app.domain.events import (
     Payload,
     PlanChanged,
 )
+from app.domain.policy import EMPTY, Policy
 from app.domain.state import License, MemberState
 from app.domain.utc import format_ms, year_month, year_of
 
@@ -40,12 +43,12 @@ class Violation:
     detail: str
 
 
-def check(state: MemberState, payload: Payload, t: int) -> Violation | None:
+def check(state: MemberState, payload: Payload, t: int, policy: Policy = EMPTY) -> Violation | None:
     match payload:
         case LicenseAcquired():
-            return check_acquire(state, payload, t)
+            return check_acquire(state, payload, t, policy)
         case LicenseRenewed():
-            return check_renew(state, payload, t)
+            return check_renew(state, payload, t, policy)
         case LicenseReleased():
             return check_release(state, payload)
         case PlanChanged() | DeviceDeactivated():
@@ -53,46 +56,52 @@ def check(state: MemberState, payload: Payload, t: int) -> Violation | None:
     raise TypeError(f"not a payload: {type(payload).__name__}")
 
 
-def check_acquire(state: MemberState, payload: LicenseAcquired, t: int) -> Violation | None:
+def check_acquire(state: MemberState, payload: LicenseAcquired, t: int, policy: Policy = EMPTY) -> Violation | None:
     known = state.licenses.get(payload.license_id)
     if known is not None:
         return Violation(
             Reason.LICENSE_ID_CONFLICT,
             f"license {payload.license_id} already exists (device {known.device_id}, title {known.title_id})",
         )
+    plan = policy.plan(state.plan)
     return (
         _not_expired(payload.expires_at, t)
-        or _device_limit(state, payload.device_id, t)
-        or _device_download_limit(state, payload.device_id, t)
-        or _title_yearly_limit(state, payload.title_id, payload.title_yearly_limit, t)
-        or _studio_concurrent_limit(state, payload.studio_id, payload.studio_concurrent_limit, t)
-        or _monthly_limit(state, t)
+        or _device_limit(state, payload.device_id, t, plan.device_limit)
+        or _device_download_limit(state, payload.device_id, t, plan.downloads_per_device)
+        or _title_yearly_limit(state, payload.title_id,
+                               policy.title_yearly_limit(payload.title_id, payload.title_yearly_limit), t)
+        or _studio_concurrent_limit(state, payload.studio_id,
+                                    policy.studio_concurrent_limit(payload.studio_id, payload.studio_concurrent_limit), t)
+        or _monthly_limit(state, t, plan.plan_id, plan.monthly_limit)
     )
 
 
-def check_renew(state: MemberState, payload: LicenseRenewed, t: int) -> Violation | None:
+def check_renew(state: MemberState, payload: LicenseRenewed, t: int, policy: Policy = EMPTY) -> Violation | None:
     lic = state.licenses.get(payload.license_id)
     if lic is None:
         return _unknown(payload.license_id)
     if lic.released:
         return _released(lic)
-    if lic.max_renewals is not None and lic.renewals >= lic.max_renewals:
+    max_renewals = policy.max_renewals(lic.title_id, lic.max_renewals)
+    if max_renewals is not None and lic.renewals >= max_renewals:
         return Violation(
             Reason.RENEWAL_LIMIT,
-            f"license {lic.license_id} renewed {lic.renewals} times, max_renewals {lic.max_renewals}",
+            f"license {lic.license_id} renewed {lic.renewals} times, max_renewals {max_renewals}",
         )
+    plan = policy.plan(state.plan)
     violation = _not_expired(payload.expires_at, t)
     if violation is None and not lic.is_active(t):
         # Renewing an expired license re-activates it: it must fit the device and studio again.
         violation = (
-            _device_limit(state, lic.device_id, t)
-            or _device_download_limit(state, lic.device_id, t)
-            or _studio_concurrent_limit(state, lic.studio_id, lic.studio_concurrent_limit, t)
+            _device_limit(state, lic.device_id, t, plan.device_limit)
+            or _device_download_limit(state, lic.device_id, t, plan.downloads_per_device)
+            or _studio_concurrent_limit(state, lic.studio_id,
+                                        policy.studio_concurrent_limit(lic.studio_id, lic.studio_concurrent_limit), t)
         )
     return (
         violation
-        or _title_yearly_limit(state, lic.title_id, lic.title_yearly_limit, t)
-        or _monthly_limit(state, t)
+        or _title_yearly_limit(state, lic.title_id, policy.title_yearly_limit(lic.title_id, lic.title_yearly_limit), t)
+        or _monthly_limit(state, t, plan.plan_id, plan.monthly_limit)
     )
 
 
@@ -122,9 +131,8 @@ def _not_expired(expires_at: int, t: int) -> Violation | None:
     return None
 
 
-def _device_limit(state: MemberState, device_id: str, t: int) -> Violation | None:
+def _device_limit(state: MemberState, device_id: str, t: int, limit: int) -> Violation | None:
     in_use = state.devices_in_use(t)
-    limit = state.plan.device_limit
     if device_id not in in_use and len(in_use) >= limit:
         return Violation(
             Reason.DEVICE_LIMIT,
@@ -133,9 +141,8 @@ def _device_limit(state: MemberState, device_id: str, t: int) -> Violation | Non
     return None
 
 
-def _device_download_limit(state: MemberState, device_id: str, t: int) -> Violation | None:
+def _device_download_limit(state: MemberState, device_id: str, t: int, limit: int) -> Violation | None:
     active = state.active_on_device(device_id, t)
-    limit = state.plan.downloads_per_device
     if active >= limit:
         return Violation(
             Reason.DEVICE_DOWNLOAD_LIMIT,
@@ -169,8 +176,7 @@ def _studio_concurrent_limit(state: MemberState, studio_id: str, limit: int | No
     return None
 
 
-def _monthly_limit(state: MemberState, t: int) -> Violation | None:
-    limit = state.plan.monthly_limit
+def _monthly_limit(state: MemberState, t: int, plan_id: str, limit: int | None) -> Violation | None:
     if limit is None:
         return None
     year, month = year_month(t)
@@ -178,7 +184,7 @@ def _monthly_limit(state: MemberState, t: int) -> Violation | None:
     if count >= limit:
         return Violation(
             Reason.MONTHLY_LIMIT,
-            f"monthly limit {limit} of plan {state.plan.plan_id} reached: "
+            f"monthly limit {limit} of plan {plan_id} reached: "
             f"{count} downloads in {year:04d}-{month:02d}",
         )
     return None

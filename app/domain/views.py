@@ -12,6 +12,7 @@ from dataclasses import replace
 from typing import Any, NamedTuple
 
 from app.domain.events import LicenseAcquired
+from app.domain.policy import EMPTY, Policy
 from app.domain.rules import check_acquire
 from app.domain.state import MemberState, ProcessedIds
 from app.domain.state_json import view_state_dict
@@ -26,10 +27,11 @@ class Eligibility(NamedTuple):
     detail: str | None
 
 
-def summary(state: MemberState, at: int) -> dict[str, Any]:
+def summary(state: MemberState, at: int, policy: Policy = EMPTY) -> dict[str, Any]:
+    """The summary at ``at``; under a policy, the plan shows the limits the policy gives it."""
     active_by_device = Counter(lic.device_id for lic in state.active_licenses(at))
     year, month = year_month(at)
-    plan = state.plan
+    plan = policy.plan(state.plan)
     return {
         "member_id": state.member_id,
         "at": at,
@@ -74,9 +76,9 @@ def title_year_count(state: MemberState, title_id: str, year: int) -> int:
     return state.title_downloads(title_id, year)
 
 
-def eligibility(state: MemberState, payload: LicenseAcquired, at: int) -> Eligibility:
+def eligibility(state: MemberState, payload: LicenseAcquired, at: int, policy: Policy = EMPTY) -> Eligibility:
     """Would this LicenseAcquired be accepted at `at`? The decider's own rule code decides."""
-    violation = check_acquire(state, payload, max(state.clock, at))
+    violation = check_acquire(state, payload, max(state.clock, at), policy)
     if violation is None:
         return Eligibility(True, None, None)
     return Eligibility(False, str(violation.reason), violation.detail)

@@ -7,7 +7,7 @@ passes the same contract tests as the real one (tests/contracts).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -146,6 +146,22 @@ class EventStore(Protocol):
         the first append after it, so a miss means "not decided" (a decision needs an append)."""
 
     async def member_ids(self) -> list[str]: ...
+
+
+class HistoryUnavailable(RuntimeError):
+    """The event store cannot be read now (unreachable, timing out): worth retrying later."""
+
+
+class HistoryReader(Protocol):
+    """A member's durable history, read only (the history endpoint, the what-if): nothing reached
+    through this port can write."""
+
+    async def page(self, member_id: str, after: tuple[int, int] | None, limit: int) -> list[StoredDecision]:
+        """Up to ``limit`` of the member's decisions after position ``after`` (None: from its first), in
+        decision order, (seq, sub); an empty list past the end and for a member with no decision."""
+
+    def stream_member_ids(self) -> AsyncIterator[str]:
+        """Every member with a stored decision, once each, read page by page (never all at once)."""
 
 
 class ProgressStore(Protocol):

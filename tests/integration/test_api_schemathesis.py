@@ -1,7 +1,8 @@
 """Schemathesis against the ASGI app: no 5xx, responses conform to /openapi.json, auth enforced.
 
 The app reads a random namespace (test-only pointer key) holding a few member views, among them the
-ids of the OpenAPI examples (``m-1``, ``t-1``), so the example phase reaches real 200 answers.
+ids of the OpenAPI examples (``m-1``, ``t-1``), so the example phase reaches real 200 answers. The
+timeline endpoints read an in-memory event store holding the same members' histories.
 """
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ import redis
 import redis.asyncio
 import schemathesis
 
+from app.adapters.memory.event_store import InMemoryEventStore
 from app.adapters.redis.view_store import RedisViewStore
 from app.config import Settings
 from app.domain.decide import step
 from app.domain.events import DownloadEvent, LicenseAcquired, LicenseReleased, PlanChanged
+from app.domain.history import Source, to_stored
 from app.domain.state import MemberState
 from app.entrypoints.api import create_api
 
@@ -27,7 +30,8 @@ T0 = 1_710_028_800_000  # 2024-03-10T00:00Z
 DAY = 86_400_000
 
 
-def member(member_id: str) -> MemberState:
+def member(member_id: str, rows: list | None = None) -> MemberState:
+    """The member's state; its stored decisions are appended to ``rows`` when given."""
     state = MemberState.empty(member_id)
     payloads = [
         PlanChanged("family", 2, 3, 20),
@@ -37,8 +41,20 @@ def member(member_id: str) -> MemberState:
         LicenseReleased("l-3", "REVOKED"),
     ]
     for i, payload in enumerate(payloads):
-        _, state = step(state, DownloadEvent(f"e{i}", member_id, T0 + i * 1000, "schemathesis", payload))
+        event = DownloadEvent(f"e{i}", member_id, T0 + i * 1000, "schemathesis", payload)
+        decision, state = step(state, event)
+        if rows is not None:
+            rows += to_stored(decision, event, state, Source("downloads.events", 0, i))
     return state
+
+
+def event_store() -> InMemoryEventStore:
+    store = InMemoryEventStore()
+    for member_id in ("m-1", "m-2", "0"):
+        rows: list = []
+        member(member_id, rows)
+        asyncio.run(store.append({member_id: rows}, {member_id: (0, 0)}))
+    return store
 
 
 async def _write(url: str, ns: str, states: list[MemberState]) -> None:
@@ -54,7 +70,7 @@ async def _write(url: str, ns: str, states: list[MemberState]) -> None:
 SETTINGS = Settings().model_copy(update={"api_tokens": TOKEN})
 NAMESPACE = f"test-schemathesis-{uuid.uuid4().hex[:12]}"
 POINTER = f"test:{NAMESPACE}:active-namespace"
-APP = create_api(SETTINGS, pointer_key=POINTER)
+APP = create_api(SETTINGS, pointer_key=POINTER, history=event_store())
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 schema.config.generation.update(max_examples=30)

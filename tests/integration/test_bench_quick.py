@@ -23,7 +23,7 @@ REDIS_DB = 8  # the e2e tests use 10-15, a full `make bench` 9
 FIGURES = {
     "ceiling.kafka_consume", "ceiling.cassandra_write", "ceiling.cassandra_lwt", "ceiling.redis_hset",
     "ceiling.redis_fenced", "e2e.throughput", "e2e.latency_p50", "e2e.latency_p99", "baseline.naive",
-    "replay.throughput", "api.max", "api.fixed_p50", "api.fixed_p99", "api.generator_capacity",
+    "replay.throughput", "whatif.throughput", "api.max", "api.fixed_p50", "api.fixed_p99", "api.generator_capacity",
     "api.generator_floor_p50", "api.generator_floor_p99", "memory.worker_hwm_small", "memory.worker_hwm_large",
 }
 PARAMS = ("events", "members", "partitions", "batch_size", "concurrency")

@@ -300,3 +300,49 @@ def test_find_reads_the_event_id_lookup_not_the_whole_partition(cassandra, test_
     rejected = next(d for d in decisions if d.kind == REJECTED)
     assert run(store.find(m, rejected.event.event_id)) == rejected
     assert session.queries and all("WHERE member_id = ? AND" in q for q in session.queries), session.queries
+
+
+# --- HistoryReader: pages of a member's history, the member ids streamed --------------------------
+
+def test_history_pages_give_every_decision_in_decision_order(store):
+    m = member()
+    decisions, _ = history(m, PAYLOADS + [acquire("l5", device="d9"), release("nope")])  # two more rejections
+    run(store.append({m: decisions}, {m: (0, 0)}))
+    assert [d.position for d in decisions] == [(1, 0), (2, 0), (3, 0), (3, 1), (4, 0), (5, 0), (6, 0), (6, 1),
+                                               (6, 2)]
+    assert run(store.page(m, None, 100)) == decisions
+    read, after = [], None
+    while True:
+        page = run(store.page(m, after, 2))
+        assert len(page) <= 2
+        read += page
+        if len(page) < 2:
+            break
+        after = page[-1].position
+    assert read == decisions
+    assert run(store.page(m, (3, 0), 2)) == decisions[3:5]  # a rejection's sub, then the next seq
+    assert run(store.page(m, (6, 1), 10)) == decisions[-1:]
+    assert run(store.page(m, (6, 2), 10)) == []
+    assert run(store.page(m, (99, 0), 10)) == []
+
+
+def test_history_of_an_unknown_member_is_empty_and_a_limit_must_be_positive(store):
+    assert run(store.page(member(), None, 10)) == []
+    assert run(store.page(member(), (1, 0), 10)) == []
+    with pytest.raises(ValueError, match="limit"):
+        run(store.page(member(), None, 0))
+
+
+def test_member_ids_are_streamed_once_each(store):
+    ms = [member() for _ in range(5)]
+    for m in ms:
+        decisions, _ = history(m, PAYLOADS[:2])
+        run(store.append({m: decisions}, {m: (0, 0)}))
+
+    async def collect(**kw):
+        return [m async for m in store.stream_member_ids(**kw)]
+
+    streamed = run(collect())
+    assert set(ms) <= set(streamed) and len(streamed) == len(set(streamed))
+    if isinstance(store, CassandraEventStore):  # page by page: a small fetch size gives the same ids
+        assert sorted(run(collect(page_size=2))) == sorted(streamed)

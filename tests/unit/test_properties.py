@@ -1,12 +1,10 @@
 """Properties of the decider on generated event streams, and codec round trips.
 
-Small id alphabets and limits so that every rule is hit; times cross a month and a year boundary,
-and some events arrive late.
+The streams (tests/support/strategies.py) use small id alphabets and limits so that every rule is
+hit; times cross a month and a year boundary, and some events arrive late.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -24,14 +22,9 @@ from app.adapters.avro.mapping import (
 )
 from app.domain import (
     Accepted,
-    DeviceDeactivated,
-    DownloadEvent,
     Duplicate,
     LicenseAcquired,
-    LicenseReleased,
-    LicenseRenewed,
     MemberState,
-    PlanChanged,
     Rejected,
     decide,
     evolve,
@@ -41,59 +34,9 @@ from app.domain import (
     validate,
 )
 from app.domain.views import digest, eligibility
+from tests.support.strategies import streams
 
-HOUR = 3_600_000
-START = 1_733_011_200_000  # 2024-12-01T00:00:00Z: streams cross into January 2025
 PROPERTY_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-small_limit = st.one_of(st.none(), st.integers(1, 3))
-license_ids = st.sampled_from([f"l{i}" for i in range(8)])
-devices = st.sampled_from(["d0", "d1", "d2"])
-
-plans = st.builds(PlanChanged, st.sampled_from(["basic", "plus"]), st.integers(1, 3), st.integers(1, 3), small_limit)
-acquisitions = st.builds(
-    LicenseAcquired,
-    license_ids,
-    devices,
-    st.sampled_from(["t0", "t1", "t2"]),
-    st.sampled_from(["s0", "s1"]),
-    st.just(0),  # expires_at: set relative to the event time below
-    small_limit,
-    small_limit,
-    st.one_of(st.none(), st.integers(0, 2)),
-    st.one_of(st.none(), st.sampled_from(["SD", "HD"])),
-)
-renewals = st.builds(LicenseRenewed, license_ids, st.just(0))
-releases = st.builds(LicenseReleased, license_ids, st.sampled_from(["DELETED", "EXPIRED", "REVOKED"]))
-deactivations = st.builds(DeviceDeactivated, devices)
-# weighted towards acquisitions and renewals, which most rules are about
-payloads = st.one_of(plans, acquisitions, acquisitions, acquisitions, renewals, renewals, releases, deactivations)
-
-
-@st.composite
-def streams(draw) -> list[DownloadEvent]:
-    events: list[DownloadEvent] = []
-    acquired: list[str] = []
-    now = START
-    for _ in range(draw(st.integers(0, 40))):
-        if events and draw(st.integers(0, 9)) == 0:
-            events.append(draw(st.sampled_from(events)))  # redelivery
-            continue
-        now += draw(st.integers(0, 96)) * HOUR
-        occurred_at = now - draw(st.sampled_from([0, 0, 0, 0, 30 * 24])) * HOUR  # sometimes late
-        payload = draw(payloads)
-        changes = {}
-        if isinstance(payload, LicenseAcquired | LicenseRenewed):
-            changes["expires_at"] = occurred_at + draw(st.integers(-24, 30 * 24)) * HOUR
-        if isinstance(payload, LicenseRenewed | LicenseReleased) and acquired and draw(st.integers(0, 4)):
-            changes["license_id"] = draw(st.sampled_from(acquired))  # mostly a license that exists
-        if changes:
-            payload = replace(payload, **changes)
-        if isinstance(payload, LicenseAcquired):
-            acquired.append(payload.license_id)
-        event_id = f"e{len(events)}" if draw(st.integers(0, 19)) else f"e{draw(st.integers(0, 5))}"
-        events.append(DownloadEvent(event_id, "m1", occurred_at, "prop", payload))
-    return events
 
 
 def _run(events):

@@ -8,7 +8,7 @@ import sys
 DESCRIPTION = """\
 Measure the ceilings of this machine (Kafka consume, Cassandra plain and conditional writes, Redis
 pipelined writes), the pipeline end to end (throughput and publish-to-view latency of one worker),
-a naive one-event-at-a-time agent as the baseline, the replay, the read API and the worker's memory
+a naive one-event-at-a-time agent as the baseline, the replay, the what-if, the read API and the worker's memory
 as the number of members grows. Writes bench/results/<timestamp>.json and .md; a full run also
 refreshes the table in BENCHMARKS.md. Everything runs on topics, keyspaces and a Redis database of
 its own, deleted at the end."""
@@ -36,7 +36,7 @@ def register(sub) -> None:
                    help="also run the replay's verification against the event store (timed apart; minutes)")
     p.add_argument("--redis-db", type=int, help="Redis database index of the run (default 9; only it is flushed)")
     p.add_argument("--skip", action="append", default=[], metavar="PHASE",
-                   help="skip a phase (repeatable): ceilings, naive, e2e, latency, replay, api, memory")
+                   help="skip a phase (repeatable): ceilings, naive, e2e, latency, replay, whatif, api, memory")
     p.add_argument("--profile", action="store_true",
                    help="profile the end-to-end worker with py-spy (pip install -e '.[bench]')")
     p.add_argument("--out", help="results folder (default bench/results)")

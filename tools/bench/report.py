@@ -65,6 +65,7 @@ def build(results: dict) -> dict:
     lat = results.get("e2e", {}).get("latency")
     naive = results.get("naive")
     replay = results.get("replay")
+    whatif = results.get("whatif")
     api = results.get("api")
     mem = results.get("memory")
     e2e_rate = e2e["rate"] if e2e else None
@@ -161,6 +162,23 @@ def build(results: dict) -> dict:
                    "fold in Python, then Redis pipelines and Cassandra writes"),
             [{"figure": "e2e.throughput", "ratio": _ratio(replay["rate"], e2e_rate),
               "meaning": "replay / live end to end"}])
+    if whatif:
+        cand, empty = whatif["candidate"], whatif["empty"]
+        fig("whatif.throughput", "what-if service: every member's stored decisions read from the event store "
+            "(streamed, paged) and decided again under a candidate policy",
+            whatif["rate"], "events/s",
+            _params(events=cand["events_redecided"], members=cand["members"], partitions=None, batch_size=500,
+                    concurrency=whatif["concurrency"], seconds=cand["seconds"], flips=cand["flips"],
+                    members_affected=cand["members_affected"], empty_policy_rate=empty["events_per_second"],
+                    empty_policy_flips=empty["flips"]),
+            _bound(whatif.get("cpu_share_whole_run"), "whatif", cores, "one process: Cassandra page reads "
+                   "and Avro decode, then the domain's decide (and a fold once outcomes part) in Python"),
+            [c for c in [
+                {"figure": "replay.throughput", "ratio": _ratio(whatif["rate"], replay["rate"]),
+                 "meaning": "what-if / replay"} if replay else None,
+                {"figure": "e2e.throughput", "ratio": _ratio(whatif["rate"], e2e_rate),
+                 "meaning": "what-if / live end to end"} if e2e_rate else None] if c],
+            {"empty_policy_ok": whatif.get("ok"), "transitions": cand["transitions"][:10]})
     if api:
         mx = api["max"]
         fig("api.max", "read API maximum requests/s", mx["rate"], "requests/s",

@@ -2,8 +2,8 @@
 
 Order (each phase isolated by `BenchEnv`): ceilings of Cassandra and Redis; the naive baseline on
 its own pipeline; the end-to-end run (publish, Kafka consume ceiling on its events topic,
-throughput, latency at half the throughput); the replay of that run's ledger; the read API over that
-run's views; the memory run with ten times the members. A failing phase is reported and the others
+throughput, latency at half the throughput); the replay of that run's ledger; the what-if over that
+run's event store; the read API over that run's views; the memory run with ten times the members. A failing phase is reported and the others
 still run when they do not depend on it.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from app.config import REPO_ROOT
 
-PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "api", "memory")
+PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "memory")
 
 
 @dataclass
@@ -46,6 +46,7 @@ class BenchConfig:
     probe_members: int = 32
     replay_concurrency: int = 8
     replay_verify: bool = False
+    whatif_concurrency: int = 32
     api_wrk_seconds: int = 15
     api_rate: float = 1_000.0
     api_seconds: float = 30.0
@@ -71,7 +72,7 @@ class BenchConfig:
 
 
 def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int]:
-    from tools.bench import ceilings, end_to_end, memory, naive_baseline, replay_bench, report
+    from tools.bench import ceilings, end_to_end, memory, naive_baseline, replay_bench, report, whatif_bench
     from tools.bench.env import BenchEnv, machine
     from tools.simulate.workload import WorkloadConfig
 
@@ -195,6 +196,8 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
             results["replay"] = phase("replay", lambda: replay_bench.run(
                 env, main_pipeline, workload.expected, concurrency=cfg.replay_concurrency,
                 verify=cfg.replay_verify, echo=echo))
+            results["whatif"] = phase("whatif", lambda: whatif_bench.run(
+                env, main_pipeline, concurrency=cfg.whatif_concurrency, echo=echo))
 
             def do_api():
                 from tools.bench import api_bench

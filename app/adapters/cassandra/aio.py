@@ -30,6 +30,30 @@ def execute(session, statement, params=None, timeout: float | None = None) -> as
     return future
 
 
+async def pages(session, statement, params=None):
+    """Runs a statement and yields its rows a page at a time: the next page is fetched only when the
+    caller asks for it, so a scan holds one page (the statement's ``fetch_size``) at a time."""
+    loop = asyncio.get_running_loop()
+    arrived: asyncio.Queue = asyncio.Queue()
+    response = session.execute_async(statement, params)
+
+    def on_rows(page):
+        _call_soon(loop, arrived.put_nowait, (list(page or ()), response.has_more_pages, None))
+
+    def on_error(exc):
+        _call_soon(loop, arrived.put_nowait, ([], False, exc))
+
+    response.add_callbacks(on_rows, on_error)
+    while True:
+        rows, more, exc = await arrived.get()
+        if exc is not None:
+            raise exc
+        yield rows
+        if not more:
+            return
+        response.start_fetching_next_page()
+
+
 def _call_soon(loop, callback, *args) -> None:
     try:
         loop.call_soon_threadsafe(callback, *args)

@@ -36,7 +36,7 @@ from cassandra.query import BatchStatement, BatchType
 
 from app.adapters.avro.codec import default_codec
 from app.adapters.avro.mapping import decode_event, decode_snapshot, encode_event, encode_snapshot
-from app.adapters.cassandra.aio import execute
+from app.adapters.cassandra.aio import execute, pages
 from app.domain.events import Recorded
 from app.domain.history import ACCEPTED, Source, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
@@ -83,6 +83,9 @@ class CassandraEventStore:
         self._prune_snapshots = session.prepare(
             f"DELETE FROM {ks}.member_snapshots WHERE member_id = ? AND (seq, sub) < (?, ?)")
         self._members = session.prepare(f"SELECT DISTINCT member_id FROM {ks}.member_events")
+        self._page_first = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? LIMIT ?")
+        self._page_after = session.prepare(
+            f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) > (?, ?) LIMIT ?")
         codec = default_codec()
         self._event_schema = _schema_label(codec, "DownloadEvent")
         self._snapshot_schema = _schema_label(codec, "MemberSnapshot")
@@ -148,6 +151,26 @@ class CassandraEventStore:
     async def snapshot_positions(self, member_id: str, limit: int = 100) -> list[tuple[int, int]]:
         """The positions of the member's snapshots, newest first."""
         return [(r.seq, r.sub) for r in await execute(self.session, self._snapshot_positions, (member_id, limit))]
+
+    # --- HistoryReader: read only ---------------------------------------------------------
+
+    async def page(self, member_id: str, after: tuple[int, int] | None, limit: int) -> list[StoredDecision]:
+        """One clustering-range read: ``(seq, sub) > after LIMIT limit`` of the member's partition."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        if after is None:
+            rows = await execute(self.session, self._page_first, (member_id, limit))
+        else:
+            rows = await execute(self.session, self._page_after, (member_id, after[0], after[1], limit))
+        # a partition holding only its static head (no rows) reads as one row without a position
+        return [_decision(r) for r in rows if r.seq is not None]
+
+    async def stream_member_ids(self, page_size: int = 1000):
+        statement = self._members.bind(())
+        statement.fetch_size = page_size
+        async for rows in pages(self.session, statement):
+            for r in rows:
+                yield r.member_id
 
     # --- writing ------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@ They pass the same contract tests as the Cassandra ones (tests/contracts).
 """
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 from app.domain.events import Recorded
 from app.domain.history import ACCEPTED, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
@@ -17,6 +19,7 @@ class InMemoryEventStore:
         # The event-id lookup, like the Cassandra one: written before the conditional append, so a
         # lost append leaves entries behind, and readers check the row an entry points at.
         self.lookup: dict[str, dict[str, set[tuple[int, int]]]] = {}
+        self.pages_read = 0  # HistoryReader pages served (tests check a what-if streams its reads)
 
     async def load(self, member_id: str) -> MemberState:
         return self._load(member_id).state
@@ -88,6 +91,21 @@ class InMemoryEventStore:
 
     async def member_ids(self) -> list[str]:
         return list(self.rows)
+
+    # --- HistoryReader ----------------------------------------------------------------------
+
+    async def page(self, member_id: str, after: tuple[int, int] | None, limit: int) -> list[StoredDecision]:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        history = self.rows.get(member_id, {})
+        positions = sorted(p for p in history if after is None or p > after)[:limit]
+        self.pages_read += 1
+        return [history[p] for p in positions]
+
+    async def stream_member_ids(self) -> AsyncIterator[str]:
+        for member_id in list(self.rows):
+            if self.rows[member_id]:
+                yield member_id
 
 
 class InMemoryProgressStore:

@@ -1,7 +1,10 @@
-"""The read API (DOMAIN.md "Views" over HTTP): Redis views only, never the event store or Kafka.
+"""The read API (DOMAIN.md "Views" over HTTP): the Redis views, and a member's timeline.
 
 ``create_api(settings)`` builds the app; nothing is read from the environment here. Handlers stay
-thin: one Redis read (``ViewReader``), then a pure function of ``app.domain.views``.
+thin: one Redis read (``ViewReader``), then a pure function of ``app.domain.views``. The history and
+the what-if are the only endpoints that read Cassandra (the event store, through the read-only
+``HistoryReader``); its connection is opened at their first use, so the Redis endpoints keep working
+while Cassandra is down (history and what-if then answer 503). Nothing here reads Kafka.
 
 Auth: ``/v1/*`` needs ``Authorization: Bearer <token>`` with a token of ``settings.api_tokens``;
 ``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs`` are open.
@@ -21,6 +24,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import bootstrap
+from app.adapters.json_events import decision_to_json
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY
 from app.config import Settings
@@ -28,10 +32,12 @@ from app.domain import views
 from app.domain.events import LicenseAcquired
 from app.domain.state import MemberState
 from app.domain.utc import year_of
+from app.domain.validation import INT_MAX
 from app.entrypoints.api import errors
 from app.entrypoints.api.errors import ApiError
 from app.entrypoints.api.metrics import ApiMetrics, MetricsMiddleware
 from app.entrypoints.api.models import (
+    HISTORY_LIMIT_MAX,
     ID_PATTERN,
     TIME_MAX,
     TIME_MIN,
@@ -42,11 +48,16 @@ from app.entrypoints.api.models import (
     ErrorBody,
     Health,
     LicenseState,
+    MemberHistory,
     MemberLicenses,
     MemberSummary,
+    MemberWhatIf,
     Ready,
     TitleDownloads,
+    WhatIfRequest,
 )
+from app.service.ports import HistoryReader
+from app.service.whatif import Window, flip_dict
 
 ID_RULE = "1-64 characters from [A-Za-z0-9._:-]"
 MemberId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_RULE, examples=["m-1"])]
@@ -55,6 +66,11 @@ At = Annotated[int | None, Query(ge=TIME_MIN, le=TIME_MAX,
                                  description="evaluate at this time, epoch milliseconds (default: now)")]
 Year = Annotated[int | None, Query(ge=YEAR_MIN, le=YEAR_MAX, description="calendar year, UTC (default: this year)")]
 StateFilter = Annotated[LicenseState | None, Query(alias="state", description="only licenses in this state at `at`")]
+AfterSeq = Annotated[int | None, Query(ge=0, le=TIME_MAX, description="cursor: events after the position "
+                                       "(after_seq, after_sub), as `next` gives it; a half left out is 0, "
+                                       "both left out: from the first event")]
+AfterSub = Annotated[int | None, Query(ge=0, le=INT_MAX, description="cursor: see after_seq")]
+Limit = Annotated[int, Query(ge=1, le=HISTORY_LIMIT_MAX, description="events per page (at most 1,000)")]
 
 
 def _error(description: str) -> dict:
@@ -65,9 +81,10 @@ V1_ERRORS = {
     401: _error("missing or invalid bearer token"),
     422: _error("an identifier or parameter is invalid"),
     500: _error("unexpected server error (no traceback is exposed)"),
-    503: _error("the view store (Redis) is unavailable"),
+    503: _error("the view store (Redis) is unavailable; for history and what-if, the event store (Cassandra)"),
 }
 NOT_FOUND = {404: _error("no view of this member in the active namespace")}
+NO_HISTORY = {404: _error("no decided event of this member in the event store")}
 
 
 def wall_clock_ms() -> int:
@@ -81,9 +98,14 @@ def create_api(
     pointer_key: str = ACTIVE_NAMESPACE_KEY,
     namespace_ttl: float = DEFAULT_NAMESPACE_TTL,
     now_ms: Callable[[], int] = wall_clock_ms,
+    history: HistoryReader | None = None,
 ) -> FastAPI:
-    """The read API. Tests may pass their own client, a test-only pointer key, and a clock."""
+    """The read API. Tests may pass their own client, a test-only pointer key, a clock, and a
+    history (default: the event store of ``settings``, connected at first use)."""
     owns_client = redis_client is None
+    owned_history = bootstrap.history(settings) if history is None else None
+    timeline: HistoryReader = history or owned_history
+    whatif = bootstrap.whatif(timeline)
     reader = bootstrap.api_reader(settings, pointer_key=pointer_key, namespace_ttl=namespace_ttl, client=redis_client)
     client = reader.client
     metrics = ApiMetrics()
@@ -95,16 +117,20 @@ def create_api(
         yield
         if owns_client:
             await client.aclose()
+        if owned_history is not None:
+            await owned_history.aclose()
 
     app = FastAPI(
         title="Download Ledger read API",
         version="1",
-        description="Member views of the Download Ledger, read from Redis. "
+        description="Member views of the Download Ledger, read from Redis, and each member's timeline "
+                    "(history and what-if), read from the event store (Cassandra). "
                     "Errors are always {\"error\": {\"code\": ..., \"message\": ...}}.",
         lifespan=lifespan,
         redoc_url=None,
     )
     app.state.reader = reader
+    app.state.history = timeline
     app.state.metrics = metrics
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
@@ -170,6 +196,42 @@ def create_api(
         return {"member_id": member_id, "license_id": payload.license_id, "at": max(state.clock, at),
                 "seq": state.seq, "eligible": result.eligible, "reason": result.reason, "detail": result.detail}
 
+    @v1.get("/members/{member_id}/history", response_model=MemberHistory, responses=NO_HISTORY,
+            tags=["timeline"], summary="every decided event of a member, in decision order",
+            description="Accepted and rejected events as the event store keeps them, with reason, detail, the "
+                        "member clock at decision, the event's fields and where it was read. Pages of `limit` "
+                        "events; pass `next` back as `after_seq` and `after_sub`. Read from Cassandra.")
+    async def member_history(member_id: MemberId, after_seq: AfterSeq = None, after_sub: AfterSub = None,
+                             limit: Limit = 100):
+        after = None if after_seq is None and after_sub is None else (after_seq or 0, after_sub or 0)
+        page = await timeline.page(member_id, after, limit + 1)
+        if not page and (after is None or not await timeline.page(member_id, None, 1)):
+            raise ApiError(404, "member_not_found", f"member {member_id} has no decided event")
+        more = len(page) > limit
+        page = page[:limit]
+        cursor = {"after_seq": page[-1].seq, "after_sub": page[-1].sub} if more else None
+        return {"member_id": member_id, "events": [decision_to_json(d) for d in page], "next": cursor}
+
+    @v1.post("/members/{member_id}/whatif", response_model=MemberWhatIf, responses=NO_HISTORY,
+             tags=["timeline"], summary="the member's history decided again under a candidate policy",
+             description="Decides the member's recorded events again, in order, from the empty state with the "
+                         "policy's limits, and lists the events whose outcome changes, with the summary today "
+                         "and under the policy. Writes nothing. Read from Cassandra.")
+    async def member_whatif(member_id: MemberId, body: WhatIfRequest):
+        window = Window(body.from_ms, body.to_ms)
+        policy = body.policy.to_policy()
+        result = await whatif.member(member_id, policy, window=window, keep_flips=body.max_flips)
+        if not result.found and (body.to_ms is None or not await timeline.page(member_id, None, 1)):
+            raise ApiError(404, "member_not_found", f"member {member_id} has no decided event")
+        at = result.clock if body.at is None else body.at
+        return {
+            "member_id": member_id, "events_redecided": result.events, "flip_count": result.flip_count,
+            "transitions": [{"recorded": a, "whatif": b, "count": n}
+                            for (a, b), n in sorted(result.transitions.items(), key=lambda i: (-i[1], i[0]))],
+            "flips": [flip_dict(f) for f in result.flips], "at": at,
+            "today": views.summary(result.recorded, at), "under_policy": views.summary(result.whatif, at, policy),
+        }
+
     app.include_router(v1)
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="the process is alive (no Redis)")
@@ -191,3 +253,4 @@ def create_api(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+

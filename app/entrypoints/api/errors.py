@@ -2,7 +2,8 @@
 
 FastAPI's own validation body is replaced (422 ``validation_error`` with ``details``; a body that does
 not even decode, FastAPI's 400, is a 422 too); Starlette's
-HTTP errors (404 unknown route, 405) get the same shape; Redis unreachable is a 503; anything
+HTTP errors (404 unknown route, 405) get the same shape; Redis, or for the timeline the event store,
+unreachable is a 503; anything
 unexpected is a 500 without a traceback in the body.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.adapters.redis.view_reader import ViewCorrupt
+from app.service.ports import HistoryUnavailable
 
 log = logging.getLogger("ledger.api")
 
@@ -73,6 +75,11 @@ async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "redis_unavailable", "the view store (Redis) is unavailable; retry later")
 
 
+async def _history_down(request: Request, exc: HistoryUnavailable) -> JSONResponse:
+    log.warning("event store unavailable: %s", exc)
+    return error_response(503, "event_store_unavailable", "the event store (Cassandra) is unavailable; retry later")
+
+
 async def _view_corrupt(request: Request, exc: ViewCorrupt) -> JSONResponse:
     log.error("%s", exc)
     return error_response(500, "view_corrupt", "the stored view of this member cannot be read")
@@ -89,5 +96,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_down)
+    app.add_exception_handler(HistoryUnavailable, _history_down)
     app.add_exception_handler(ViewCorrupt, _view_corrupt)
     app.add_exception_handler(Exception, _unexpected)

@@ -5,6 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from app.adapters.policy_file import PolicyModel
 from app.domain.rules import Reason
 from app.domain.utc import year_of
 from app.domain.validation import DOWNLOAD_QUALITY_MAX_CHARS, INT_MAX, LONG_MAX, LONG_MIN
@@ -142,3 +143,92 @@ class Ready(BaseModel):
     status: Literal["ready"]
     namespace: str
     members: int
+
+
+# --- the timeline: history and what-if (read from the event store) ----------------------------
+
+EventType = Literal["PlanChanged", "LicenseAcquired", "LicenseRenewed", "LicenseReleased", "DeviceDeactivated"]
+Outcome = Literal["accepted", "rejected"]
+HISTORY_LIMIT_MAX = 1_000
+FLIPS_MAX = 1_000
+
+
+class Source(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+
+
+class HistoryEvent(BaseModel):
+    seq: int = Field(description="the member's seq after this decision; with sub, the position in the event store")
+    sub: int = Field(description="0 for an accepted event; n >= 1 for the n-th rejection decided after `seq`")
+    outcome: Outcome
+    reason: str | None = Field(description="the rejection's reason code (DOMAIN.md); null if accepted")
+    detail: str | None = Field(description="the rejection's sentence with the actual numbers; null if accepted")
+    type: EventType
+    event_id: str
+    occurred_at: int
+    producer: str
+    clock: int = Field(description="the member clock at decision (epoch ms)")
+    payload: dict[str, int | str | None] = Field(description="the event's fields, as published")
+    source: Source = Field(description="where the decider read the event")
+
+
+class Cursor(BaseModel):
+    after_seq: int
+    after_sub: int
+
+
+class MemberHistory(BaseModel):
+    member_id: str
+    events: list[HistoryEvent] = Field(description="decided events in decision order: (seq, sub)")
+    next: Cursor | None = Field(description="pass as after_seq/after_sub for the next page; null at the end")
+
+
+class WhatIfRequest(BaseModel):
+    """A candidate policy, and optionally the window it applies to and the time to compare at."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    policy: PolicyModel
+    from_ms: EpochMs | None = Field(None, description="the policy takes effect at this member clock: "
+                                                      "decisions before it keep their recorded outcome")
+    to_ms: EpochMs | None = Field(None, description="decisions at or after this member clock are not read "
+                                                    "(at or before from_ms: nothing is re-decided)")
+    at: EpochMs | None = Field(None, description="compare the summaries at this time "
+                                                 "(default: the member clock after its last decision read)")
+    max_flips: json_int(0, FLIPS_MAX) = Field(100, description="flipped events listed (all are counted)")
+
+
+class DecisionOutcome(BaseModel):
+    outcome: Outcome
+    reason: str | None
+    detail: str | None
+
+
+class FlippedEvent(BaseModel):
+    seq: int
+    sub: int
+    event_id: str
+    type: EventType
+    occurred_at: int
+    clock: int
+    recorded: DecisionOutcome = Field(description="the outcome in the event store")
+    whatif: DecisionOutcome = Field(description="the outcome under the policy")
+
+
+class Transition(BaseModel):
+    recorded: str = Field(description="`accepted` or the recorded reason")
+    whatif: str = Field(description="`accepted` or the reason under the policy")
+    count: int
+
+
+class MemberWhatIf(BaseModel):
+    member_id: str
+    events_redecided: int
+    flip_count: int
+    transitions: list[Transition]
+    flips: list[FlippedEvent] = Field(description="the first max_flips flipped events, in decision order")
+    at: int = Field(description="the time both summaries are evaluated at")
+    today: MemberSummary = Field(description="the summary of the member's history as decided")
+    under_policy: MemberSummary = Field(description="the summary had the policy decided its events")

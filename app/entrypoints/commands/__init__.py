@@ -5,12 +5,14 @@ from __future__ import annotations
 from app.entrypoints.commands import (
     api_cmd,
     dlq_cmd,
+    history_cmd,
     migrate_cmd,
     publish_cmd,
     replay_cmd,
     status_cmd,
     topics_cmd,
     verify_cmd,
+    whatif_cmd,
     worker_cmd,
 )
 from app.entrypoints.commands.errors import CommandError
@@ -20,7 +22,8 @@ REGISTRY = [
     worker_cmd.register, api_cmd.register,                           # running the pipeline
     publish_cmd.register,                                            # feeding it
     replay_cmd.register, verify_cmd.register,                        # operating it
-    status_cmd.register, dlq_cmd.register,
+    status_cmd.register, dlq_cmd.register,                          # operating it
+    history_cmd.register, whatif_cmd.register,                       # a member's timeline
 ]
 
 __all__ = ["CommandError", "REGISTRY"]
