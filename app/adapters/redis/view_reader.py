@@ -6,7 +6,9 @@ One Redis round trip per request: the active-namespace pointer is cached for at 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
+from app.adapters.redis.member_clocks import clock_key
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, member_key, members_key
 from app.adapters.view_json import decode_view
 from app.domain.state import MemberState
@@ -39,8 +41,23 @@ class ViewReader:
     async def member(self, member_id: str) -> MemberState | None:
         namespace = await self.namespace()
         raw = await self.client.hget(member_key(namespace, member_id), "state")
-        if raw is None:
-            return None
+        return None if raw is None else self._decode(raw, member_id, namespace)
+
+    async def member_at_decider_clock(self, member_id: str) -> MemberState | None:
+        """The view with its clock raised to the member clock over every decided event (the
+        member-clock key, which counts rejections too): one round trip for both keys."""
+        namespace = await self.namespace()
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hget(member_key(namespace, member_id), "state")
+        pipe.get(clock_key(member_id))
+        raw, clock = await pipe.execute()
+        state = None if raw is None else self._decode(raw, member_id, namespace)
+        if clock is None:
+            return state
+        state = state or MemberState.empty(member_id)
+        return replace(state, clock=max(state.clock, int(clock)))
+
+    def _decode(self, raw, member_id: str, namespace: str) -> MemberState:
         try:
             return decode_view(raw)
         except (ValueError, KeyError, TypeError) as exc:

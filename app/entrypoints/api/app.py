@@ -175,11 +175,12 @@ def create_api(
 
     @v1.post("/members/{member_id}/eligibility", response_model=EligibilityResponse,
              summary="would this LicenseAcquired be accepted?",
-             description="Runs the decider's own rules (app.domain.views.eligibility) against the view. "
+             description="Runs the decider's own rules (app.domain.views.eligibility) against the view, at "
+                         "max(the member clock over every decided event, rejected ones too, `at`). "
                          "A member without a view is evaluated against the empty default state "
                          "(a new member may download), so this endpoint never answers 404.")
     async def eligibility(member_id: MemberId, body: EligibilityRequest):
-        state = await reader.member(member_id) or MemberState.empty(member_id)
+        state = await reader.member_at_decider_clock(member_id) or MemberState.empty(member_id)
         at = now_ms() if body.at is None else body.at
         payload = LicenseAcquired(
             license_id=body.license_id or f"eligibility:{uuid.uuid4().hex}",
