@@ -31,3 +31,24 @@ def test_a_bug_is_not_hidden(monkeypatch):
     monkeypatch.setattr(topics_cmd, "run", handler)
     with pytest.raises(KeyError):
         cli.main(["topics", "diff"])
+
+
+@pytest.mark.parametrize("partitions, flags, status", [
+    (12, [], 0), (12, ["--exit-code"], 0),      # no drift
+    (6, [], 0), (6, ["--exit-code"], 2),        # drift: partitions to raise
+    (24, ["--exit-code"], 1),                   # refused (lowering) stays 1
+])
+def test_topics_diff_exit_code_reports_drift(monkeypatch, capsys, partitions, flags, status):
+    from app import bootstrap
+    from app.adapters.kafka import topic_admin
+    from app.adapters.kafka.topic_spec import ActualTopic, load_specs
+    from app.config import REPO_ROOT
+
+    def describe(admin, names):
+        specs = {s.name: s for s in load_specs(REPO_ROOT / "topics", "local")}
+        return {n: ActualTopic(n, partitions, specs[n].config) for n in names}
+
+    monkeypatch.setattr(bootstrap, "kafka_admin", lambda settings: object())
+    monkeypatch.setattr(topic_admin, "describe", describe)
+    monkeypatch.setenv("LEDGER_ENVIRONMENT", "local")
+    assert cli.main(["topics", "diff", *flags]) == status

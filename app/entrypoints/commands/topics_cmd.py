@@ -6,11 +6,15 @@ from app.adapters.kafka.topic_spec import TopicSpecError, load_specs, plan
 from app.config import REPO_ROOT
 from app.entrypoints.commands.errors import CommandError
 
+DRIFT_EXIT = 2  # `topics diff --exit-code`: the cluster differs from topics/ (1 stays "error or refused")
+
 
 def register(sub) -> None:
     p = sub.add_parser("topics", help="show or apply the topic definitions in topics/")
     p.add_argument("action", choices=["diff", "apply"])
     p.add_argument("--dir", default=str(REPO_ROOT / "topics"), help="folder of topic YAML files")
+    p.add_argument("--exit-code", action="store_true",
+                   help="diff: exit 2 when the cluster differs from the files (a check, e.g. where Strimzi owns the topics)")
     p.set_defaults(handler=run)
 
 
@@ -33,7 +37,9 @@ def run(args, settings) -> int:
     if args.action == "diff":
         if changes.empty and not changes.refused:
             print("no drift: the cluster matches topics/")
-        return 1 if changes.refused else 0
+        if changes.refused:
+            return 1
+        return DRIFT_EXIT if args.exit_code and not changes.empty else 0
     if changes.refused:
         raise CommandError("refusing to apply: " + "; ".join(changes.refused))
     if changes.empty:
