@@ -26,19 +26,28 @@ def state(member: str, seq: int, plan_id: str = "basic") -> MemberState:
 # --- ViewStore -----------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=REAL)])
-def views(request):
-    """A factory of (store, cleanup) built inside the test's event loop."""
+MEMORY_OR_REDIS = ["memory", pytest.param("redis", marks=REAL)]
+
+
+def memory_or_redis(request, memory, on_redis):
+    """A factory of (store, cleanup) built inside the test's event loop: the in-memory twin, or
+    ``on_redis(client, space)`` on a Redis DB leased to the test."""
     if request.param == "memory":
-        store = InMemoryViewStore()
+        store = memory()
         return lambda: (store, None)
     space = request.getfixturevalue("redis_space")
-    from app.adapters.redis.view_store import RedisViewStore
 
     def make():
         client = space.client()
-        return RedisViewStore(client, space.prefix), client.aclose
+        return on_redis(client, space), client.aclose
     return make
+
+
+@pytest.fixture(params=MEMORY_OR_REDIS)
+def views(request):
+    from app.adapters.redis.view_store import RedisViewStore
+
+    return memory_or_redis(request, InMemoryViewStore, lambda client, space: RedisViewStore(client, space.prefix))
 
 
 async def _with(factory, body):
@@ -101,18 +110,11 @@ def test_read_model_writes_move_forward_only(read_models):
 # --- NamespacePointer ----------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=REAL)])
+@pytest.fixture(params=MEMORY_OR_REDIS)
 def pointer(request):
-    if request.param == "memory":
-        p = InMemoryNamespacePointer()
-        return lambda: (p, None)
-    space = request.getfixturevalue("redis_space")
     from app.adapters.redis.namespaces import RedisNamespacePointer
 
-    def make():
-        client = space.client()
-        return RedisNamespacePointer(client), client.aclose
-    return make
+    return memory_or_redis(request, InMemoryNamespacePointer, lambda client, _: RedisNamespacePointer(client))
 
 
 def test_the_pointer_starts_at_v1_and_switches_only_from_the_expected_namespace(pointer):
@@ -154,18 +156,11 @@ def test_progress_is_saved_per_topic_and_partition(progress):
 # --- MemberClocks --------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=REAL)])
+@pytest.fixture(params=MEMORY_OR_REDIS)
 def member_clocks(request):
-    if request.param == "memory":
-        clocks = InMemoryMemberClocks()
-        return lambda: (clocks, None)
-    space = request.getfixturevalue("redis_space")
     from app.adapters.redis.member_clocks import RedisMemberClocks
 
-    def make():
-        client = space.client()
-        return RedisMemberClocks(client), client.aclose
-    return make
+    return memory_or_redis(request, InMemoryMemberClocks, lambda client, _: RedisMemberClocks(client))
 
 
 def test_member_clocks_only_move_forward(member_clocks):
