@@ -163,12 +163,14 @@ def group_id(settings: Settings, role: str) -> str:
 
 
 def role_topics(settings: Settings, role: str) -> dict[str, str]:
-    """{topic: stage} that the workers of ``role`` consume; the stage is decider or projector."""
+    """{topic: stage} that the workers of ``role`` consume: the decider reads the input topic, the
+    projector role the ledger (stage projector) and the rejections (stage clocks: member clocks)."""
     topics = {}
     if role in ("decider", "all"):
         topics[settings.events_topic] = "decider"
     if role in ("projector", "all"):
         topics[settings.ledger_topic] = "projector"
+        topics[settings.rejections_topic] = "clocks"
     return topics
 
 

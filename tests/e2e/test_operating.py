@@ -71,16 +71,18 @@ def test_a_stopped_worker_leaves_lag_and_no_members_and_a_running_one_brings_the
         return len(g["members"]) == 1 and g["lag"]["decider"]["messages"] == 0 and g["lag"]["projector"]["messages"] == 0
     wait_until(caught_up, 60, interval=0.5, message="the running worker to bring the lag to 0")
     member = status(pipeline)["all"]["members"][0]
-    assert len(member["assignment"]) == 24  # 12 partitions of the input topic and 12 of the ledger
+    assert len(member["assignment"]) == 36  # 12 partitions each of the input, ledger and rejections topics
 
     events_topic, ledger_topic = pipeline.settings.events_topic, pipeline.settings.ledger_topic
+    rejections_topic = pipeline.settings.rejections_topic
+    stage = {events_topic: "decider", ledger_topic: "projector", rejections_topic: "clocks"}
 
     def exported():
         g = gauges(port)
         lag = {k: v for k, v in g.items() if k[0] in ("ledger_consumer_lag_messages", "ledger_consumer_lag_seconds")}
-        return (len(lag) == 2 * 24 and all(v == 0 for v in lag.values())
-                and {k[2] for k in lag} == {events_topic, ledger_topic}
-                and all(k[1] == ("decider" if k[2] == events_topic else "projector") for k in lag)
+        return (len(lag) == 2 * 36 and all(v == 0 for v in lag.values())
+                and {k[2] for k in lag} == set(stage)
+                and all(k[1] == stage[k[2]] for k in lag)
                 and g.get(("ledger_consumer_group_members", "decider", None, None)) == 1
                 and g.get(("ledger_consumer_group_members", "projector", None, None)) == 1)
     wait_until(exported, 30, interval=0.5, message="the worker's lag gauges at 0 and its membership")
@@ -186,7 +188,9 @@ def test_dlq_and_status_errors_are_one_line(pipeline):
     unreachable = ledger("status", "--timeout", "1", env={**pipeline.env, "LEDGER_KAFKA_BOOTSTRAP": "127.0.0.1:1"})
     assert unreachable.returncode == 1 and unreachable.stderr.startswith(
         "ledger status: cannot read the consumer groups from 127.0.0.1:1:")
-    assert unreachable.stderr.count("\n") == 1 and "no answer within 1s" in unreachable.stderr
+    # whichever gives up first: our own deadline, or librdkafka's request timeout
+    assert unreachable.stderr.count("\n") == 1
+    assert "no answer within 1s" in unreachable.stderr or "Timed out" in unreachable.stderr
     empty = ledger("dlq", "redrive", "--dry-run", env=pipeline.env)
     assert empty.returncode == 0 and "0 dead letter(s) would be redriven" in empty.stdout
 
