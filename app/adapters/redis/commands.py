@@ -6,8 +6,9 @@ its slot, runs SCAN and SCRIPT LOAD on every master, splits EXISTS/UNLINK of man
 Three do not, and go through here:
 
 - Lua scripts in a pipeline: the single-node pipeline loads a missing script before it runs; the
-  cluster pipeline does not, and a master that never saw the script (a new one, or a replica just
-  promoted: scripts are not replicated) answers NOSCRIPT. ``eval_many`` loads it and runs again.
+  cluster pipeline refuses ``evalsha`` outright, and a master that never saw the script (a new one,
+  or a replica just promoted: the script cache is not replicated) answers NOSCRIPT.
+  ``Script.run_many`` sends EVALSHA itself, loads the script where it was missing and runs again.
 - MGET of keys in different slots: a cluster refuses it (CROSSSLOT); ``get_many`` splits by slot.
 - SCAN: a cluster's keys live on several masters; the cluster client's ``scan_iter`` walks each.
 """
@@ -44,7 +45,10 @@ class Script:
         for _attempt in range(3):
             pipe = client.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.evalsha(self.sha, len(keys), *keys, *args)
+                # execute_command, not pipe.evalsha: redis-py's cluster pipeline blocks the evalsha
+                # method (it does not load scripts), yet routes EVALSHA by its keys' slot like any
+                # keyed command; NOSCRIPT is handled here.
+                pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
             results = await pipe.execute(raise_on_error=False)
             if not any(isinstance(r, NoScriptError) for r in results):
                 break
