@@ -105,12 +105,13 @@ class Pipeline:
     workers: list[Worker] = field(default_factory=list)
     _redis_client: object = field(default=None, repr=False)
 
-    def start_worker(self, role: str = "all", metrics_port: int = 0, **env: str) -> Worker:
+    def start_worker(self, role: str = "all", metrics_port: int = 0, loglevel: str = "warning", **env: str) -> Worker:
         """A `ledger worker` process with the pipeline's settings (``env`` overrides some), serving
         /metrics, /healthz and /readyz on ``metrics_port`` (0: none)."""
         log = self.tmp / f"worker-{len(self.workers)}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],
+            [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port),
+             "--loglevel", loglevel],
             cwd=REPO_ROOT, env={**os.environ, **self.env, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
         worker = Worker(process, log)
         self.workers.append(worker)
