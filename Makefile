@@ -65,10 +65,14 @@ test-unit: venv
 test: lint stack-up
 	$(VENV)/bin/pytest tests -q
 
-# The node-loss tests: started and stopped here (the cluster takes ~4 GiB), whatever the outcome.
+# The node-loss tests: started and stopped here (the cluster takes ~4 GiB), whatever the outcome;
+# each node-loss test's figures (API errors and longest gap, restart and catch-up times) are printed.
+NODE_LOSS_REPORT := .stack-cluster/node-loss.jsonl
 test-cluster: stack-cluster
-	$(CLUSTER_ENV) && $(VENV)/bin/pytest tests/cluster tests/contracts -m cluster -q; \
-	  status=$$?; $(LEDGER) stack down --profile cluster; exit $$status
+	rm -f $(NODE_LOSS_REPORT)
+	$(CLUSTER_ENV) && LEDGER_NODE_LOSS_REPORT=$(CURDIR)/$(NODE_LOSS_REPORT) $(VENV)/bin/pytest tests/cluster \
+	  tests/contracts -m cluster -q; status=$$?; cat $(NODE_LOSS_REPORT) 2>/dev/null; \
+	  $(LEDGER) stack down --profile cluster; exit $$status
 
 run: stack-up
 	$(LEDGER) demo

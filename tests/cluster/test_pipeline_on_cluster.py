@@ -3,12 +3,28 @@ with replication 3 at LOCAL_QUORUM / LOCAL_SERIAL, views in a Redis Cluster; the
 verify, whose namespace operations (SCAN, UNLINK, the members sets) run over every master."""
 from __future__ import annotations
 
+import contextlib
 import uuid
 
+import pytest
+
+from app.adapters.cassandra.migrations import migrate
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, all_members_keys
+from app.config import REPO_ROOT
 from tests.support.helpers import ledger
 from tests.support.pipeline import assert_exact_outputs, scripted_history
 from tests.support.random_history import random_history
+
+
+@pytest.fixture
+def cluster_keyspace(cluster_cassandra):
+    """A keyspace of this test's own (verify and replay read every member of the keyspace, and the
+    session's keyspace holds the other tests' members, whose views were flushed with Redis)."""
+    keyspace = f"test_{uuid.uuid4().hex[:10]}"
+    migrate(cluster_cassandra, REPO_ROOT / "deploy" / "cql", "cluster", keyspace, echo=lambda *_: None)
+    yield keyspace
+    with contextlib.suppress(Exception):
+        cluster_cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=120)
 
 
 def test_two_workers_on_the_cluster_then_replay_and_verify(cluster_pipeline):
