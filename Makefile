@@ -6,13 +6,16 @@ PY := $(VENV)/bin/python
 LEDGER := $(VENV)/bin/ledger
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help tools venv stack-up stack-down stack-status lint test test-unit test-stack run bench dashboard
+.PHONY: help tools venv stack-up stack-down stack-status stack-cluster stack-cluster-down lint test test-unit test-stack \
+	test-cluster run bench dashboard
 
 help:
 	@echo "make run        set up, start the local stack and run the pipeline with a demo load"
 	@echo "make test       set up, start the local stack and run every test"
 	@echo "make bench      set up, start the local stack and run the benchmarks"
 	@echo "make stack-up / stack-down / stack-status"
+	@echo "make stack-cluster / stack-cluster-down   3 Kafka, 3 Cassandra, a 6-node Redis Cluster (beside stack-up)"
+	@echo "make test-cluster   start the cluster profile, run the node-loss tests (tests/cluster), stop it"
 
 # Java 17 and Maven fetch and run Kafka and Cassandra; redis-server is installed by `ledger stack up`.
 # promtool (Debian's prometheus package) tests the alert rules in deploy/observability/.
@@ -43,6 +46,16 @@ stack-down: venv
 stack-status: venv
 	$(LEDGER) stack status
 
+# The cluster profile: its own ports and .stack-cluster, so it runs beside the local stack.
+CLUSTER_ENV = eval "$$($(LEDGER) stack env --profile cluster)"
+
+stack-cluster: tools venv
+	$(LEDGER) stack up --profile cluster
+	$(CLUSTER_ENV) && $(LEDGER) topics apply && $(LEDGER) migrate
+
+stack-cluster-down: venv
+	$(LEDGER) stack down --profile cluster
+
 # ruff (lint), mypy (strict on the domain and the services), import-linter (the layers).
 lint: venv
 	$(VENV)/bin/ruff check app tools tests
@@ -55,6 +68,15 @@ test-unit: venv
 
 test: lint stack-up
 	$(VENV)/bin/pytest tests -q
+
+# The node-loss tests: started and stopped here (the cluster takes ~4 GiB), whatever the outcome;
+# each node-loss test's figures (API errors and longest gap, restart and catch-up times) are printed.
+NODE_LOSS_REPORT := .stack-cluster/node-loss.jsonl
+test-cluster: stack-cluster
+	rm -f $(NODE_LOSS_REPORT)
+	$(CLUSTER_ENV) && LEDGER_NODE_LOSS_REPORT=$(CURDIR)/$(NODE_LOSS_REPORT) $(VENV)/bin/pytest tests/cluster \
+	  tests/contracts -m cluster -q; status=$$?; cat $(NODE_LOSS_REPORT) 2>/dev/null; \
+	  $(LEDGER) stack down --profile cluster; exit $$status
 
 run: stack-up
 	$(LEDGER) demo

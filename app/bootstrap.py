@@ -42,12 +42,27 @@ from app.service.whatif import WhatIf
 REDIS_TIMEOUT_S = 5.0  # every Redis call of a worker, the replay or the API gives up after this
 
 
+# On a Redis Cluster, a command whose master is gone is tried again this many times, each after
+# re-reading the slot map (a replica is promoted within about cluster-node-timeout + 1.5 s), with
+# pauses of 0.25, 0.5, 1, 1 s...: a failover costs a slow answer rather than an error where it can.
+CLUSTER_RETRIES = 6
+
+
 def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S, immediate_retry: bool = False):
-    """A pooled asyncio Redis client with connect and socket timeouts (hiredis parses replies)."""
+    """A pooled asyncio client with connect and socket timeouts (hiredis parses replies): a
+    ``redis.asyncio.Redis``, or a ``redis.asyncio.cluster.RedisCluster`` when the settings name a
+    cluster (``redis+cluster://`` or LEDGER_REDIS_CLUSTER=1). The adapters take either."""
     import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
+    from redis.backoff import ExponentialBackoff, NoBackoff
 
+    nodes = settings.redis_cluster_nodes
+    if nodes is not None:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=timeout_s,
+                            socket_connect_timeout=timeout_s,
+                            retry=Retry(ExponentialBackoff(cap=1.0, base=0.25), CLUSTER_RETRIES))
     extra = {"retry": Retry(NoBackoff(), 1)} if immediate_retry else {}  # a pooled connection may be stale
     return aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
                                    socket_connect_timeout=timeout_s, **extra)

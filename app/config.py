@@ -6,6 +6,7 @@ environment at import time.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,8 +32,18 @@ class Settings(BaseSettings):
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042
     cassandra_keyspace: str = "download_ledger"
+    cassandra_consistency: Literal["ONE", "LOCAL_ONE", "QUORUM", "LOCAL_QUORUM", "EACH_QUORUM", "ALL"] = Field(
+        "LOCAL_QUORUM", description="consistency level of every read and write (with replication 3: "
+                                    "LOCAL_QUORUM survives one node down per datacenter)")
+    cassandra_serial_consistency: Literal["SERIAL", "LOCAL_SERIAL"] = Field(
+        "LOCAL_SERIAL", description="serial consistency of the conditional writes (the appends' Paxos round)")
 
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = Field(
+        "redis://127.0.0.1:6379/0",
+        description="one Redis (redis://host:port/db), or a Redis Cluster: redis+cluster://host:port[,host:port...] "
+                    "(several seed nodes, any of which may be down at start-up)")
+    redis_cluster: bool = Field(
+        False, description="LEDGER_REDIS_CLUSTER=1: the redis:// URL names a node of a Redis Cluster")
 
     batch_size: int = 500
     batch_wait_ms: int = 50
@@ -45,7 +56,19 @@ class Settings(BaseSettings):
         256.0, gt=0,
         description="most memory (MiB, estimated) the member states of each cache (decider, projector) hold; "
                     "least recently used states are evicted first")
-    session_timeout_s: float = 10.0
+    session_timeout_s: float = Field(
+        10.0, gt=0, description="the consumer group's session timeout: a worker not heard of for this long "
+                                "loses its partitions (with a group instance id, also how long a restart may take "
+                                "without a rebalance)")
+    heartbeat_interval_s: float | None = Field(
+        None, gt=0, description="consumer heartbeats (default: a fifth of the session timeout, at least 1 s)")
+    rebalance_timeout_s: float | None = Field(
+        None, gt=0, description="how long the group waits for every member to rejoin in a rebalance "
+                                "(default: Faust's)")
+    consumer_group_instance_id: str | None = Field(
+        None, description="static group membership (KIP-345), e.g. the pod name: a worker restarted with the same "
+                          "id within the session timeout gets its partitions back with no rebalance. Unique per "
+                          "worker process; the role is appended (each role is its own group)")
     stop_timeout_s: float = Field(30.0, gt=0, description="a worker asked to stop exits within this, in any state")
     stall_timeout_s: float = Field(
         120.0, gt=0,
@@ -67,6 +90,22 @@ class Settings(BaseSettings):
     @property
     def cassandra_contact_points(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
+
+    @property
+    def redis_cluster_nodes(self) -> list[tuple[str, int]] | None:
+        """The seed nodes of a Redis Cluster, or None for one Redis."""
+        url = self.redis_url
+        if url.startswith("redis+cluster://"):
+            hosts = url.removeprefix("redis+cluster://").split("/", 1)[0]
+        elif self.redis_cluster:
+            hosts = url.split("://", 1)[-1].split("/", 1)[0]
+        else:
+            return None
+        nodes = []
+        for h in hosts.split(","):
+            host, _, port = h.strip().rpartition(":") if ":" in h else (h.strip(), "", "6379")
+            nodes.append((host, int(port)))
+        return nodes
 
     @property
     def member_cache_bytes(self) -> int:

@@ -48,6 +48,8 @@ STALLED = Gauge("ledger_worker_stalled", "1 while a batch of the stage has been 
                 "or hanging) for longer than LEDGER_STALL_TIMEOUT_S, else 0", ["stage"])
 LAST_PROGRESS = Gauge("ledger_last_progress_timestamp_seconds",
                       "Unix time the stage last finished a batch (the worker's start until it has)", ["stage"])
+ASSIGNMENTS = Counter("ledger_worker_assignments_total",
+                      "partition assignments this worker received: one per rebalance it took part in")
 BATCH_FAILURES = Counter("ledger_batch_failures_total", "failed attempts of micro-batches (each is retried)", ["stage"])
 
 
@@ -117,7 +119,8 @@ class WorkerHealth:
         return list(self._stages)
 
     def assigned(self) -> None:
-        """The worker received its first partition assignment (it may be empty)."""
+        """The worker received a partition assignment (it may be empty): the first makes it ready."""
+        ASSIGNMENTS.inc()
         with self._lock:
             self._assigned = True
 

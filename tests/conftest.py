@@ -1,7 +1,8 @@
 """Fixtures shared by every test folder.
 
 Tests under tests/integration and tests/e2e need the local stack: they are marked ``stack`` here,
-so ``pytest -m "not stack"`` runs everything else with no service running. Service fixtures import
+so ``pytest -m "not stack"`` runs everything else with no service running. Tests under tests/cluster
+need the cluster profile: marked ``cluster``, they skip themselves when it is not running. Service fixtures import
 their drivers when first used, so a pure test never needs them.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 from app.config import Settings
 
 STACK_FOLDERS = ("integration", "e2e")
+CLUSTER_FOLDERS = ("cluster",)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -23,6 +25,8 @@ def pytest_collection_modifyitems(config, items):
         relative = Path(str(item.fspath)).relative_to(tests_root)
         if relative.parts and relative.parts[0] in STACK_FOLDERS:
             item.add_marker(pytest.mark.stack)
+        if relative.parts and relative.parts[0] in CLUSTER_FOLDERS:
+            item.add_marker(pytest.mark.cluster)
 
 
 @pytest.fixture(scope="session")

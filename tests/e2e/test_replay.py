@@ -19,7 +19,13 @@ import redis.asyncio as aioredis
 
 from app.adapters.cassandra.namespaces import CassandraNamespaces
 from app.adapters.cassandra.read_models import CassandraReadModels, summary_table
-from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, member_key, members_key
+from app.adapters.redis.view_store import (
+    ACTIVE_NAMESPACE_KEY,
+    DEFAULT_NAMESPACE,
+    all_members_keys,
+    member_key,
+    members_key,
+)
 from app.adapters.view_json import decode_view, encode_view
 from app.bootstrap import Stores as RuntimeStores
 from app.config import REPO_ROOT
@@ -93,7 +99,7 @@ def active(pipeline) -> str:
 
 def views_of(pipeline, ns: str) -> dict[str, MemberState]:
     client = pipeline.redis()
-    members = sorted(m.decode() for m in client.smembers(members_key(ns)))
+    members = sorted(m.decode() for key in all_members_keys(ns) for m in client.smembers(key))
     pipe = client.pipeline(transaction=False)
     for m in members:
         pipe.hget(member_key(ns, m), "state")
@@ -298,7 +304,7 @@ def test_verify_names_corrupted_members_and_a_replay_with_drop_old_repairs_them(
     forged = MemberState(member_id=forged_id, seq=real.seq + 10, plan=real.plan)
     client.hset(member_key("v1", forged_id), mapping={"seq": forged.seq, "state": encode_view(forged)})
     client.delete(member_key("v1", deleted_id))
-    client.srem(members_key("v1"), deleted_id)
+    client.srem(members_key("v1", deleted_id), deleted_id)
     keyspace = pipeline.settings.cassandra_keyspace
     other = MemberState(member_id=summary_id, seq=expected[summary_id].seq, plan=real.plan)
     pipeline.cassandra.execute(  # a summary overwritten by a forged write at the same seq

@@ -19,6 +19,7 @@ from app.adapters.cassandra.namespaces import CassandraNamespaces
 from app.adapters.cassandra.read_models import CassandraReadModels, summary_table
 from app.adapters.memory.projections import InMemoryNamespacePointer
 from app.adapters.redis import view_store
+from app.adapters.redis.namespaces import RedisNamespaces
 from app.adapters.redis.view_store import RedisViewStore, member_key, members_key
 from app.adapters.view_json import encode_view
 from app.config import REPO_ROOT
@@ -143,7 +144,7 @@ async def assert_projected(env, final):
     assert state_to_dict(in_redis, include_processed=False) == state_to_dict(final, include_processed=False)
     assert domain_views(in_redis) == domain_views(final)
     assert int(await env.redis.hget(member_key(env.ns, member), "seq")) == final.seq
-    assert await env.redis.sismember(members_key(env.ns), member)
+    assert await env.redis.sismember(members_key(env.ns, member), member)
 
     in_cassandra = (await env.models.read_states([member]))[member]
     assert state_to_dict(in_cassandra, include_processed=False) == state_to_dict(final, include_processed=False)
@@ -254,21 +255,25 @@ def test_cassandra_behind_redis_is_repaired_by_a_redelivery_of_duplicates(settin
 
 
 def test_view_store_write_many_runs_the_fenced_script_in_a_pipeline(settings, cassandra, keyspace, ns, monkeypatch):
-    # A script text the server has never seen: the pipeline must load it before EVALSHA.
-    monkeypatch.setattr(view_store, "_FENCED_WRITE", view_store._FENCED_WRITE + f"-- {uuid.uuid4().hex}\n")
+    # A script text the server has never seen: the first EVALSHA answers NOSCRIPT, the script is loaded
+    # and the pipeline runs again.
+    monkeypatch.setattr(view_store, "FENCED_WRITE",
+                        view_store.Script(view_store.FENCED_WRITE.source + f"-- {uuid.uuid4().hex}\n"))
     recorded, _, final = history("m1")
     other = state_at(history("m2")[0], 2)
 
     async def body(env):
         store = RedisViewStore(env.redis, ns)
-        assert await env.redis.script_exists(store._write.sha) == [False]
+        assert await env.redis.script_exists(view_store.FENCED_WRITE.sha) == [False]
         assert await store.write_many([state_at(recorded, 5), other]) == 2
         assert await store.write_many([final, state_at(recorded, 4), other]) == 1
         assert (await store.read("m1")).seq == final.seq
         got = await store.read_many(["m1", "m2", "nobody"])
         assert {m: s.seq for m, s in got.items()} == {"m1": 11, "m2": 2}
         assert await env.redis.hget(member_key(ns, "m1"), "state") == encode_view(final).encode()
-        assert await env.redis.smembers(members_key(ns)) == {b"m1", b"m2"}
+        assert await env.redis.sismember(members_key(ns, "m1"), "m1")
+        assert await env.redis.sismember(members_key(ns, "m2"), "m2")
+        assert await RedisNamespaces(env.redis).members(ns) == {"m1", "m2"}
         assert await store.write_many([]) == 0
 
     scenario(settings, cassandra, keyspace, ns, body)

@@ -103,13 +103,15 @@ class Pipeline:
     admin: object
     cassandra: object
     workers: list[Worker] = field(default_factory=list)
+    _redis_client: object = field(default=None, repr=False)
 
-    def start_worker(self, role: str = "all", metrics_port: int = 0, **env: str) -> Worker:
+    def start_worker(self, role: str = "all", metrics_port: int = 0, loglevel: str = "warning", **env: str) -> Worker:
         """A `ledger worker` process with the pipeline's settings (``env`` overrides some), serving
         /metrics (with the lag gauges), /healthz and /readyz on ``metrics_port`` (0: none)."""
         log = self.tmp / f"worker-{len(self.workers)}.log"
         process = subprocess.Popen(
-            [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],
+            [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port),
+             "--loglevel", loglevel],
             cwd=REPO_ROOT, env={**os.environ, **self.env, **env}, stdout=open(log, "wb"), stderr=subprocess.STDOUT)
         worker = Worker(process, log)
         self.workers.append(worker)
@@ -170,8 +172,11 @@ class Pipeline:
     def dead_letters(self):
         return self.consume_all(self.settings.dlq_topic)
 
-    def redis(self) -> redis.Redis:
-        return redis.Redis.from_url(self.settings.redis_url)
+    def redis(self):
+        """A sync client of the pipeline's Redis: one node, or the cluster profile's Redis Cluster."""
+        if self._redis_client is None:
+            self._redis_client = sync_redis(self.settings)
+        return self._redis_client
 
     def view(self, member_id: str) -> MemberState | None:
         raw = self.redis().hget(member_key(DEFAULT_NAMESPACE, member_id), "state")
@@ -192,6 +197,16 @@ class Pipeline:
             seqs = pipe.execute()
             return all(s is not None and int(s) >= expected[m].seq for m, s in zip(expected, seqs))
         wait_until(caught_up, timeout, interval=0.5, message="views to reach the expected seq")
+
+
+def sync_redis(settings: Settings):
+    nodes = settings.redis_cluster_nodes
+    if nodes is None:
+        return redis.Redis.from_url(settings.redis_url)
+    from redis.cluster import ClusterNode, RedisCluster
+
+    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=5,
+                        socket_connect_timeout=2)
 
 
 def expected_states(events) -> tuple[dict[str, MemberState], dict[str, str]]:

@@ -142,14 +142,14 @@ def redis_pipelined(redis_url: str, writes: int, pipeline: int, value_bytes: int
     """Pipelined HSET of view-sized values, then pipelined EVALSHA of the projector's fenced write."""
     import redis
 
-    from app.adapters.redis.view_store import _FENCED_WRITE
+    from app.adapters.redis.view_store import FENCED_WRITE
 
     client = redis.Redis.from_url(redis_url)
     value = ("x" * value_bytes).encode()
     prefix = f"bench:ceiling:{uuid.uuid4().hex[:6]}"
     out = {}
     try:
-        sha = client.script_load(_FENCED_WRITE)
+        sha = client.script_load(FENCED_WRITE.source)
         for kind in ("hset", "fenced_script"):
             meter = CpuMeter({"client": os.getpid(), **{k: v for k, v in stack.items() if k == "redis"}})
             meter.start()

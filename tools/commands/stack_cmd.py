@@ -1,32 +1,42 @@
-"""`ledger stack up|down|status|logs|reset`, and one service at a time: `ledger stack start|stop|kill|
-freeze|thaw NAME` (for drills and the fault tests)."""
+"""`ledger stack up|down|status|logs|reset|env [--profile local|cluster]`, and one service at a time:
+`ledger stack start|stop|kill|freeze|thaw NAME` (for drills and the fault tests). On the cluster
+profile NAME is a node: kafka-1..3, cassandra-1..3, redis-17000..17005."""
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
 
 from app.entrypoints.commands.errors import CommandError
-from tools.stack import manager
+from tools.stack import cluster_nodes, manager
 from tools.stack.maven import InstallError
 
 
 def register(sub) -> None:
-    p = sub.add_parser("stack", help="run the local Kafka, Cassandra and Redis")
+    p = sub.add_parser("stack", help="run the local Kafka, Cassandra and Redis (one node each, or a cluster of each)")
     p.add_argument("action", choices=["up", "down", "status", "logs", "reset", "start", "stop", "kill", "freeze",
-                                      "thaw"])
-    p.add_argument("service", nargs="?", choices=["kafka", "cassandra", "redis"],
-                   help="up/down/logs: one service (default all); start/stop/kill/freeze/thaw: required")
+                                      "thaw", "env"])
+    p.add_argument("service", nargs="?",
+                   help="up/down/logs: one service (default all); start/stop/kill/freeze/thaw: required. local: "
+                        "kafka, cassandra, redis; cluster: kafka-1..3, cassandra-1..3, redis-17000..17005")
+    p.add_argument("--profile", choices=manager.PROFILES, default="local",
+                   help="local: one node of each in .stack; cluster: 3 Kafka, 3 Cassandra and a 6-node Redis "
+                        "Cluster in .stack-cluster (beside the local one)")
     p.add_argument("-n", "--lines", type=int, default=40, help="logs: how many lines")
     p.set_defaults(handler=run)
 
 
 def run(args, settings) -> int:
-    stack_dir = settings.stack_dir
+    profile = getattr(args, "profile", "local")
+    stack_dir = manager.stack_dir_of(settings.stack_dir, profile)
     if args.action in ("start", "stop", "kill", "freeze", "thaw") and not args.service:
-        raise CommandError(f"`ledger stack {args.action}` needs a service: kafka, cassandra or redis")
+        raise CommandError(f"`ledger stack {args.action}` needs a service: "
+                           + ", ".join(s.name for s in manager.services(stack_dir)))
     try:
         if args.action in ("up", "start"):
-            manager.up(stack_dir, only=args.service)
+            ready = manager.up(stack_dir, only=args.service)
+            if profile == "cluster" and not args.service:
+                print(f"cluster profile ready in {ready['total']:.1f}s; use it with:")
+                print(_env_lines())
         elif args.action in ("down", "stop"):
             manager.down(stack_dir, only=args.service)
         elif args.action in ("kill", "freeze", "thaw"):
@@ -35,6 +45,10 @@ def run(args, settings) -> int:
             manager.reset(stack_dir)
         elif args.action == "logs":
             print(manager.logs(stack_dir, args.service, args.lines))
+        elif args.action == "env":
+            if profile != "cluster":
+                raise CommandError("`ledger stack env` is for --profile cluster (the local profile is the default)")
+            print(_env_lines())
         else:
             return _print_status(manager.status(stack_dir))
     except (manager.StackError, InstallError) as exc:
@@ -42,10 +56,18 @@ def run(args, settings) -> int:
     return 0
 
 
+def _env_lines() -> str:
+    return "\n".join(f"export {k}={v}" for k, v in cluster_nodes.client_env().items())
+
+
 def _print_status(health) -> int:
-    table = Table("service", "pid", "port", "health", "detail")
+    table = Table("service", "pid", "address", "memory", "health", "detail")
     for h in health:
-        table.add_row(h.name, str(h.pid or "-"), str(h.port),
+        table.add_row(h.name, str(h.pid or "-"), f"{h.host}:{h.port}",
+                      f"{h.rss_mb:.0f} MiB" if h.rss_mb is not None else "-",
                       "[green]healthy[/]" if h.healthy else "[red]down[/]", h.detail)
     Console().print(table)
+    total = sum(h.rss_mb or 0 for h in health)
+    if total:
+        Console().print(f"memory of the running services: {total / 1024:.2f} GiB")
     return 0 if all(h.healthy for h in health) else 1

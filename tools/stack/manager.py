@@ -1,4 +1,8 @@
-"""`ledger stack up|down|status|logs|reset` for the local Kafka, Cassandra and Redis."""
+"""`ledger stack up|down|status|logs|reset` for the local Kafka, Cassandra and Redis.
+
+Two profiles: ``local`` (one node of each, in ``.stack``) and ``cluster`` (3 Kafka, 3 Cassandra, a
+Redis Cluster of 6, in ``.stack-cluster``, on ports of their own: both can run side by side; see
+`tools.stack.cluster_nodes`)."""
 from __future__ import annotations
 
 import os
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import REPO_ROOT
+from tools.stack import cluster_nodes
 from tools.stack.cassandra_server import CassandraServer
 from tools.stack.kafka_server import KafkaServer
 from tools.stack.process import port_open
@@ -16,6 +21,7 @@ from tools.stack.redis_server import RedisServer
 from tools.stack.service import LocalService
 
 READY_TIMEOUT_S = {"redis": 30.0, "kafka": 120.0, "cassandra": 240.0}
+PROFILES = ("local", "cluster")
 
 
 class StackError(RuntimeError):
@@ -29,10 +35,41 @@ class Health:
     port: int
     healthy: bool
     detail: str
+    host: str = "127.0.0.1"
+    rss_mb: float | None = None  # resident memory of the process (and its children)
+
+
+def stack_dir_of(base: Path, profile: str) -> Path:
+    """The folder of a profile: ``base`` (LEDGER_STACK_DIR, .stack) for local, ``base``-cluster for cluster."""
+    if profile not in PROFILES:
+        raise StackError(f"unknown profile {profile!r}: choose {' or '.join(PROFILES)}")
+    return base if profile == "local" else base.with_name(base.name + "-cluster")
+
+
+def profile_of(stack_dir: Path) -> str:
+    return "cluster" if stack_dir.name.endswith("-cluster") else "local"
 
 
 def services(stack_dir: Path) -> list[LocalService]:
+    if profile_of(stack_dir) == "cluster":
+        redis_nodes, kafka_nodes, cassandra_nodes = cluster_nodes.cluster_nodes(stack_dir)
+        return [*redis_nodes, *kafka_nodes, *cassandra_nodes]
     return [RedisServer(stack_dir), KafkaServer(stack_dir), CassandraServer(stack_dir)]
+
+
+def _kind(service: LocalService) -> str:
+    return service.name.split("-")[0]
+
+
+def _phases(stack_dir: Path, chosen: list[LocalService]) -> list[list[LocalService]]:
+    """Groups started together, each waited for before the next: on the local profile one group; on
+    the cluster profile the Redis nodes, then the Kafka nodes (a quorum needs two of them up, so
+    they start together), then each Cassandra node alone (a node joins the ring only after the one
+    before it, and two JVMs starting at once on 2 cores slow each other down)."""
+    if profile_of(stack_dir) == "local":
+        return [chosen]
+    return ([[s for s in chosen if _kind(s) == "redis"], [s for s in chosen if _kind(s) == "kafka"]]
+            + [[s] for s in chosen if _kind(s) == "cassandra"])
 
 
 def _check(service: LocalService) -> tuple[bool, str]:
@@ -44,36 +81,46 @@ def _check(service: LocalService) -> tuple[bool, str]:
 
 def up(stack_dir: Path, echo=print, only: str | None = None) -> dict[str, float]:
     """Start whatever is not running and wait until each one really answers; idempotent.
-    ``only``: one service by name (kafka, cassandra, redis)."""
+    ``only``: one service by name (kafka, cassandra, redis; on the cluster profile a node: kafka-2,
+    cassandra-1, redis-17003). Returns the seconds each started service took to answer, and
+    ``total`` (with the Redis Cluster's formation on the cluster profile)."""
+    t0 = time.monotonic()
     all_services = [service_named(stack_dir, only)] if only else services(stack_dir)
     for service in all_services:
         installed = service.install()
         if installed:
             echo(f"installed {', '.join(installed)}")
         service.prepare()
-    started: dict[str, float] = {}
-    for service in all_services:
-        if service.process.pid() is not None or port_open(service.host, service.port):
-            ok, detail = _check(service)
-            if ok:
-                echo(f"{service.name:<9} already running: {detail}")
-                continue
-            if service.process.pid() is None:
-                raise StackError(f"port {service.port} is taken by a process that is not our {service.name}: {detail}")
-        else:
-            service.process.start(service.argv(), cwd=REPO_ROOT)
-        started[service.name] = time.monotonic()
     ready: dict[str, float] = {}
-    for service in all_services:
-        if service.name not in started:
-            continue
-        ready[service.name] = _wait_ready(service, started[service.name])
-        echo(f"{service.name:<9} ready in {ready[service.name]:.1f}s: {_check(service)[1]}")
+    for phase in _phases(stack_dir, all_services):
+        started: dict[str, float] = {}
+        for service in phase:
+            if service.process.pid() is not None or port_open(service.host, service.port):
+                ok, detail = _check(service)
+                if ok:
+                    echo(f"{service.name:<9} already running: {detail}")
+                    continue
+                if service.process.pid() is None:
+                    raise StackError(f"port {service.host}:{service.port} is taken by a process that is not our "
+                                     f"{service.name}: {detail}")
+            else:
+                service.process.start(service.argv(), cwd=REPO_ROOT)
+            started[service.name] = time.monotonic()
+        for service in phase:
+            if service.name not in started:
+                continue
+            ready[service.name] = _wait_ready(service, started[service.name])
+            echo(f"{service.name:<9} ready in {ready[service.name]:.1f}s: {_check(service)[1]}")
+    redis_nodes = [s for s in all_services if isinstance(s, cluster_nodes.RedisNode)]
+    if redis_nodes and not only:
+        ready["redis-cluster"] = cluster_nodes.form_redis_cluster(redis_nodes, echo)
+        echo(f"redis     cluster_state:ok on every node after {ready['redis-cluster']:.1f}s")
+    ready["total"] = time.monotonic() - t0
     return ready
 
 
 def _wait_ready(service: LocalService, t0: float) -> float:
-    deadline = t0 + READY_TIMEOUT_S[service.name]
+    deadline = t0 + READY_TIMEOUT_S[_kind(service)]
     detail = ""
     while time.monotonic() < deadline:
         if service.process.pid() is None:
@@ -84,7 +131,7 @@ def _wait_ready(service: LocalService, t0: float) -> float:
                 return time.monotonic() - t0
         time.sleep(0.5)
     raise StackError(
-        f"{service.name} did not answer within {READY_TIMEOUT_S[service.name]:.0f}s ({detail}); "
+        f"{service.name} did not answer within {READY_TIMEOUT_S[_kind(service)]:.0f}s ({detail}); "
         f"last lines of its log:\n{_tail(service)}"
     )
 
@@ -110,7 +157,7 @@ def service_named(stack_dir: Path, name: str) -> LocalService:
     for service in services(stack_dir):
         if service.name == name:
             return service
-    raise StackError(f"unknown service {name!r}: choose kafka, cassandra or redis")
+    raise StackError(f"unknown service {name!r}: choose {', '.join(s.name for s in services(stack_dir))}")
 
 
 def signal_service(stack_dir: Path, name: str, how: str, echo=print) -> None:
@@ -132,14 +179,26 @@ def status(stack_dir: Path) -> list[Health]:
     for service in services(stack_dir):
         pid = service.process.pid()
         ok, detail = _check(service) if port_open(service.host, service.port) else (False, "port closed")
-        result.append(Health(service.name, pid, service.port, ok, detail))
+        result.append(Health(service.name, pid, service.port, ok, detail, service.host,
+                             rss_mb(pid) if pid is not None else None))
     return result
+
+
+def rss_mb(pid: int) -> float | None:
+    """Resident memory of ``pid`` in MiB (from /proc; None where there is no /proc)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
 
 
 def logs(stack_dir: Path, name: str | None, lines: int) -> str:
     chosen = [s for s in services(stack_dir) if name in (None, s.name)]
     if not chosen:
-        raise StackError(f"unknown service {name!r}: choose kafka, cassandra or redis")
+        raise StackError(f"unknown service {name!r}: choose {', '.join(s.name for s in services(stack_dir))}")
     return "\n".join(_tail(s, lines) for s in chosen)
 
 

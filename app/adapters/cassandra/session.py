@@ -19,11 +19,13 @@ RECONNECT_BASE_S, RECONNECT_MAX_S = 1.0, 30.0
 
 
 def connect(settings, keyspace: str | None = None):
-    """Returns (cluster, session); LOCAL_QUORUM reads and writes, SERIAL for conditions."""
+    """Returns (cluster, session); reads and writes at LEDGER_CASSANDRA_CONSISTENCY (LOCAL_QUORUM),
+    the conditions' Paxos at LEDGER_CASSANDRA_SERIAL_CONSISTENCY (LOCAL_SERIAL). On one node both
+    are met by that node; with replication 3 each survives one replica down."""
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-        consistency_level=ConsistencyLevel.LOCAL_QUORUM,
-        serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
+        consistency_level=consistency_level(settings.cassandra_consistency),
+        serial_consistency_level=consistency_level(settings.cassandra_serial_consistency),
         request_timeout=REQUEST_TIMEOUT_S,
         row_factory=cached_named_tuple_factory,
     )
@@ -35,6 +37,14 @@ def connect(settings, keyspace: str | None = None):
     )
     session = cluster.connect(keyspace)
     return cluster, session
+
+
+def consistency_level(name: str) -> int:
+    """The driver's level named ``name`` (LOCAL_QUORUM, LOCAL_SERIAL, ...)."""
+    try:
+        return ConsistencyLevel.name_to_value[name.upper()]
+    except KeyError:
+        raise ValueError(f"unknown Cassandra consistency level {name!r}") from None
 
 
 def cached_named_tuple_factory(colnames, rows):

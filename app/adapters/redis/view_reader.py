@@ -1,5 +1,6 @@
 """The read API's only data access: member views in Redis, in the namespace the pointer names.
 
+Works on one Redis and on a Redis Cluster alike (the keys are in `app.adapters.redis.view_store`).
 One Redis round trip per request: the active-namespace pointer is cached for at most
 ``namespace_ttl`` seconds (default 0.5 s), so a replay's switch is followed within that time.
 """
@@ -9,7 +10,7 @@ import time
 from dataclasses import replace
 
 from app.adapters.redis.member_clocks import clock_key
-from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, member_key, members_key
+from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, all_members_keys, member_key
 from app.adapters.view_json import decode_view
 from app.domain.state import MemberState
 
@@ -64,6 +65,10 @@ class ViewReader:
             raise ViewCorrupt(f"view of member {member_id} in namespace {namespace} does not decode: {exc}") from exc
 
     async def member_count(self) -> tuple[str, int]:
-        """(active namespace read fresh, number of members in it): for readiness."""
+        """(active namespace read fresh, number of members in it): for readiness. One pipeline of
+        SCARD over the namespace's member groups (on a cluster, one per master)."""
         namespace = await self.namespace(fresh=True)
-        return namespace, int(await self.client.scard(members_key(namespace)))
+        pipe = self.client.pipeline(transaction=False)
+        for key in all_members_keys(namespace):
+            pipe.scard(key)
+        return namespace, sum(int(n) for n in await pipe.execute())

@@ -42,7 +42,20 @@ STOP_TIMEOUT_EXIT = 3
 
 def new_faust_app(settings: Settings, app_id: str) -> faust.App:
     """A Faust app on our cluster: no web server, no tables, no topics declared by Faust (they come
-    from `ledger topics apply`), group liveness from LEDGER_SESSION_TIMEOUT_S."""
+    from `ledger topics apply`), group liveness from LEDGER_SESSION_TIMEOUT_S.
+
+    With LEDGER_CONSUMER_GROUP_INSTANCE_ID the consumer is a static member of its group (KIP-345):
+    faust-streaming passes ``consumer_group_instance_id`` to aiokafka's ``AIOKafkaConsumer(
+    group_instance_id=...)``, which then sends no LeaveGroup on stop, so a worker restarted within
+    the session timeout gets its partitions back with no rebalance of the others."""
+    group_timing = {"broker_session_timeout": settings.session_timeout_s,
+                    "broker_heartbeat_interval": settings.heartbeat_interval_s
+                    or max(1.0, settings.session_timeout_s / 5)}
+    if settings.rebalance_timeout_s is not None:
+        group_timing["broker_rebalance_timeout"] = settings.rebalance_timeout_s
+    # aiokafka refuses a session timeout above its request timeout (Faust's default 90 s).
+    group_timing["broker_request_timeout"] = max(90.0, settings.session_timeout_s + 30)
+    instance = settings.consumer_group_instance_id
     return faust.App(
         app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -51,10 +64,10 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
         topic_allow_declare=False,
         topic_disable_leader=True,
         consumer_auto_offset_reset="earliest",
-        broker_session_timeout=settings.session_timeout_s,
-        broker_heartbeat_interval=max(1.0, settings.session_timeout_s / 5),
+        consumer_group_instance_id=f"{instance}-{app_id}" if instance else None,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
+        **group_timing,
     )
 
 
@@ -125,6 +138,9 @@ def create_worker_app(settings: Settings, role: str, services: WorkerServices,
 
     @app.on_partitions_assigned.connect
     async def note_assignment(sender, assigned, **kwargs):
+        # One line per assignment (each one follows a rebalance): the rolling-restart test counts them.
+        log.info("partitions assigned: %d (group %s, instance %s)", len(assigned), app.conf.id,
+                 app.conf.consumer_group_instance_id or "-")
         health.assigned()
 
     return app
