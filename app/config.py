@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     lag_interval_s: float = Field(5.0, gt=0, description="how often a worker measures its group's consumer lag")
 
     stack_dir: Path = REPO_ROOT / ".stack"
+    count_statements_to: Path | None = Field(
+        None, description="a worker counts its Cassandra statements by kind into this JSON file (the bench)")
 
     @property
     def cassandra_contact_points(self) -> list[str]:

@@ -317,9 +317,32 @@ class BenchEnv:
         return process
 
     def start_worker(self, pipeline: Pipeline, role: str = "all", name: str | None = None) -> Process:
-        return self.spawn(name or f"worker-{pipeline.label}",
-                          [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
-                          pipeline.env())
+        """A `ledger worker` that counts its Cassandra statements by kind (`statement_counts`)."""
+        name = name or f"worker-{pipeline.label}"
+        counts = self.statement_counts_file(name)
+        counts.unlink(missing_ok=True)
+        return self.spawn(name, [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
+                          {**pipeline.env(), "LEDGER_COUNT_STATEMENTS_TO": str(counts)})
+
+    def statement_counts_file(self, process_name: str) -> Path:
+        return self.work_dir / f"statements-{process_name}.json"
+
+    def statement_counts(self, process: Process, after: float | None = None, timeout: float = 5.0) -> dict | None:
+        """The Cassandra statements a worker sent so far, by kind, as its counting session last wrote
+        them (every 0.5 s); with ``after`` (a time.time()), a file written after it."""
+        import json
+
+        path = self.statement_counts_file(process.name)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if after is None or path.stat().st_mtime > after:
+                    return json.loads(path.read_text())
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
 
     # --- cleanup --------------------------------------------------------------------------
 
