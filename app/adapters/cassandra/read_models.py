@@ -25,6 +25,8 @@ from app.domain.state import MemberState
 # keeps the names of namespaces made before the other read-model tables were dropped valid.
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9_]{1,28}$")
 
+READ_CHUNK = 100  # members per IN read of the summaries
+
 
 def check_namespace(ns: str) -> str:
     if not NAMESPACE_PATTERN.match(ns):
@@ -63,7 +65,7 @@ class CassandraReadModels:
         self._put_summary = session.prepare(
             f"INSERT INTO {summary} (member_id, seq, plan_id, device_limit, downloads_per_device, monthly_limit, "
             "clock, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
-        self._get_summary = session.prepare(f"SELECT state FROM {summary} WHERE member_id = ?")
+        self._get_summaries = session.prepare(f"SELECT member_id, state FROM {summary} WHERE member_id IN ?")
 
     async def write_many(self, states: Iterable[MemberState]) -> int:
         """Write each member's summary at its ``seq``; returns the number of members written."""
@@ -78,6 +80,9 @@ class CassandraReadModels:
             plan.monthly_limit, state.clock, encode_view(state), state.seq))
 
     async def read_states(self, member_ids: list[str]) -> dict[str, MemberState]:
-        """The JSON view state of each member's summary (members without one are left out)."""
-        rows = await asyncio.gather(*(execute(self.session, self._get_summary, (m,)) for m in member_ids))
-        return {m: decode_view(r[0].state) for m, r in zip(member_ids, rows) if r}
+        """The JSON view state of each member's summary (members without one are left out): one IN
+        read per READ_CHUNK members."""
+        wanted = list(dict.fromkeys(member_ids))
+        chunks = [wanted[i:i + READ_CHUNK] for i in range(0, len(wanted), READ_CHUNK)]
+        answers = await asyncio.gather(*(execute(self.session, self._get_summaries, (c,)) for c in chunks))
+        return {r.member_id: decode_view(r.state) for rows in answers for r in rows}
