@@ -205,9 +205,12 @@ class CassandraEventStore:
         members = [m for m, ds in decisions.items() if ds]
         for m in members:
             check_follows(m, heads[m], decisions[m])
-        # The lookup entries first: then no stored row lacks one, whatever fails in between.
-        await asyncio.gather(*(self._write_lookup(m, [(d.event.event_id, *d.position) for d in decisions[m]])
-                               for m in members))
+        # The lookup entries first: then no stored row lacks one, whatever fails in between. Every
+        # member's entries together, in unlogged batches of LOOKUP_BATCH (one statement for many
+        # members: the worker's cost is per statement; plain idempotent INSERTs, so a batch that
+        # fails part way is simply written again by the retried append).
+        entries = [(m, d.event.event_id, *d.position) for m in members for d in decisions[m]]
+        await self._write_lookups(entries)
         results = await asyncio.gather(*(self._append_member(m, heads[m], decisions[m]) for m in members))
         return [m for m, applied in zip(members, results) if not applied]
 
@@ -229,17 +232,19 @@ class CassandraEventStore:
             await self._adopt(member_id)
         return False
 
-    async def _write_lookup(self, member_id: str, entries: list[tuple[str, int, int]]) -> None:
-        """(event_id, seq, sub) entries of one member: unlogged single-partition batches."""
+    async def _write_lookups(self, entries: list[tuple[str, str, int, int]]) -> None:
+        """(member_id, event_id, seq, sub) entries: unlogged batches of LOOKUP_BATCH, concurrently."""
+        statements = []
         for start in range(0, len(entries), LOOKUP_BATCH):
             chunk = entries[start:start + LOOKUP_BATCH]
             if len(chunk) == 1:
-                await execute(self.session, self._index, (member_id, *chunk[0]))
+                statements.append(execute(self.session, self._index, chunk[0]))
                 continue
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             for entry in chunk:
-                batch.add(self._index, (member_id, *entry))
-            await execute(self.session, batch)
+                batch.add(self._index, entry)
+            statements.append(execute(self.session, batch))
+        await asyncio.gather(*statements)
 
     async def _adopt(self, member_id: str) -> None:
         """Bring a partition written before migrations 0005/0006 up to them: a lookup entry for every
@@ -247,7 +252,7 @@ class CassandraEventStore:
         rows = await execute(self.session, self._positions, (member_id,))
         if not rows:
             return  # no such member: the writer's state came from elsewhere; its reload starts afresh
-        await self._write_lookup(member_id, [(r.event_id, r.seq, r.sub) for r in rows])
+        await self._write_lookups([(member_id, r.event_id, r.seq, r.sub) for r in rows])
         head = (rows[-1].seq, rows[-1].sub)
         await execute(self.session, self._first_head, (*head, member_id))
         log.info("event store: member %s predates head tracking: %d event ids indexed, head now %s",

@@ -17,6 +17,8 @@ import asyncio
 import re
 from collections.abc import Iterable
 
+from cassandra.query import BatchStatement, BatchType
+
 from app.adapters.cassandra.aio import execute
 from app.adapters.view_json import decode_view, encode_view
 from app.domain.state import MemberState
@@ -26,6 +28,11 @@ from app.domain.state import MemberState
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9_]{1,28}$")
 
 READ_CHUNK = 100  # members per IN read of the summaries
+# An unlogged batch of summaries holds at most this much state JSON (and WRITE_BATCH_ROWS rows):
+# under Cassandra's default batch_size_fail_threshold (50 KiB), over its warn threshold (5 KiB,
+# which only logs; the local stack sets 64 KiB).
+WRITE_BATCH_BYTES = 24 * 1024
+WRITE_BATCH_ROWS = 100
 
 
 def check_namespace(ns: str) -> str:
@@ -68,16 +75,27 @@ class CassandraReadModels:
         self._get_summaries = session.prepare(f"SELECT member_id, state FROM {summary} WHERE member_id IN ?")
 
     async def write_many(self, states: Iterable[MemberState]) -> int:
-        """Write each member's summary at its ``seq``; returns the number of members written."""
-        states = [s for s in states if s.seq > 0]
-        await asyncio.gather(*(self._write_member(s) for s in states))
-        return len(states)
+        """Write each member's summary at its ``seq``; returns the number of members written.
 
-    async def _write_member(self, state: MemberState) -> None:
-        plan = state.plan
-        await execute(self.session, self._put_summary, (
-            state.member_id, state.seq, plan.plan_id, plan.device_limit, plan.downloads_per_device,
-            plan.monthly_limit, state.clock, encode_view(state), state.seq))
+        The INSERTs go in unlogged batches of up to WRITE_BATCH_BYTES of state JSON (one statement
+        for many members: the worker's cost is per statement). Each INSERT keeps its own ``USING
+        TIMESTAMP <seq>``, so the fence is the same as one statement per member; a batch that fails
+        may be partly applied, which the fence makes harmless (the caller writes it again)."""
+        states = [s for s in states if s.seq > 0]
+        batches: list[BatchStatement] = []
+        batch, size = None, 0
+        for state in states:
+            view = encode_view(state)
+            if batch is None or size + len(view) > WRITE_BATCH_BYTES or len(batch) >= WRITE_BATCH_ROWS:
+                batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                batches.append(batch)
+            plan = state.plan
+            batch.add(self._put_summary, (
+                state.member_id, state.seq, plan.plan_id, plan.device_limit, plan.downloads_per_device,
+                plan.monthly_limit, state.clock, view, state.seq))
+            size += len(view)
+        await asyncio.gather(*(execute(self.session, b) for b in batches))
+        return len(states)
 
     async def read_states(self, member_ids: list[str]) -> dict[str, MemberState]:
         """The JSON view state of each member's summary (members without one are left out): one IN
