@@ -59,6 +59,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_tokens: str = "local-dev-token"
+    api_workers: int = Field(1, ge=1, description="`ledger api` server processes sharing its port")
     metrics_port: int = 9464
     lag_interval_s: float = Field(5.0, gt=0, description="how often a worker measures its group's consumer lag")
 

@@ -54,6 +54,25 @@ def proc_cpu_seconds(pid: int, children: bool = False) -> float:
     return ticks / CLK_TCK
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, ())
+    return found
+
+
 def stack_pids(settings: Settings) -> dict[str, int]:
     """Pids of the local stack's servers, from the pid files `ledger stack up` writes."""
     pids = {}
@@ -90,7 +109,11 @@ class CpuMeter:
 
     @staticmethod
     def _cpu(pid: int) -> float:
-        return _self_cpu() if pid == os.getpid() else proc_cpu_seconds(pid)
+        """The process's CPU seconds and its live descendants' (`ledger api --workers N` serves from
+        child processes)."""
+        if pid == os.getpid():
+            return _self_cpu()
+        return sum(proc_cpu_seconds(p) for p in [pid, *descendants(pid)])
 
     @property
     def shares(self) -> dict[str, float]:

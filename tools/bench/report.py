@@ -193,8 +193,10 @@ def build(results: dict) -> dict:
             _params(events=mx.get("requests"), members=api["paths"], concurrency=mx.get("connections"),
                     seconds=mx.get("seconds"), generator=mx.get("generator"), threads=mx.get("threads"),
                     p50_ms=mx.get("p50_ms"), p99_ms=mx.get("p99_ms"), non_2xx=mx.get("non_2xx"),
-                    mix=api["mix"], uvloop=api["uvicorn"]["uvloop"], httptools=api["uvicorn"]["httptools"]),
-            _bound(mx.get("cpu_share"), "server", cores, "one `ledger api` process (uvicorn, one worker)"),
+                    mix=api["mix"], uvloop=api["uvicorn"]["uvloop"], httptools=api["uvicorn"]["httptools"],
+                    workers=api["uvicorn"].get("workers", 1), per_core=mx.get("per_core")),
+            _bound(mx.get("cpu_share"), "server", cores,
+                   f"`ledger api` (uvicorn, {api['uvicorn'].get('workers', 1)} worker process(es))"),
             [c for c in [
                 {"figure": "api.wrk_trivial", "ratio": _ratio((api.get("trivial_wrk") or {}).get("rate"), mx["rate"]),
                  "meaning": "the same wrk against a trivial server / against the API (headroom of the generator)"}
