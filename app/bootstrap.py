@@ -87,6 +87,10 @@ class Stores:
     def open(cls, settings: Settings) -> Stores:
         """Blocking (connects to Cassandra); raises the drivers' errors when a store is unreachable."""
         cluster, session = cassandra_session.connect(settings)
+        if settings.count_statements_to is not None:
+            from app.adapters.cassandra.counting import CountingSession
+
+            session = CountingSession(session, settings.count_statements_to)
         return cls(settings, cluster, session, redis_client(settings))
 
     @property
@@ -225,6 +229,8 @@ class WorkerServices:
     def close(self) -> None:
         if self.producer is not None:
             self.producer.close()
+        if hasattr(self.stores.session, "flush"):  # a CountingSession: the last counts
+            self.stores.session.close()
         self.stores.cluster.shutdown()
 
 

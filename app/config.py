@@ -82,10 +82,13 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_tokens: str = "local-dev-token"
+    api_workers: int = Field(1, ge=1, description="`ledger api` server processes sharing its port")
     metrics_port: int = 9464
     lag_interval_s: float = Field(5.0, gt=0, description="how often a worker measures its group's consumer lag")
 
     stack_dir: Path = REPO_ROOT / ".stack"
+    count_statements_to: Path | None = Field(
+        None, description="a worker counts its Cassandra statements by kind into this JSON file (the bench)")
 
     @property
     def cassandra_contact_points(self) -> list[str]:

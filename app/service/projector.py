@@ -9,7 +9,8 @@ One call of `Projector.process` handles one micro-batch of ``downloads.ledger`` 
    the higher seq wins and the other is repaired in this batch), else `MemberState.empty`;
 4. apply the member's entries in seq order: an entry at or below the applied seq is a duplicate
    (no-op); an entry beyond applied seq + 1 first fills the gap from the event store
-   (`accepted_between`); applying is `app.domain.decide.evolve`;
+   (`accepted_between`); applying is `app.domain.decide.evolve`. Members without a gap are
+   folded at once, one after the other; those with one are filled concurrently;
 5. write each member that moved once per batch, to Redis (fenced Lua write) and to Cassandra
    (``USING TIMESTAMP seq``), concurrently. If a write fails, the batch's members leave the cache and
    the error propagates: the caller must not commit the offsets, and the redelivered batch is
@@ -64,6 +65,26 @@ class ProjectionReport:
     redis_refused: int = 0  # Redis writes refused by the fence (another writer was ahead)
     namespace: str = ""
     cache_dropped: bool = False  # the active namespace changed: the cache was dropped
+
+
+# A member's state after its entries of a batch: (state, applied, duplicates, gaps filled, entries
+# read to fill them).
+_Advanced = tuple[MemberState, int, int, int, int]
+
+
+def _fold_without_gap(state: MemberState, entries: list[Recorded]) -> _Advanced | None:
+    """The member's entries applied in seq order, or None when one of them is past ``seq + 1``
+    (its gap must be filled from the event store first: `Projector._advance`)."""
+    applied = duplicates = 0
+    for recorded in sorted(entries, key=lambda r: r.seq):
+        if recorded.seq <= state.seq:
+            duplicates += 1
+            continue
+        if recorded.seq > state.seq + 1:
+            return None
+        state = evolve(state, recorded)
+        applied += 1
+    return lean(state), applied, duplicates, 0, 0
 
 
 @dataclass(slots=True)
@@ -142,10 +163,21 @@ class Projector:
 
         members = await self._load(list(by_member), views, read_models)
         # Nothing is written before every member advanced: on a LedgerGapError the cache still
-        # holds exactly what the stores hold.
-        outcomes = await asyncio.gather(*(
-            self._advance(members[m], [e.recorded for e in by_member[m]]) for m in by_member))
-        for member_id, (state, applied, duplicates, gaps, gap_entries) in zip(by_member, outcomes):
+        # holds exactly what the stores hold. A member whose entries follow its state without a gap
+        # (nearly all) is folded right here; only those with a gap wait for the event store,
+        # concurrently.
+        outcomes: dict[str, _Advanced] = {}
+        gapped = []
+        for member_id, member_entries in by_member.items():
+            folded = _fold_without_gap(members[member_id].state, [e.recorded for e in member_entries])
+            if folded is None:
+                gapped.append(member_id)
+            else:
+                outcomes[member_id] = folded
+        filled = await asyncio.gather(*(
+            self._advance(members[m], [e.recorded for e in by_member[m]]) for m in gapped))
+        outcomes.update(zip(gapped, filled))
+        for member_id, (state, applied, duplicates, gaps, gap_entries) in outcomes.items():
             members[member_id].state = state
             result.applied += applied
             result.duplicates += duplicates
@@ -188,7 +220,7 @@ class Projector:
                     lean(state), redis_state.seq if redis_state is not None else 0, cassandra_state)
         return members
 
-    async def _advance(self, member: _Member, entries: list[Recorded]) -> tuple[MemberState, int, int, int, int]:
+    async def _advance(self, member: _Member, entries: list[Recorded]) -> _Advanced:
         state = member.state
         applied = duplicates = gaps = gap_entries = 0
         for recorded in sorted(entries, key=lambda r: r.seq):

@@ -14,6 +14,7 @@ import sys
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -582,3 +583,35 @@ def test_ledger_api_serves_and_a_taken_port_is_one_line(tmp_path):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_ledger_api_with_two_workers_serves_from_two_processes_on_one_port():
+    from tools.bench.env import descendants
+
+    env = {**os.environ, "LEDGER_API_TOKENS": TOKEN}
+    server = subprocess.Popen([sys.executable, "-m", "app", "api", "--port", "0", "--log-level", "warning",
+                               "--workers", "2"], stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        first = server.stderr.readline()
+        match = re.search(r"serving http://127\.0\.0\.1:(\d+) with 2 worker", first)
+        assert match, first
+        port = int(match.group(1))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+                    assert client.get("/healthz").json() == {"status": "ok"}
+                    assert client.get("/v1/members/m1").status_code == 401
+                    assert client.get("/v1/members/no-such-member-xyz",
+                                      headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 404
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "no worker answered within 60 s"
+                time.sleep(0.2)
+        servers = [p for p in descendants(server.pid)
+                   if "spawn_main" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")]
+        assert len(servers) == 2, servers
+    finally:
+        server.terminate()
+        server.wait(20)
+    assert server.returncode is not None

@@ -160,3 +160,47 @@ def test_a_message_cut_anywhere_is_truncated_even_inside_a_varint(version: int) 
 )
 def test_a_corrupt_last_byte_is_out_of_schema_and_a_cut_varint_is_truncated(body: bytes, code: str) -> None:
     assert _code(GOOD[:HEADER_SIZE] + body) == code
+
+
+# --- each event encoded once: ledger entries and rejections spliced around its bytes -----------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from app.adapters.avro import mapping  # noqa: E402
+from app.domain.events import DownloadEvent, Recorded  # noqa: E402
+from app.domain.history import Source  # noqa: E402
+from tests.support.strategies import payloads  # noqa: E402
+
+texts = st.text(min_size=0, max_size=30)
+longs = st.integers(-(1 << 63), (1 << 63) - 1)
+sources = st.builds(Source, texts, st.integers(-(1 << 31), (1 << 31) - 1), longs)
+events = st.builds(DownloadEvent, texts, texts, longs, texts, payloads)
+
+
+@settings(max_examples=300, deadline=None)
+@given(events, longs, longs, sources, texts, texts)
+def test_a_spliced_ledger_entry_and_rejection_are_the_codecs_own_bytes(event, seq, clock, source, reason,
+                                                                       detail) -> None:
+    assert mapping._splice_ok()
+    recorded = Recorded(seq=seq, clock=clock, event=event)
+    assert mapping.encode_ledger_entry(recorded, source) == encode(
+        "LedgerEntry", mapping.ledger_entry_to_avro(recorded, source))
+    assert mapping.encode_rejection(event, reason, detail, clock, source) == encode(
+        "Rejection", mapping.rejection_to_avro(event, reason, detail, clock, source))
+    assert mapping.decode_ledger_entry(mapping.encode_ledger_entry(recorded, source)).recorded == recorded
+
+
+def test_an_event_is_encoded_once_while_it_is_recent(monkeypatch) -> None:
+    event = DownloadEvent("e1", "m1", 1, "p", mapping._PAYLOAD_CLASS["downloads.DeviceDeactivated"]("d1"))
+    first = mapping.encode_event(event)
+    monkeypatch.setattr(mapping, "default_codec", lambda: pytest.fail("encoded again"))
+    assert mapping.encode_event(event) is first
+    assert mapping._event_body(event) == first[HEADER_SIZE:]
+
+
+def test_a_value_out_of_its_avro_type_is_refused() -> None:
+    with pytest.raises(EncodeError):
+        mapping._int(1 << 31)
+    with pytest.raises(EncodeError):
+        mapping._long(1 << 63)

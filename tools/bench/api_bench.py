@@ -361,53 +361,67 @@ def _loadgen(env, label: str, port: int, paths_file: Path, mode: str, **kw) -> d
     return result
 
 
+DEFAULT_SERVER = ("--workers", "1")  # the API as `ledger api` serves by default (uvloop, httptools)
+
+
 def run(env, pipeline, expected: dict, *, wrk_seconds: int, fixed_rate: float, fixed_seconds: float,
-        connections: int = 32, echo=print) -> dict:
-    """Every read-API figure; ``expected`` are the members with views (from the end-to-end run)."""
+        connections: int = 32, echo=print, server_args: tuple[str, ...] = DEFAULT_SERVER,
+        server_env: dict[str, str] | None = None, generator_figures: bool = True, label: str = "api") -> dict:
+    """Every read-API figure; ``expected`` are the members with views (from the end-to-end run).
+    ``server_args`` are `ledger api` options (workers, loop, http parser); without
+    ``generator_figures`` the trivial-server figures (the generators' own capacity) are left out."""
     paths = request_paths(expected)
     paths_file = env.work_dir / "api-paths.json"
     paths_file.write_text(json.dumps(paths))
     script = wrk_script(env.work_dir / "api-paths.lua", paths)
-    result: dict = {"paths": len(paths), "mix": "70% summary, 20% licenses, 10% title downloads"}
+    result: dict = {"paths": len(paths), "mix": "70% summary, 20% licenses, 10% title downloads",
+                    "server_args": list(server_args)}
 
-    trivial_port = free_port()
-    trivial = env.spawn("trivial-http", [sys.executable, "-m", "tools.bench.api_bench", "trivial",
-                                         "--port", str(trivial_port)])
-    _wait_http(f"http://127.0.0.1:{trivial_port}/", trivial)
+    trivial = trivial_port = None
+    if generator_figures:
+        trivial_port = free_port()
+        trivial = env.spawn("trivial-http", [sys.executable, "-m", "tools.bench.api_bench", "trivial",
+                                             "--port", str(trivial_port)])
+        _wait_http(f"http://127.0.0.1:{trivial_port}/", trivial)
     api_port = free_port()
-    api = env.spawn("api", [sys.executable, "-m", "app", "api", "--host", "127.0.0.1", "--port", str(api_port),
-                            "--log-level", "warning"],
-                    {**pipeline.env(), "LEDGER_API_TOKENS": TOKEN})
+    api = env.spawn(label, [sys.executable, "-m", "app", "api", "--host", "127.0.0.1", "--port", str(api_port),
+                            "--log-level", "warning", *server_args],
+                    {**pipeline.env(), "LEDGER_API_TOKENS": TOKEN, **(server_env or {})})
     _wait_http(f"http://127.0.0.1:{api_port}/healthz", api)
 
     exe = ensure_wrk(echo)
     try:
         if exe:
-            result["trivial_wrk"] = run_wrk(env, exe, f"http://127.0.0.1:{trivial_port}", script, 1, connections,
-                                            wrk_seconds, trivial.pid, "trivial")
-            echo(f"  wrk vs trivial server: {result['trivial_wrk']['rate']:,.0f} req/s")
+            if trivial is not None:
+                result["trivial_wrk"] = run_wrk(env, exe, f"http://127.0.0.1:{trivial_port}", script, 1,
+                                                connections, wrk_seconds, trivial.pid, "trivial")
+                echo(f"  wrk vs trivial server: {result['trivial_wrk']['rate']:,.0f} req/s")
             run_wrk(env, exe, f"http://127.0.0.1:{api_port}", script, 1, connections, min(3, wrk_seconds), api.pid,
-                    "api-warmup")
+                    f"{label}-warmup")
             result["max"] = run_wrk(env, exe, f"http://127.0.0.1:{api_port}", script, 1, connections,
-                                    wrk_seconds, api.pid, "api")
+                                    wrk_seconds, api.pid, label)
         else:
             echo("  wrk is not available (not root?): the closed-loop asyncio generator measures the maximum")
             result["trivial_wrk"] = None
-            result["max"] = _loadgen(env, "api-max", api_port, paths_file, "closed", connections=connections,
+            result["max"] = _loadgen(env, f"{label}-max", api_port, paths_file, "closed", connections=connections,
                                      seconds=wrk_seconds)
-        echo(f"  read API maximum: {result['max']['rate']:,.0f} req/s "
-             f"(p50 {result['max'].get('p50_ms')} ms, p99 {result['max'].get('p99_ms')} ms at {connections} connections)")
-        result["generator_capacity"] = _loadgen(env, "trivial-closed", trivial_port, paths_file, "closed",
-                                                connections=connections, seconds=min(wrk_seconds, 8))
-        result["generator_floor"] = _loadgen(env, "trivial-open", trivial_port, paths_file, "open",
-                                             rate=fixed_rate, seconds=min(fixed_seconds, 10), warmup=1)
-        echo(f"  asyncio generator: {result['generator_capacity']['rate']:,.0f} req/s closed loop vs trivial; "
-             f"at {fixed_rate:,.0f} req/s vs trivial p50 {result['generator_floor']['p50_ms']} ms, "
-             f"p99 {result['generator_floor']['p99_ms']} ms")
+        server_cores = (result["max"].get("cpu_share") or {}).get("server")
+        result["max"]["per_core"] = result["max"]["rate"] / server_cores if server_cores else None
+        echo(f"  read API maximum ({' '.join(server_args)}): {result['max']['rate']:,.0f} req/s "
+             f"(p50 {result['max'].get('p50_ms')} ms, p99 {result['max'].get('p99_ms')} ms at {connections} "
+             f"connections; server {server_cores} cores, {result['max']['per_core'] or 0:,.0f} req/s per core)")
+        if trivial is not None:
+            result["generator_capacity"] = _loadgen(env, "trivial-closed", trivial_port, paths_file, "closed",
+                                                    connections=connections, seconds=min(wrk_seconds, 8))
+            result["generator_floor"] = _loadgen(env, "trivial-open", trivial_port, paths_file, "open",
+                                                 rate=fixed_rate, seconds=min(fixed_seconds, 10), warmup=1)
+            echo(f"  asyncio generator: {result['generator_capacity']['rate']:,.0f} req/s closed loop vs trivial; "
+                 f"at {fixed_rate:,.0f} req/s vs trivial p50 {result['generator_floor']['p50_ms']} ms, "
+                 f"p99 {result['generator_floor']['p99_ms']} ms")
         from tools.bench.env import CpuMeter
 
         meter = CpuMeter({"server": api.pid, **{k: v for k, v in env.stack.items() if k == "redis"}}).start()
-        result["fixed"] = _loadgen(env, "api-fixed", api_port, paths_file, "open", rate=fixed_rate,
+        result["fixed"] = _loadgen(env, f"{label}-fixed", api_port, paths_file, "open", rate=fixed_rate,
                                    seconds=fixed_seconds, warmup=2)
         result["fixed"]["cpu_share"] = meter.stop()
         echo(f"  read API at {fixed_rate:,.0f} req/s: p50 {result['fixed']['p50_ms']} ms, "
@@ -416,16 +430,26 @@ def run(env, pipeline, expected: dict, *, wrk_seconds: int, fixed_rate: float, f
         result["api_vm_hwm_bytes"] = api.status().get("VmHWM")
     finally:
         api.stop(10)
-        trivial.stop(10)
-    result["uvicorn"] = _uvicorn_flavour()
+        if trivial is not None:
+            trivial.stop(10)
+    result["uvicorn"] = _uvicorn_flavour(server_args)
     return result
 
 
-def _uvicorn_flavour() -> dict:
+def _uvicorn_flavour(server_args=()) -> dict:
+    """What the server ran: uvloop and httptools when installed, unless the options said otherwise."""
     import importlib.util
 
-    return {"uvloop": importlib.util.find_spec("uvloop") is not None,
-            "httptools": importlib.util.find_spec("httptools") is not None}
+    args = list(server_args)
+
+    def option(name: str) -> str:
+        return args[args.index(name) + 1] if name in args[:-1] else "auto"
+
+    workers = int(option("--workers")) if option("--workers") != "auto" else 1
+    return {"uvloop": option("--loop") in ("auto", "uvloop") and importlib.util.find_spec("uvloop") is not None,
+            "httptools": option("--http") in ("auto", "httptools")
+            and importlib.util.find_spec("httptools") is not None,
+            "workers": workers}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -227,6 +227,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
     shares = meter.stop()
     profile = profiler.stop() if profiler else None
     status = worker.status()
+    statements = statements_per_event(env.statement_counts(worker, after=time.time()), total)
 
     counted = total - done_at_start
     seconds = t_end - t_start
@@ -256,8 +257,22 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
         "cpu_share": shares,
         "views_check": check,
         "profile": profile,
+        "statements": statements,
     }
+    if statements:
+        echo(f"  Cassandra statements per input event: {statements['per_event']:.3f} "
+             f"({statements['statements']:,} for {total:,} events)")
     return result, worker
+
+
+def statements_per_event(counts: dict | None, events: int) -> dict | None:
+    """The worker's Cassandra statements (every one it sent since it started, decider and projector)
+    per input event (every message of the workload, dead letters included), in all and by kind."""
+    if not counts or not events:
+        return None
+    by_kind = sorted(counts["by_kind"].items(), key=lambda kv: -kv[1])
+    return {"statements": counts["statements"], "events": events, "per_event": counts["statements"] / events,
+            "by_kind": {k: {"statements": n, "per_event": round(n / events, 4)} for k, n in by_kind}}
 
 
 class _Stall:

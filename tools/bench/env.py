@@ -54,6 +54,25 @@ def proc_cpu_seconds(pid: int, children: bool = False) -> float:
     return ticks / CLK_TCK
 
 
+def descendants(pid: int) -> list[int]:
+    """The live processes below ``pid`` (children, their children, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo += children.get(p, ())
+    return found
+
+
 def stack_pids(settings: Settings) -> dict[str, int]:
     """Pids of the local stack's servers, from the pid files `ledger stack up` writes."""
     pids = {}
@@ -90,7 +109,11 @@ class CpuMeter:
 
     @staticmethod
     def _cpu(pid: int) -> float:
-        return _self_cpu() if pid == os.getpid() else proc_cpu_seconds(pid)
+        """The process's CPU seconds and its live descendants' (`ledger api --workers N` serves from
+        child processes)."""
+        if pid == os.getpid():
+            return _self_cpu()
+        return sum(proc_cpu_seconds(p) for p in [pid, *descendants(pid)])
 
     @property
     def shares(self) -> dict[str, float]:
@@ -317,9 +340,32 @@ class BenchEnv:
         return process
 
     def start_worker(self, pipeline: Pipeline, role: str = "all", name: str | None = None) -> Process:
-        return self.spawn(name or f"worker-{pipeline.label}",
-                          [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
-                          pipeline.env())
+        """A `ledger worker` that counts its Cassandra statements by kind (`statement_counts`)."""
+        name = name or f"worker-{pipeline.label}"
+        counts = self.statement_counts_file(name)
+        counts.unlink(missing_ok=True)
+        return self.spawn(name, [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
+                          {**pipeline.env(), "LEDGER_COUNT_STATEMENTS_TO": str(counts)})
+
+    def statement_counts_file(self, process_name: str) -> Path:
+        return self.work_dir / f"statements-{process_name}.json"
+
+    def statement_counts(self, process: Process, after: float | None = None, timeout: float = 5.0) -> dict | None:
+        """The Cassandra statements a worker sent so far, by kind, as its counting session last wrote
+        them (every 0.5 s); with ``after`` (a time.time()), a file written after it."""
+        import json
+
+        path = self.statement_counts_file(process.name)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if after is None or path.stat().st_mtime > after:
+                    return json.loads(path.read_text())
+            except (OSError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.1)
 
     # --- cleanup --------------------------------------------------------------------------
 

@@ -128,6 +128,14 @@ def build(results: dict) -> dict:
             _bound(e2e["cpu_share"], "worker", cores, "one `ledger worker --role all` process") + "." + hot,
             compared, {"decider_rate": e2e["decider_rate"], "views_lag_after_decider_s": e2e["views_lag_after_decider_s"],
                        "views_check": e2e["views_check"], "outcomes": e2e["outcomes"]})
+    if e2e and (st := e2e.get("statements")):
+        kinds = "; ".join(f"{k} {v['per_event']:.3f}" for k, v in st["by_kind"].items())
+        fig("e2e.statements_per_event", "Cassandra statements the end-to-end worker sent per input event "
+            "(decider and projector, counted by its session; a batch is one statement)", st["per_event"],
+            "statements/event",
+            _params(events=st["events"], members=e2e["members"], partitions=P, batch_size=cfg["batch_size"],
+                    concurrency=1, statements=st["statements"]),
+            f"by kind, per input event: {kinds}")
     if lat:
         params = _params(events=lat["background_events_published"], members=cfg["latency_members"], partitions=P,
                          batch_size=cfg["batch_size"], concurrency=1, rate=lat["rate_target"],
@@ -185,8 +193,10 @@ def build(results: dict) -> dict:
             _params(events=mx.get("requests"), members=api["paths"], concurrency=mx.get("connections"),
                     seconds=mx.get("seconds"), generator=mx.get("generator"), threads=mx.get("threads"),
                     p50_ms=mx.get("p50_ms"), p99_ms=mx.get("p99_ms"), non_2xx=mx.get("non_2xx"),
-                    mix=api["mix"], uvloop=api["uvicorn"]["uvloop"], httptools=api["uvicorn"]["httptools"]),
-            _bound(mx.get("cpu_share"), "server", cores, "one `ledger api` process (uvicorn, one worker)"),
+                    mix=api["mix"], uvloop=api["uvicorn"]["uvloop"], httptools=api["uvicorn"]["httptools"],
+                    workers=api["uvicorn"].get("workers", 1), per_core=mx.get("per_core")),
+            _bound(mx.get("cpu_share"), "server", cores,
+                   f"`ledger api` (uvicorn, {api['uvicorn'].get('workers', 1)} worker process(es))"),
             [c for c in [
                 {"figure": "api.wrk_trivial", "ratio": _ratio((api.get("trivial_wrk") or {}).get("rate"), mx["rate"]),
                  "meaning": "the same wrk against a trivial server / against the API (headroom of the generator)"}
@@ -239,6 +249,12 @@ def build(results: dict) -> dict:
         targets.append({"id": "e2e_vs_lwt", "target": "end to end >= 50% of the conditional-write ceiling",
                         "measured": f"{e2e_rate:,.0f} vs {lwt['rate']:,.0f} statements/s", "ratio": r,
                         "threshold": 0.5, "met": r is not None and r >= 0.5})
+    if e2e and (st := e2e.get("statements")):
+        r = _ratio(st["per_event"], 1.2)
+        targets.append({"id": "statements_per_event", "target": "Cassandra statements per input event <= 1.2",
+                        "measured": f"{st['per_event']:.3f} ({st['statements']:,} statements for "
+                                    f"{st['events']:,} events)", "ratio": r, "threshold": 1.0,
+                        "met": r is not None and r <= 1.0})
     if e2e and naive:
         r = _ratio(e2e_rate, naive["rate"])
         targets.append({"id": "e2e_vs_naive", "target": "end to end >= 10x the naive agent",

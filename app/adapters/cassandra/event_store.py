@@ -45,6 +45,7 @@ from app.service.ports import SNAPSHOTS_KEPT, DecodeError, LoadedState
 log = logging.getLogger(__name__)
 
 LOOKUP_BATCH = 100  # lookup entries per unlogged single-partition batch (tens of bytes each)
+LOAD_CHUNK = 100  # members per IN read of a load
 _COLUMNS = ("member_id, seq, sub, kind, event_id, clock, schema_version, payload, reason, detail, "
             "source_topic, source_partition, source_offset")
 
@@ -74,8 +75,13 @@ class CassandraEventStore:
         self._all = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ?")
         self._accepted_range = session.prepare(
             f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND seq > ? AND seq <= ?")
-        self._snapshots = session.prepare(
-            f"SELECT seq, sub, schema_version, state FROM {ks}.member_snapshots WHERE member_id = ? LIMIT {SNAPSHOTS_KEPT}")
+        # A load reads many members at once: the newest snapshots of each (one statement per
+        # LOAD_CHUNK members), then every row of the members without a readable one (likewise), and
+        # the rows after the snapshot of each member with one (a statement each: the bound differs).
+        self._snapshots_in = session.prepare(
+            f"SELECT member_id, seq, sub, schema_version, state FROM {ks}.member_snapshots WHERE member_id IN ? "
+            f"PER PARTITION LIMIT {SNAPSHOTS_KEPT}")
+        self._all_in = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id IN ?")
         self._save_snapshot = session.prepare(
             f"INSERT INTO {ks}.member_snapshots (member_id, seq, sub, schema_version, state) VALUES (?, ?, ?, ?, ?)")
         self._snapshot_positions = session.prepare(
@@ -93,29 +99,49 @@ class CassandraEventStore:
     # --- reading ------------------------------------------------------------------------
 
     async def load(self, member_id: str) -> MemberState:
-        return (await self._load(member_id)).state
+        return (await self._load_chunk([member_id]))[member_id].state
 
     async def load_many(self, member_ids: list[str]) -> dict[str, LoadedState]:
-        loaded = await asyncio.gather(*(self._load(m) for m in member_ids))
-        return dict(zip(member_ids, loaded))
+        """Members LOAD_CHUNK at a time, the chunks concurrently. A member the store does not hold
+        (most cache misses of a stream of new members) costs no statement of its own: it is absent
+        from the answers of its chunk's two IN reads."""
+        wanted = list(dict.fromkeys(member_ids))
+        chunks = [wanted[i:i + LOAD_CHUNK] for i in range(0, len(wanted), LOAD_CHUNK)]
+        loaded: dict[str, LoadedState] = {}
+        for part in await asyncio.gather(*(self._load_chunk(c) for c in chunks)):
+            loaded.update(part)
+        return loaded
 
-    async def _load(self, member_id: str) -> LoadedState:
-        state = await self._latest_snapshot(member_id)
-        if state is None:
-            rows = await execute(self.session, self._all, (member_id,))
-            state = MemberState.empty(member_id)
-        else:
-            rows = await execute(self.session, self._after, (member_id, state.seq, state.rejections_since_seq))
-        return LoadedState(fold(state, (_decision(r) for r in rows)), len(rows))
+    async def _load_chunk(self, member_ids: list[str]) -> dict[str, LoadedState]:
+        snapshots = await self._latest_snapshots(member_ids)
+        bare = [m for m in member_ids if m not in snapshots]
+        rows: dict[str, list] = {m: [] for m in member_ids}
+        reads = [execute(self.session, self._after, (m, s.seq, s.rejections_since_seq)) for m, s in snapshots.items()]
+        if bare:
+            reads.append(execute(self.session, self._all_in, (bare,)))
+        answers = await asyncio.gather(*reads)
+        for m, after in zip(snapshots, answers):
+            rows[m] = after
+        if bare:
+            for r in answers[-1]:
+                if r.seq is not None:  # a partition holding only its static head reads as one row without one
+                    rows[r.member_id].append(r)
+        return {m: LoadedState(fold(snapshots.get(m) or MemberState.empty(m), (_decision(r) for r in rows[m])),
+                               len(rows[m]))
+                for m in member_ids}
 
-    async def _latest_snapshot(self, member_id: str) -> MemberState | None:
-        for row in await execute(self.session, self._snapshots, (member_id,)):
+    async def _latest_snapshots(self, member_ids: list[str]) -> dict[str, MemberState]:
+        """The newest readable snapshot of each member that has one (newest first per partition)."""
+        found: dict[str, MemberState] = {}
+        for row in await execute(self.session, self._snapshots_in, (member_ids,)):
+            if row.member_id in found:
+                continue
             try:
-                return decode_snapshot(row.state)
+                found[row.member_id] = decode_snapshot(row.state)
             except DecodeError as exc:
                 log.warning("skipping snapshot of %s at (%s, %s) in %s: %s",
-                            member_id, row.seq, row.sub, row.schema_version, exc)
-        return None
+                            row.member_id, row.seq, row.sub, row.schema_version, exc)
+        return found
 
     async def accepted_between(self, member_id: str, after_seq: int, upto_seq: int) -> list[Recorded]:
         rows = await execute(self.session, self._accepted_range, (member_id, after_seq, upto_seq))
@@ -179,9 +205,12 @@ class CassandraEventStore:
         members = [m for m, ds in decisions.items() if ds]
         for m in members:
             check_follows(m, heads[m], decisions[m])
-        # The lookup entries first: then no stored row lacks one, whatever fails in between.
-        await asyncio.gather(*(self._write_lookup(m, [(d.event.event_id, *d.position) for d in decisions[m]])
-                               for m in members))
+        # The lookup entries first: then no stored row lacks one, whatever fails in between. Every
+        # member's entries together, in unlogged batches of LOOKUP_BATCH (one statement for many
+        # members: the worker's cost is per statement; plain idempotent INSERTs, so a batch that
+        # fails part way is simply written again by the retried append).
+        entries = [(m, d.event.event_id, *d.position) for m in members for d in decisions[m]]
+        await self._write_lookups(entries)
         results = await asyncio.gather(*(self._append_member(m, heads[m], decisions[m]) for m in members))
         return [m for m, applied in zip(members, results) if not applied]
 
@@ -203,17 +232,19 @@ class CassandraEventStore:
             await self._adopt(member_id)
         return False
 
-    async def _write_lookup(self, member_id: str, entries: list[tuple[str, int, int]]) -> None:
-        """(event_id, seq, sub) entries of one member: unlogged single-partition batches."""
+    async def _write_lookups(self, entries: list[tuple[str, str, int, int]]) -> None:
+        """(member_id, event_id, seq, sub) entries: unlogged batches of LOOKUP_BATCH, concurrently."""
+        statements = []
         for start in range(0, len(entries), LOOKUP_BATCH):
             chunk = entries[start:start + LOOKUP_BATCH]
             if len(chunk) == 1:
-                await execute(self.session, self._index, (member_id, *chunk[0]))
+                statements.append(execute(self.session, self._index, chunk[0]))
                 continue
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
             for entry in chunk:
-                batch.add(self._index, (member_id, *entry))
-            await execute(self.session, batch)
+                batch.add(self._index, entry)
+            statements.append(execute(self.session, batch))
+        await asyncio.gather(*statements)
 
     async def _adopt(self, member_id: str) -> None:
         """Bring a partition written before migrations 0005/0006 up to them: a lookup entry for every
@@ -221,7 +252,7 @@ class CassandraEventStore:
         rows = await execute(self.session, self._positions, (member_id,))
         if not rows:
             return  # no such member: the writer's state came from elsewhere; its reload starts afresh
-        await self._write_lookup(member_id, [(r.event_id, r.seq, r.sub) for r in rows])
+        await self._write_lookups([(member_id, r.event_id, r.seq, r.sub) for r in rows])
         head = (rows[-1].seq, rows[-1].sub)
         await execute(self.session, self._first_head, (*head, member_id))
         log.info("event store: member %s predates head tracking: %d event ids indexed, head now %s",

@@ -8,7 +8,7 @@ offset committed too early can never skip a message whose effects are not stored
 """
 from __future__ import annotations
 
-import asyncio
+from cassandra.query import BatchStatement, BatchType
 
 from app.adapters.cassandra.aio import execute
 
@@ -24,5 +24,15 @@ class CassandraProgressStore:
         return {r.partition: r.next_offset for r in await execute(self.session, self._select, (topic,))}
 
     async def save(self, topic: str, next_offsets: dict[int, int]) -> None:
-        await asyncio.gather(*(execute(self.session, self._upsert, (offset, topic, partition))
-                               for partition, offset in next_offsets.items()))
+        """Every partition's position in one statement: an unlogged batch within the topic's partition
+        of the table (applied all or nothing, like any single-partition batch)."""
+        if not next_offsets:
+            return
+        if len(next_offsets) == 1:
+            (partition, offset), = next_offsets.items()
+            await execute(self.session, self._upsert, (offset, topic, partition))
+            return
+        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+        for partition, offset in next_offsets.items():
+            batch.add(self._upsert, (offset, topic, partition))
+        await execute(self.session, batch)

@@ -17,6 +17,8 @@ import asyncio
 import re
 from collections.abc import Iterable
 
+from cassandra.query import BatchStatement, BatchType
+
 from app.adapters.cassandra.aio import execute
 from app.adapters.view_json import decode_view, encode_view
 from app.domain.state import MemberState
@@ -24,6 +26,13 @@ from app.domain.state import MemberState
 # Cassandra table names are at most 48 characters: "rm_" + ns + "_member_summary" leaves 31; 28
 # keeps the names of namespaces made before the other read-model tables were dropped valid.
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9_]{1,28}$")
+
+READ_CHUNK = 100  # members per IN read of the summaries
+# An unlogged batch of summaries holds at most this much state JSON (and WRITE_BATCH_ROWS rows):
+# under Cassandra's default batch_size_fail_threshold (50 KiB), over its warn threshold (5 KiB,
+# which only logs; the local stack sets 64 KiB).
+WRITE_BATCH_BYTES = 24 * 1024
+WRITE_BATCH_ROWS = 100
 
 
 def check_namespace(ns: str) -> str:
@@ -63,21 +72,35 @@ class CassandraReadModels:
         self._put_summary = session.prepare(
             f"INSERT INTO {summary} (member_id, seq, plan_id, device_limit, downloads_per_device, monthly_limit, "
             "clock, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?")
-        self._get_summary = session.prepare(f"SELECT state FROM {summary} WHERE member_id = ?")
+        self._get_summaries = session.prepare(f"SELECT member_id, state FROM {summary} WHERE member_id IN ?")
 
     async def write_many(self, states: Iterable[MemberState]) -> int:
-        """Write each member's summary at its ``seq``; returns the number of members written."""
+        """Write each member's summary at its ``seq``; returns the number of members written.
+
+        The INSERTs go in unlogged batches of up to WRITE_BATCH_BYTES of state JSON (one statement
+        for many members: the worker's cost is per statement). Each INSERT keeps its own ``USING
+        TIMESTAMP <seq>``, so the fence is the same as one statement per member; a batch that fails
+        may be partly applied, which the fence makes harmless (the caller writes it again)."""
         states = [s for s in states if s.seq > 0]
-        await asyncio.gather(*(self._write_member(s) for s in states))
+        batches: list[BatchStatement] = []
+        batch, size = None, 0
+        for state in states:
+            view = encode_view(state)
+            if batch is None or size + len(view) > WRITE_BATCH_BYTES or len(batch) >= WRITE_BATCH_ROWS:
+                batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
+                batches.append(batch)
+            plan = state.plan
+            batch.add(self._put_summary, (
+                state.member_id, state.seq, plan.plan_id, plan.device_limit, plan.downloads_per_device,
+                plan.monthly_limit, state.clock, view, state.seq))
+            size += len(view)
+        await asyncio.gather(*(execute(self.session, b) for b in batches))
         return len(states)
 
-    async def _write_member(self, state: MemberState) -> None:
-        plan = state.plan
-        await execute(self.session, self._put_summary, (
-            state.member_id, state.seq, plan.plan_id, plan.device_limit, plan.downloads_per_device,
-            plan.monthly_limit, state.clock, encode_view(state), state.seq))
-
     async def read_states(self, member_ids: list[str]) -> dict[str, MemberState]:
-        """The JSON view state of each member's summary (members without one are left out)."""
-        rows = await asyncio.gather(*(execute(self.session, self._get_summary, (m,)) for m in member_ids))
-        return {m: decode_view(r[0].state) for m, r in zip(member_ids, rows) if r}
+        """The JSON view state of each member's summary (members without one are left out): one IN
+        read per READ_CHUNK members."""
+        wanted = list(dict.fromkeys(member_ids))
+        chunks = [wanted[i:i + READ_CHUNK] for i in range(0, len(wanted), READ_CHUNK)]
+        answers = await asyncio.gather(*(execute(self.session, self._get_summaries, (c,)) for c in chunks))
+        return {r.member_id: decode_view(r.state) for rows in answers for r in rows}

@@ -13,7 +13,15 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, help="port (default LEDGER_API_PORT)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     p.add_argument("--access-log", action="store_true", help="log every request (off: /metrics counts them)")
+    p.add_argument("--workers", type=int, help="server processes sharing the port (default LEDGER_API_WORKERS, 1)")
+    p.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"],
+                   help="event loop (auto: uvloop, installed with the project)")
+    p.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"],
+                   help="HTTP parser (auto: httptools, installed with the project)")
     p.set_defaults(handler=run)
+
+
+APP_FACTORY = "app.entrypoints.api:create_api_from_environment"
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -43,23 +51,37 @@ def run(args, settings) -> int:
 
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port
+    workers = settings.api_workers if args.workers is None else args.workers
     if not settings.api_token_set:
         raise CommandError("LEDGER_API_TOKENS is empty: no client could call /v1")
+    if workers < 1:
+        raise CommandError(f"--workers must be at least 1, got {workers}")
     sock = listen(host, port)
+    # One process: the app built here. Several: each worker process builds its own from the
+    # environment (the same LEDGER_* variables), and they all accept on the socket bound above.
     config = uvicorn.Config(
-        create_api(settings),
+        create_api(settings) if workers == 1 else APP_FACTORY,
+        factory=workers > 1,
+        workers=workers,
         host=host,
         port=port,
         log_level=args.log_level,
         access_log=args.access_log,
         proxy_headers=False,
         server_header=False,
-        # loop="auto" / http="auto": uvloop and httptools when installed, else asyncio and h11.
+        loop=args.loop,  # auto: uvloop when installed (it is a dependency), else asyncio
+        http=args.http,  # auto: httptools when installed (likewise), else h11
     )
     bound_host, bound_port = sock.getsockname()[:2]
-    print(f"ledger api: serving http://{bound_host}:{bound_port} (Ctrl-C stops)", file=sys.stderr, flush=True)
+    print(f"ledger api: serving http://{bound_host}:{bound_port} with {workers} worker process(es) "
+          "(Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        if workers == 1:
+            uvicorn.Server(config).run(sockets=[sock])
+        else:
+            from uvicorn.supervisors import Multiprocess
+
+            Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()
     return 0
