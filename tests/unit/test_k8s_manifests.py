@@ -36,6 +36,7 @@ WORKER_ROLES = ("decider", "projector")
 NOT_IN_CONFIGMAP = {
     "api_tokens": "the Secret ledger-api-tokens, API container only",
     "stack_dir": "the local stack only",
+    "count_statements_to": "the bench only: counts a worker's Cassandra statements",
     "consumer_group_instance_id": "per pod: the worker StatefulSets pass the pod name (once Settings has it)",
 }
 PER_POD_SETTINGS = {"LEDGER_CONSUMER_GROUP_INSTANCE_ID"}  # read once the cluster work lands (static membership)
