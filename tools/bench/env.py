@@ -316,9 +316,11 @@ class BenchEnv:
         self._processes.append(process)
         return process
 
-    def start_worker(self, pipeline: Pipeline, role: str = "all", name: str | None = None) -> Process:
+    def start_worker(self, pipeline: Pipeline, role: str = "all", name: str | None = None,
+                     metrics_port: int = 0) -> Process:
+        """A `ledger worker` of the pipeline; ``metrics_port`` 0: no /metrics (and no lag exporter)."""
         return self.spawn(name or f"worker-{pipeline.label}",
-                          [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
+                          [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],
                           pipeline.env())
 
     # --- cleanup --------------------------------------------------------------------------
