@@ -11,7 +11,12 @@ pipelined writes), the pipeline end to end (throughput and publish-to-view laten
 a naive one-event-at-a-time agent as the baseline, the replay, the what-if, the read API and the worker's memory
 as the number of members grows. Writes bench/results/<timestamp>.json and .md; a full run also
 refreshes the table in BENCHMARKS.md. Everything runs on topics, keyspaces and a Redis database of
-its own, deleted at the end."""
+its own, deleted at the end.
+
+--soak MINUTES runs a soak instead: one worker under steady input at 70% of the sustained rate (or
+--soak-rate), a table of RSS, lag, p99 latency, dead letters and errors printed every minute, the
+views checked at the end and a verdict (held, not held, inconclusive under 15 minutes). Writes
+bench/results/soak-<timestamp>.json and .md; never touches BENCHMARKS.md."""
 
 
 def register(sub) -> None:
@@ -39,6 +44,14 @@ def register(sub) -> None:
                    help="skip a phase (repeatable): ceilings, naive, e2e, latency, replay, whatif, api, memory")
     p.add_argument("--profile", action="store_true",
                    help="profile the end-to-end worker with py-spy (pip install -e '.[bench]')")
+    p.add_argument("--soak", type=int, metavar="MINUTES",
+                   help="instead of the phases: a soak of one worker for MINUTES minutes at 70%% of the sustained "
+                        "rate (measured first by a short saturation run), a per-minute table, a verdict "
+                        "(bench/results/soak-*.json|md)")
+    p.add_argument("--soak-rate", type=float, metavar="N",
+                   help="input rate of the soak in events/s, instead of measuring the sustained rate")
+    p.add_argument("--soak-saturation-events", type=int, metavar="N",
+                   help="events of the saturation run that measures the sustained rate (default 30000)")
     p.add_argument("--out", help="results folder (default bench/results)")
     p.add_argument("--no-docs", action="store_true", help="do not refresh the table in BENCHMARKS.md")
     p.set_defaults(handler=run)
@@ -50,8 +63,12 @@ OPTION_FIELDS = {
     "naive_seconds": "naive_seconds", "latency_seconds": "latency_seconds", "api_rate": "api_rate",
     "api_seconds": "api_seconds", "cassandra_plain_rows": "cassandra_plain_rows",
     "cassandra_lwt_rows": "cassandra_lwt_rows", "cassandra_concurrency": "cassandra_concurrency",
-    "redis_db": "redis_db", "out": "out_dir",
+    "redis_db": "redis_db", "out": "out_dir", "soak": "soak_minutes", "soak_rate": "soak_rate",
+    "soak_saturation_events": "soak_saturation_events",
 }
+# what a soak uses besides its own options; the phases' sizes do not apply to it
+SOAK_OPTIONS = ("members", "seed", "batch_size", "cache_size", "redis_db", "out", "soak_rate",
+                "soak_saturation_events")
 
 
 def run(args, settings) -> int:
@@ -61,6 +78,7 @@ def run(args, settings) -> int:
     bad = [s for s in args.skip if s not in PHASES]
     if bad:
         raise CommandError(f"unknown phase(s) {', '.join(bad)}; phases: {', '.join(PHASES)}")
+    _check_soak_options(args)
     overrides = {field: getattr(args, opt) for opt, field in OPTION_FIELDS.items() if getattr(args, opt) is not None}
     for name in ("events", "members", "memory_members", "batch_size", "cache_size"):
         if name in overrides and overrides[name] < 1:
@@ -86,10 +104,39 @@ def run(args, settings) -> int:
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        _, code = run_bench(cfg, settings, command, echo=lambda m: print(m, flush=True))
+        if cfg.soak_minutes is not None:
+            from tools.bench.soak import run as run_soak
+
+            _, code = run_soak(cfg, settings, command, echo=lambda m: print(m, flush=True))
+        else:
+            _, code = run_bench(cfg, settings, command, echo=lambda m: print(m, flush=True))
     finally:
         signal.signal(signal.SIGTERM, previous)
     return code
+
+
+def _check_soak_options(args) -> None:
+    """--soak runs the soak alone: options of the other phases are refused rather than ignored."""
+    from app.entrypoints.commands.errors import CommandError
+
+    if args.soak is None:
+        given = [o for o in ("soak_rate", "soak_saturation_events") if getattr(args, o) is not None]
+        if given:
+            raise CommandError(f"--{given[0].replace('_', '-')} applies to --soak only")
+        return
+    if args.soak < 1:
+        raise CommandError("--soak must be at least 1 minute")
+    if args.soak_rate is not None and not args.soak_rate > 0:
+        raise CommandError("--soak-rate must be > 0")
+    if args.soak_saturation_events is not None and args.soak_saturation_events < 1:
+        raise CommandError("--soak-saturation-events must be at least 1")
+    if args.soak_rate is not None and args.soak_saturation_events is not None:
+        raise CommandError("--soak-saturation-events measures the rate that --soak-rate gives: use one of them")
+    others = [o for o in OPTION_FIELDS if o not in SOAK_OPTIONS and o != "soak" and getattr(args, o) is not None]
+    others += [flag for flag, on in (("quick", args.quick), ("skip", args.skip), ("profile", args.profile),
+                                     ("replay_verify", args.replay_verify)) if on]
+    if others:
+        raise CommandError(f"--soak does not take {', '.join('--' + o.replace('_', '-') for o in others)}")
 
 
 def _check_stack(settings) -> None:

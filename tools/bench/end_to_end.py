@@ -306,27 +306,101 @@ def _lag(committed: dict[int, int], end: dict[int, int]) -> int:
 class _Probe:
     member: str
     seq: int
-    sent: float
+    sent: float  # monotonic hand-off to the producer; -1.0 for a probe not measured (warm-up)
 
 
 @dataclass
 class _ProbeState:
     outstanding: dict[str, _Probe] = field(default_factory=dict)
-    latencies: list[float] = field(default_factory=list)  # seconds, of probes sent after the warm-up
+    timed: list[tuple[float, float]] = field(default_factory=list)  # (sent, latency s) of measured probes
     lock: threading.Lock = field(default_factory=threading.Lock)
     stop: bool = False
+
+
+class Probes:
+    """Probe events (PlanChanged, always accepted) for dedicated probe members. A probe's latency is
+    from the moment it is handed to the producer to the moment its member's Redis view shows its seq
+    (a thread polls the views of the members with probes in flight every 2 ms). Used by the latency
+    phase and by the soak (which buckets the latencies by the minute the probe was sent in)."""
+
+    POLL_INTERVAL_MS = 2
+
+    def __init__(self, env: BenchEnv, pipeline: Pipeline, members: int):
+        from confluent_kafka import Producer
+
+        from app.adapters.kafka.producer import producer_config
+
+        self.topic = pipeline.events_topic
+        self.run_id = env.run_id
+        self.producer = Producer(producer_config(env.settings.kafka_bootstrap, **{"linger.ms": 0}))
+        self.members = [f"probe-{env.run_id}-{i:03d}" for i in range(members)]
+        self.seqs = dict.fromkeys(self.members, 0)  # probes sent to each member (its expected view seq)
+        self.sent = 0  # probes handed to the producer
+        self.delivery_failures = 0  # probes the producer could not deliver
+        self.state = _ProbeState()
+        self._redis = env.redis()
+        self._poller = threading.Thread(target=_poll_probes, args=(self.state, Views(self._redis)), daemon=True)
+
+    def start(self) -> Probes:
+        self._poller.start()
+        return self
+
+    def send(self, measured: bool = True) -> tuple[str, float]:
+        """Hand one probe to the producer; returns its event id and send time (monotonic)."""
+        from app.adapters.avro.mapping import encode_event
+        from app.domain.events import DownloadEvent, PlanChanged
+
+        member = self.members[self.sent % len(self.members)]
+        self.sent += 1
+        n = self.sent
+        self.seqs[member] += 1
+        event_id = f"probe-{self.run_id}-{n}"
+        ev = DownloadEvent(event_id, member, int(time.time() * 1000), "bench-probe",
+                           PlanChanged("probe", 1 + n % 3, 100, None))
+        value = encode_event(ev)
+        sent_at = time.monotonic()
+        self.producer.produce(self.topic, value, member.encode(), on_delivery=self._delivered)
+        self.producer.poll(0)
+        with self.state.lock:
+            self.state.outstanding[event_id] = _Probe(member, self.seqs[member], sent_at if measured else -1.0)
+        return event_id, sent_at
+
+    def _delivered(self, err, _msg) -> None:
+        if err is not None:
+            self.delivery_failures += 1
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        self.producer.flush(timeout_s)
+
+    def drain(self, timeout_s: float) -> None:
+        """Wait (at most ``timeout_s``) until every probe sent has reached its view."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.state.lock:
+                if not self.state.outstanding:
+                    return
+            time.sleep(0.05)
+
+    def timed(self) -> list[tuple[float, float]]:
+        """(sent, latency in seconds) of every measured probe seen so far."""
+        with self.state.lock:
+            return list(self.state.timed)
+
+    def pending(self) -> list[float]:
+        """Send times of the measured probes not yet seen in their view."""
+        with self.state.lock:
+            return [p.sent for p in self.state.outstanding.values() if p.sent >= 0]
+
+    def stop(self) -> None:
+        self.state.stop = True
+        self._poller.join(5)
+        self._redis.close()
 
 
 def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_args: dict, rate: float,
                 seconds: float, warmup_s: float, probes_per_s: float, probe_members: int, echo=print) -> dict:
     """Probe latency while the input runs at ``rate`` events/s: `ledger simulate` publishes most of it
     in its own process, the probes (at most a tenth of it) the rest."""
-    from confluent_kafka import Producer
-
-    from app.adapters.avro.mapping import encode_event
-    from app.adapters.kafka.producer import producer_config
-    from app.domain.events import DownloadEvent, PlanChanged
-
     progress = DeciderProgress(env.session, pipeline.keyspace, pipeline.events_topic)
     events_before = env.end_offset_total(pipeline.events_topic)
     # the probes are part of the input rate: at most a tenth of it
@@ -348,14 +422,7 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
 
     ledger_start = env.end_offsets(pipeline.ledger_topic)
     sent_wall: dict[str, float] = {}  # event id -> wall-clock send time (ledger timestamps are wall clock)
-    producer = Producer(producer_config(env.settings.kafka_bootstrap, **{"linger.ms": 0}))
-    members = [f"probe-{env.run_id}-{i:03d}" for i in range(probe_members)]
-    seqs = dict.fromkeys(members, 0)
-    state = _ProbeState()
-    redis_client = env.redis()
-    views = Views(redis_client)
-    poller = threading.Thread(target=_poll_probes, args=(state, views), daemon=True)
-    poller.start()
+    probes = Probes(env, pipeline, probe_members).start()
     meter = CpuMeter({"worker": worker.pid, **env.stack})
     metering = False
     interval = 1.0 / probes_per_s
@@ -364,7 +431,6 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
     end = measure_from + seconds
     sent = 0
     next_at = t0
-    n = 0
     try:
         while True:
             now = time.monotonic()
@@ -377,45 +443,27 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
                 meter.start()
                 metering = True
             next_at += interval
-            member = members[n % len(members)]
-            n += 1
-            seqs[member] += 1
-            event_id = f"probe-{env.run_id}-{n}"
-            ev = DownloadEvent(event_id, member, int(time.time() * 1000), "bench-probe",
-                               PlanChanged("probe", 1 + n % 3, 100, None))
-            value = encode_event(ev)
-            sent_at = time.monotonic()
-            if sent_at >= measure_from:
-                sent_wall[event_id] = time.time()
-            producer.produce(pipeline.events_topic, value, member.encode())
-            producer.poll(0)
-            with state.lock:
-                state.outstanding[event_id] = _Probe(member, seqs[member], sent_at if sent_at >= measure_from else -1.0)
-            if sent_at >= measure_from:
+            measured = time.monotonic() >= measure_from
+            wall = time.time()
+            event_id, _ = probes.send(measured)
+            if measured:
+                sent_wall[event_id] = wall
                 sent += 1
             worker.check_alive()
-        producer.flush(30)
-        drain_deadline = time.monotonic() + 30
-        while time.monotonic() < drain_deadline:
-            with state.lock:
-                if not state.outstanding:
-                    break
-            time.sleep(0.05)
+        probes.flush(30)
+        probes.drain(30)
     finally:
-        state.stop = True
-        poller.join(5)
+        probes.stop()
         shares = meter.stop() if metering else {}
         sim.stop(10)
         stopped = time.monotonic()
+    n = probes.sent
     end_total = env.end_offset_total(pipeline.events_topic)
     background_published = end_total - events_before - n
     # did the worker keep up? the decider's backlog right after the probes
     backlog = end_total - progress.done()
-    redis_client.close()
-    with state.lock:
-        lost = sum(1 for p in state.outstanding.values() if p.sent >= 0)
-        lat = sorted(state.latencies)
-    ms = [x * 1000 for x in lat]
+    lost = len(probes.pending())
+    ms = sorted(lat * 1000 for _, lat in probes.timed())
     decided = sorted(_decider_latencies(env, pipeline.ledger_topic, ledger_start, sent_wall))
     result = {
         "rate_target": rate,
@@ -429,7 +477,7 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
         "probes_unseen": lost,
         "probes_per_s": probes_per_s,
         "probe_members": probe_members,
-        "poll_interval_ms": 2,
+        "poll_interval_ms": Probes.POLL_INTERVAL_MS,
         "p50_ms": percentile(ms, 50),
         "p90_ms": percentile(ms, 90),
         "p99_ms": percentile(ms, 99),
@@ -492,5 +540,5 @@ def _poll_probes(state: _ProbeState, views: Views) -> None:
                     if seen[probe.member] >= probe.seq:
                         del state.outstanding[event_id]
                         if probe.sent >= 0:
-                            state.latencies.append(now - probe.sent)
+                            state.timed.append((probe.sent, now - probe.sent))
         time.sleep(0.002)

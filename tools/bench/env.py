@@ -339,12 +339,14 @@ class BenchEnv:
         self._processes.append(process)
         return process
 
-    def start_worker(self, pipeline: Pipeline, role: str = "all", name: str | None = None) -> Process:
-        """A `ledger worker` that counts its Cassandra statements by kind (`statement_counts`)."""
+    def start_worker(self, pipeline: Pipeline, role: str = "all", name: str | None = None,
+                     metrics_port: int = 0) -> Process:
+        """A `ledger worker` that counts its Cassandra statements by kind (`statement_counts`);
+        ``metrics_port`` 0: no /metrics (and no lag exporter)."""
         name = name or f"worker-{pipeline.label}"
         counts = self.statement_counts_file(name)
         counts.unlink(missing_ok=True)
-        return self.spawn(name, [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", "0"],
+        return self.spawn(name, [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],
                           {**pipeline.env(), "LEDGER_COUNT_STATEMENTS_TO": str(counts)})
 
     def statement_counts_file(self, process_name: str) -> Path:

@@ -1,0 +1,148 @@
+"""The soak's criteria and verdict (tools/bench/soak_report.py), on made-up minutes, and the options
+`ledger bench --soak` refuses. The soak itself runs in tests/integration/test_bench_soak.py."""
+from __future__ import annotations
+
+import pytest
+
+from app.entrypoints import cli
+from tools.bench import soak_report
+from tools.bench.soak import CounterDelta, LogScan
+
+RATE = 100.0
+NO_ERRORS = {"restarts": 0, "failed_batches": 0, "publish_failures": 0, "tracebacks": 0}
+
+
+def minute(k: int, rss: float = 200.0, lag: int = 50, **errors) -> dict:
+    return {"minute": k, "rss_mib": rss, "lag_messages": lag, "errors": {**NO_ERRORS, **errors}}
+
+
+def report(minutes: list[dict], views_ok: bool = True, drain_errors: dict | None = None) -> dict:
+    return {"minutes": minutes, "rate": {"value": RATE}, "errors": {},
+            "drain": {"errors": {**NO_ERRORS, **(drain_errors or {})}},
+            "dead_letters": {"total": 7, "expected": 7},
+            "views_check": {"ok": views_ok, "members": 10, "missing": 0, "differ": 0 if views_ok else 1,
+                            "probe_members": 4, "probe_views_wrong": 0, "drained": True}}
+
+
+def latencies(n: int, ms: float = 100.0, last_ms: float | None = None) -> dict[int, list[float]]:
+    return {k: [ms if last_ms is None or k <= n - 5 else last_ms] * 100 for k in range(1, n + 1)}
+
+
+def criteria(v: dict) -> dict[str, dict]:
+    return {c["id"]: c for c in v["criteria"]}
+
+
+def test_a_steady_20_minute_soak_holds_with_every_criterion_and_its_figures():
+    v = soak_report.verdict(report([minute(k) for k in range(1, 21)]), latencies(20))
+    assert v["verdict"] == soak_report.HELD and v["not_evaluated"] == []
+    c = criteria(v)
+    assert all(x["evaluated"] and x["met"] for x in c.values())
+    assert c["rss"]["figures"]["baseline_minutes"] == [6, 7, 8, 9, 10]
+    assert c["rss"]["figures"]["last_minutes"] == [16, 17, 18, 19, 20]
+    assert c["rss"]["figures"]["ratio"] == 1.0 and c["p99"]["figures"]["last_probes"] == 500
+    assert c["lag"]["figures"]["bound"] == RATE * 60 and c["lag"]["figures"]["end_lag"] == 50
+
+
+def test_rss_more_than_10_percent_above_minutes_6_to_10_is_not_held():
+    minutes = [minute(k, rss=200.0 if k <= 15 else 225.0) for k in range(1, 21)]
+    c = criteria(soak_report.verdict(report(minutes), latencies(20)))
+    assert not c["rss"]["met"] and c["rss"]["figures"]["ratio"] == pytest.approx(1.125)
+    minutes = [minute(k, rss=200.0 if k <= 15 else 219.0) for k in range(1, 21)]
+    assert criteria(soak_report.verdict(report(minutes), latencies(20)))["rss"]["met"]
+
+
+def test_a_fall_of_rss_or_p99_is_not_a_failure():
+    minutes = [minute(k, rss=200.0 if k <= 15 else 150.0) for k in range(1, 21)]
+    v = soak_report.verdict(report(minutes), latencies(20, 100.0, last_ms=50.0))
+    assert v["verdict"] == soak_report.HELD
+
+
+def test_p99_is_pooled_over_the_window_and_judged_against_minutes_6_to_10():
+    v = soak_report.verdict(report([minute(k) for k in range(1, 21)]), latencies(20, 100.0, last_ms=120.0))
+    p99 = criteria(v)["p99"]
+    assert not p99["met"] and p99["figures"]["baseline"] == 100.0 and p99["figures"]["last"] == 120.0
+    assert v["verdict"] == soak_report.NOT_HELD
+
+
+@pytest.mark.parametrize("lags, met", [
+    ([10, 20, 30, 40, 50, 40], True),        # 4 minutes of growth
+    ([10, 20, 30, 40, 50, 60], False),       # 5
+    ([10, 20, 30, None, 50, 60, 70], True),  # a minute without a figure breaks the run
+    ([10, 20, 10, 20, 6_000], False),        # the end at one minute of input
+])
+def test_lag_is_bounded_by_its_end_and_by_never_growing_5_minutes_running(lags, met):
+    minutes = [minute(k, lag=lag) for k, lag in enumerate(lags, 1)]
+    assert criteria(soak_report.verdict(report(minutes), latencies(len(lags))))["lag"]["met"] is met
+
+
+def test_an_error_in_any_minute_or_in_the_drain_fails_and_dead_letters_do_not():
+    minutes = [minute(k) for k in range(1, 21)]
+    minutes[12]["errors"]["tracebacks"] = 1
+    c = criteria(soak_report.verdict(report(minutes), latencies(20)))
+    assert not c["errors"]["met"] and c["errors"]["figures"]["tracebacks"] == 1
+    v = soak_report.verdict(report([minute(k) for k in range(1, 21)], drain_errors={"restarts": 1}), latencies(20))
+    assert v["verdict"] == soak_report.NOT_HELD and criteria(v)["errors"]["figures"]["restarts"] == 1
+    assert criteria(v)["errors"]["figures"]["dead_letters"] == 7
+
+
+def test_views_that_differ_fail_the_soak():
+    v = soak_report.verdict(report([minute(k) for k in range(1, 21)], views_ok=False), latencies(20))
+    assert v["verdict"] == soak_report.NOT_HELD and not criteria(v)["views"]["met"]
+
+
+def test_a_soak_under_15_minutes_is_inconclusive_and_says_what_it_could_not_judge():
+    v = soak_report.verdict(report([minute(k) for k in range(1, 15)]), latencies(14))
+    assert v["verdict"] == soak_report.INCONCLUSIVE and v["not_evaluated"] == ["rss", "p99"]
+    assert "15 minutes" in v["note"] and "needs >= 15 minutes" in criteria(v)["rss"]["text"]
+    assert all(criteria(v)[c]["met"] for c in ("lag", "errors", "views"))
+    minutes = [minute(k) for k in range(1, 3)]
+    minutes[1]["errors"]["failed_batches"] = 2
+    assert soak_report.verdict(report(minutes), latencies(2))["verdict"] == soak_report.NOT_HELD
+
+
+def test_a_run_that_failed_before_its_minutes_still_gets_a_report():
+    r = {"run_id": "s1", "started_at": "2026-01-01T00:00:00Z", "command": "ledger bench --soak 30", "config": {
+        "batch_size": 500, "batch_wait_ms": 50, "cache_size": 50_000, "partitions": 12},
+        "machine": {"cores": 2, "cpu_model": "", "memory_gib": 1.0, "python": "3.11", "load_average_at_start": [0]},
+        "errors": {"soak": "BenchError: no"}, "notes": [], "wall_seconds": 3.0}
+    r["verdict"] = soak_report.verdict(r, {})
+    assert r["verdict"]["verdict"] == soak_report.NOT_HELD
+    assert "the run failed" in soak_report.markdown(r)
+
+
+def test_the_printed_row_shows_every_figure():
+    row = {**minute(3, lag=12), "input_rate": 99.5, "worker_cpu": 0.5, "probes": 600, "probes_pending": 0,
+           "p50_ms": 40.0, "p99_ms": 250.5, "dead_letters": 4, "errors_total": 0, "load_average": 1.2,
+           "lag_by_stage": {"decider": 5, "projector": 7, "clocks": 0}}
+    assert soak_report.table_row(row) == "3 | 99.5 | 200.0 | 0.50 | 12 (5/7/0) | 600 | 40.0 | 250.5 | 4 | 0 (0/0/0/0) | 1.2"
+    assert len(soak_report.table_header().split(" | ")) == len(soak_report.table_row(row).split(" | "))
+
+
+def test_a_counter_that_restarts_with_its_process_counts_from_zero():
+    c = CounterDelta()
+    assert [c.delta(v) for v in (0, 3, 5, 2)] == [0, 3, 2, 2]
+
+
+def test_tracebacks_are_counted_once_even_when_a_line_is_split_between_looks(tmp_path):
+    log = tmp_path / "worker.log"
+    scan = LogScan()
+    log.write_bytes(b"ok\nTraceback (most rec")
+    assert scan.new_tracebacks([log]) == 0
+    with open(log, "ab") as f:
+        f.write(b"ent call last):\n  File x\nValueError\n")
+    assert scan.new_tracebacks([log]) == 1
+    assert scan.new_tracebacks([log, tmp_path / "missing.log"]) == 0
+    assert scan.excerpts and "ValueError" in scan.excerpts[0]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["bench", "--soak-rate", "50"], "--soak-rate applies to --soak only"),
+    (["bench", "--soak", "0"], "--soak must be at least 1 minute"),
+    (["bench", "--soak", "5", "--soak-rate", "0"], "--soak-rate must be > 0"),
+    (["bench", "--soak", "5", "--quick"], "--soak does not take --quick"),
+    (["bench", "--soak", "5", "--events", "10"], "--soak does not take --events"),
+    (["bench", "--soak", "5", "--soak-rate", "9", "--soak-saturation-events", "9"], "use one of them"),
+])
+def test_the_soak_refuses_options_that_do_not_apply(capsys, argv, message):
+    assert cli.main(argv) == 1
+    assert message in capsys.readouterr().err
