@@ -1,6 +1,7 @@
 """A cassandra-driver session configured from Settings."""
 from __future__ import annotations
 
+import logging
 import re
 from collections import namedtuple
 from functools import lru_cache
@@ -18,10 +19,23 @@ CONTROL_CONNECTION_TIMEOUT_S = 10  # the control connection's metadata queries (
 RECONNECT_BASE_S, RECONNECT_MAX_S = 1.0, 30.0
 
 
+class _DeliberateBatches(logging.Filter):
+    """Drops the server's warning about unlogged batches across partitions: the event-id lookup
+    entries and the summaries are written that way on purpose (one statement for many members),
+    and the driver would log a line per batch. Every other server warning still goes through."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.args and "Unlogged batch covering" in str(record.args[0]))
+
+
+_BATCH_WARNINGS = _DeliberateBatches()
+
+
 def connect(settings, keyspace: str | None = None):
     """Returns (cluster, session); reads and writes at LEDGER_CASSANDRA_CONSISTENCY (LOCAL_QUORUM),
     the conditions' Paxos at LEDGER_CASSANDRA_SERIAL_CONSISTENCY (LOCAL_SERIAL). On one node both
     are met by that node; with replication 3 each survives one replica down."""
+    logging.getLogger("cassandra.protocol").addFilter(_BATCH_WARNINGS)  # once: a filter is kept once
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=consistency_level(settings.cassandra_consistency),
