@@ -27,7 +27,7 @@ FIGURES = {
     "api.generator_floor_p50", "api.generator_floor_p99", "memory.worker_hwm_small", "memory.worker_hwm_large",
 }
 PARAMS = ("events", "members", "partitions", "batch_size", "concurrency")
-TARGETS = {"e2e_vs_lwt", "e2e_vs_naive", "replay_vs_live", "api_p99", "memory_bounded"}
+TARGETS = {"e2e_vs_lwt", "e2e_vs_naive", "replay_vs_live", "api_p99", "memory_bounded", "statements_per_event"}
 
 
 @pytest.fixture(scope="module")
