@@ -75,8 +75,8 @@ class KafkaNode(KafkaServer):
         controllers = ",".join(f"{i}@127.0.0.1:{KAFKA_CONTROLLER_PORT + i}:{identity['directories'][str(i)]}"
                                for i in range(1, KAFKA_NODES + 1))
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "-t", identity["cluster_id"], "-c", str(self.config_file),
-                       "--initial-controllers", controllers),
+            self._java("kafka.tools.StorageTool", "format", f"--cluster-id={identity['cluster_id']}",
+                       "-c", str(self.config_file), f"--initial-controllers={controllers}"),
             capture_output=True, text=True,
         )
         if result.returncode != 0:

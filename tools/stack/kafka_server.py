@@ -44,7 +44,9 @@ class KafkaServer(LocalService):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         result = subprocess.run(
-            self._java("kafka.tools.StorageTool", "format", "--standalone", "-t", cluster_id,
+            # --cluster-id=ID, not "-t ID": a base64url id may start with "-", which argparse
+            # would take for an option (1 format in 64 failed so).
+            self._java("kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={cluster_id}",
                        "-c", str(self.config_file)),
             capture_output=True, text=True,
         )
