@@ -30,6 +30,20 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
+def cluster_lock():
+    """One test session at a time on the cluster profile: its tests flush its Redis Cluster and move
+    the namespace pointer. Session-wide, as flock is per open file: a second lock taken in the same
+    process would wait for ever."""
+    import fcntl
+    import tempfile
+
+    with open(Path(tempfile.gettempdir()) / "download-ledger-cluster-profile.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings()
 

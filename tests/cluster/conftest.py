@@ -3,12 +3,11 @@
 
 Each test gets topics of its own (replication 3, min.insync.replicas 2), a consumer group of its
 own and a keyspace migrated for the ``cluster`` environment (replication 3); the Redis Cluster is
-flushed before each test, and a lock file keeps two test sessions from sharing it."""
+flushed before each test, and a lock file keeps two test sessions from sharing it (``cluster_lock``
+in tests/conftest.py)."""
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -42,15 +41,6 @@ def cluster_settings() -> Settings:
 @pytest.fixture(scope="session")
 def cluster_stack_dir(cluster_settings) -> Path:
     return manager.stack_dir_of(Settings().stack_dir, "cluster")
-
-
-@pytest.fixture(scope="session")
-def cluster_lock(cluster_settings):
-    """One test session at a time on the cluster profile (the tests flush its Redis Cluster)."""
-    with open(Path(tempfile.gettempdir()) / "download-ledger-cluster-profile.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
-        fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")

@@ -69,11 +69,12 @@ def redis_cluster_url() -> str | None:
 
 
 @pytest.fixture
-def redis_cluster_space():
+def redis_cluster_space(request):
     """A key prefix of its own on the cluster profile's Redis Cluster, cleaned before and after."""
     url = redis_cluster_url()
     if url is None:
         pytest.skip("the cluster profile is not running (make stack-cluster)")
+    request.getfixturevalue("cluster_lock")
     space = Redis(url, f"c{uuid.uuid4().hex[:8]}")
     space.clean()
     yield space

@@ -65,3 +65,23 @@ def test_static_membership_and_group_timing_reach_faust_and_aiokafka():
 
     dynamic = new_faust_app(Settings(), "download-ledger-all")
     assert dynamic.conf.consumer_group_instance_id is None
+
+
+@pytest.mark.parametrize("error", ["ClusterDownError", "TryAgainError", "MasterDownError"])
+def test_a_redis_cluster_failing_over_is_a_503_not_a_500(error):
+    import redis.exceptions
+    from fastapi.testclient import TestClient
+
+    from app.entrypoints.api import create_api
+
+    class FailingOver:
+        async def get(self, key):
+            raise getattr(redis.exceptions, error)("the slot's master is gone")
+
+        async def aclose(self):
+            pass
+
+    settings = Settings(api_tokens="t")
+    with TestClient(create_api(settings, redis_client=FailingOver())) as client:
+        response = client.get("/v1/members/m-1", headers={"Authorization": "Bearer t"})
+    assert response.status_code == 503 and response.json()["error"]["code"] == "redis_unavailable"

@@ -97,5 +97,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(redis.exceptions.ConnectionError, _redis_down)
     app.add_exception_handler(redis.exceptions.TimeoutError, _redis_down)
     app.add_exception_handler(HistoryUnavailable, _history_down)
+    # A Redis Cluster failing over: the slot has no master yet (CLUSTERDOWN, TRYAGAIN, not covered).
+    app.add_exception_handler(redis.exceptions.ClusterError, _redis_down)
+    app.add_exception_handler(redis.exceptions.TryAgainError, _redis_down)
+    app.add_exception_handler(redis.exceptions.SlotNotCoveredError, _redis_down)
     app.add_exception_handler(ViewCorrupt, _view_corrupt)
     app.add_exception_handler(Exception, _unexpected)
