@@ -52,3 +52,18 @@ def test_topics_diff_exit_code_reports_drift(monkeypatch, capsys, partitions, fl
     monkeypatch.setattr(topic_admin, "describe", describe)
     monkeypatch.setenv("LEDGER_ENVIRONMENT", "local")
     assert cli.main(["topics", "diff", *flags]) == status
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"LEDGER_BATCH_SIZE": "many"}, "LEDGER_BATCH_SIZE"),
+    ({"LEDGER_CASSANDRA_PASSWORD_FILE": "/nonexistent/password"}, "LEDGER_CASSANDRA_PASSWORD_FILE"),
+])
+def test_a_bad_setting_is_one_line_naming_it_and_never_a_secret(monkeypatch, capsys, env, named):
+    monkeypatch.setenv("LEDGER_REDIS_PASSWORD", "topsecret-value")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["topics", "diff"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ledger topics: invalid settings: ") and err.count("\n") == 1
+    assert named in err
+    assert "topsecret-value" not in err and "Traceback" not in err
