@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+
 from app.config import Settings
 from app.entrypoints import commands
 
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
+    except ValidationError as exc:
+        print(f"ledger {args.command}: invalid settings: {settings_problems(exc)}", file=sys.stderr)
+        return 1
+    try:
         return int(args.handler(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
@@ -50,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ledger {args.command}: {type(exc).__name__}: {detail} (is the stack up? `ledger stack status`)",
               file=sys.stderr)
         return 1
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """Each invalid LEDGER_* variable and what is wrong with it, without the value (it may be a secret)."""
+    return "; ".join(f"LEDGER_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+                     for error in exc.errors(include_input=False, include_url=False))
 
 
 ENVIRONMENT_ERRORS = ("confluent_kafka", "cimpl", "cassandra", "redis")  # cimpl: confluent-kafka's C core
