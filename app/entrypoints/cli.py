@@ -39,10 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
-        return int(args.handler(args, settings) or 0)
     except ValidationError as exc:
         print(f"ledger {args.command}: invalid settings: {settings_problems(exc)}", file=sys.stderr)
         return 2
+    try:
+        return int(args.handler(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
     except commands.CommandError as exc:

@@ -33,6 +33,16 @@ def test_a_bug_is_not_hidden(monkeypatch):
         cli.main(["topics", "diff"])
 
 
+def test_an_invalid_setting_is_one_line_naming_the_variable_not_its_value(monkeypatch, capsys):
+    monkeypatch.setenv("LEDGER_API_METRICS_PORT", "not-a-port-5ecret")
+    monkeypatch.setenv("LEDGER_API_MAX_BODY_BYTES", "0")
+    assert cli.main(["api"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "5ecret" not in err
+    assert err.startswith("ledger api: invalid settings: LEDGER_API_METRICS_PORT: ")
+    assert "LEDGER_API_MAX_BODY_BYTES: Input should be greater than or equal to 1" in err
+
+
 @pytest.mark.parametrize("partitions, flags, status", [
     (12, [], 0), (12, ["--exit-code"], 0),      # no drift
     (6, [], 0), (6, ["--exit-code"], 2),        # drift: partitions to raise
