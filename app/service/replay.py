@@ -562,11 +562,11 @@ class Replay:
                 return
             if first:
                 self.observer.note(f"waiting for {len(behind)} live projector(s) to acknowledge {run.new_ns} "
-                                   f"(at most {self.drop_timeout_s:.0f} s)")
+                                   f"(at most {self.drop_timeout_s:g} s)")
                 first = False
             if time.monotonic() >= deadline:
                 raise ReplayError(
-                    f"{len(behind)} live projector(s) still write {run.old_ns} after {self.drop_timeout_s:.0f} s "
+                    f"{len(behind)} live projector(s) still write {run.old_ns} after {self.drop_timeout_s:g} s "
                     f"({', '.join(behind[:3])}{', ...' if len(behind) > 3 else ''}): namespace {run.old_ns} is "
                     f"kept, readers are on {run.new_ns}; run `ledger replay --drop-old` again to drop it")
             await asyncio.sleep(self.ack_poll_s)

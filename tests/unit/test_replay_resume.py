@@ -73,3 +73,136 @@ def test_a_replay_that_fails_in_the_catch_up_after_the_switch_is_finished_by_the
     fresh = run(world.replay().run())
     assert (fresh.old_ns, fresh.new_ns, fresh.resumed) == ("v2", "v3", False)
     assert world.seqs("v3") == world.expected()
+
+
+def test_a_stop_between_the_record_and_the_switch_leaves_readers_where_they_were_and_the_next_run_starts_afresh():
+    world = ReplayWorld()
+    live = world.live_projector()
+    first_history(world, live)
+    replay = world.replay()
+
+    async def stopped_at_the_switch():
+        run_ = await replay.prepare()
+        await replay.rebuild(run_)
+        await replay.verify(run_)
+        original = world.pointer.switch
+
+        async def lost(expected, new):
+            raise ConnectionError("redis went away before the switch")
+        world.pointer.switch = lost
+        with pytest.raises(ConnectionError):
+            await replay.switch(run_)
+        world.pointer.switch = original
+    run(stopped_at_the_switch())
+    assert run(world.records.load()).phase == CATCH_UP and run(world.pointer.active()) == "v1"
+
+    again = run(world.replay().run())
+    assert (again.old_ns, again.new_ns, again.resumed) == ("v1", "v3", False)  # the half-built v2 is skipped
+    assert world.seqs("v3") == world.expected() and run(world.records.load()) is None
+
+
+# --- --drop-old waits for the live projectors -------------------------------------------------
+
+
+class Notes:
+    """A ReplayObserver that keeps the notes and tells when one arrives."""
+
+    def __init__(self):
+        self.notes: list[str] = []
+        self.waiting = asyncio.Event()
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        if message.startswith("waiting for"):
+            self.waiting.set()
+
+
+def test_drop_old_waits_for_a_live_projector_that_has_not_seen_the_switch():
+    world = ReplayWorld()
+    live = world.live_projector("w1")
+    first_history(world, live)  # w1 acknowledged v1 with its batch
+    notes = Notes()
+
+    async def scenario():
+        replay = world.replay(drop_timeout_s=10, ack_poll_s=0.01)
+        replay.observer = notes
+        task = asyncio.create_task(replay.run(drop_old=True))
+        await asyncio.wait_for(notes.waiting.wait(), 5)
+        assert "v1" in world.views and not task.done()  # waiting, nothing dropped
+        assert await live.heartbeat() == "v2"  # idle: it follows the pointer and acknowledges v2
+        return await asyncio.wait_for(task, 5)
+
+    result = run(scenario())
+    assert result.switched and result.projectors == 1 and result.dropped == {"memory": 4}
+    assert "v1" not in world.views and "v1" not in world.models
+    assert any("waiting for 1 live projector(s) to acknowledge v2" in n for n in notes.notes)
+    assert run(world.records.load()) is None
+
+
+def test_drop_old_proceeds_at_once_when_every_live_projector_acknowledged_the_new_namespace():
+    world = ReplayWorld()
+    live = world.live_projector("w1")
+    first_history(world, live)
+    notes = Notes()
+
+    async def scenario():
+        replay = world.replay(drop_timeout_s=0.0)
+        replay.observer = notes
+        run_ = await replay.prepare()
+        run_.drop_old = True
+        await replay.rebuild(run_)
+        await replay.verify(run_)
+        await replay.switch(run_)
+        await replay.catch_up(run_)
+        assert await live.heartbeat() == "v2"
+        await replay.drop_old(run_)  # no wait: a timeout of 0 would fail at the first look otherwise
+        return run_
+
+    result = run(scenario())
+    assert result.projectors == 1 and "v1" not in world.views
+    assert not any(n.startswith("waiting for") for n in notes.notes)
+
+
+def test_drop_old_proceeds_with_no_live_projector():
+    """Live means: its latest acknowledgement has not expired (a projector renews it every quarter
+    of its time to live). One that stopped renewing it, killed or cut off, counts as gone."""
+    world = ReplayWorld()
+    clock = [1000.0]
+    world.acks.clock = lambda: clock[0]
+    live = world.live_projector("w1", ack_ttl_s=10)
+    first_history(world, live)  # acknowledged v1 until 1010
+    clock[0] += 10.5  # w1 stopped: nothing renewed it
+    result = run(world.replay(drop_timeout_s=0.0).run(drop_old=True))
+    assert result.switched and result.projectors == 0 and "v1" not in world.views
+
+
+def test_drop_old_times_out_keeps_the_old_namespace_and_a_re_run_finishes_the_drop():
+    world = ReplayWorld()
+    live = world.live_projector("w1")
+    first_history(world, live)
+    with pytest.raises(ReplayError) as failed:
+        run(world.replay(drop_timeout_s=0.2, ack_poll_s=0.01).run(drop_old=True))
+    assert str(failed.value) == ("1 live projector(s) still write v1 after 0.2 s (w1): namespace v1 is kept, readers "
+                                 "are on v2; run `ledger replay --drop-old` again to drop it")
+    assert "v1" in world.views and world.seqs("v2") == world.expected() == world.seqs("v1")
+    assert run(world.records.load()).phase == DROP_OLD
+
+    assert run(live.heartbeat()) == "v2"
+    finished = run(world.replay(drop_timeout_s=0.0).run(drop_old=True))
+    assert (finished.resumed, finished.old_ns, finished.new_ns) == (True, "v1", "v2")
+    assert finished.caught_up_entries == 0 and finished.dropped == {"memory": 4}
+    assert "v1" not in world.views and run(world.records.load()) is None
+
+
+def test_a_re_run_without_drop_old_keeps_the_old_namespace_and_replays_afresh():
+    world = ReplayWorld()
+    live = world.live_projector("w1")
+    first_history(world, live)
+    with pytest.raises(ReplayError):
+        run(world.replay(drop_timeout_s=0.0).run(drop_old=True))
+    again = run(world.replay().run())
+    assert (again.resumed, again.old_ns, again.new_ns) == (False, "v2", "v3")
+    assert "v1" in world.views and run(world.pointer.active()) == "v3"
