@@ -511,8 +511,9 @@ class Replay:
         start = {p: run.end.get(p, 0) for p in new_end}
         total = sum(max(0, new_end[p] - start[p]) for p in new_end)
         self.observer.phase("catch up", total, f"{total:,} entries appended since the rebuild read the ledger")
-        batches = self.reader.read(start, new_end)
+        batches = None
         try:
+            batches = self.reader.read(start, new_end)
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
                 result = await self._retrying(lambda: projector.process(batch))  # fenced: safe to redo
                 run.caught_up_entries += len(batch)
