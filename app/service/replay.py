@@ -18,17 +18,37 @@ Steps (each a method, so a test or an operator can run them one at a time; `Repl
                event store (`app.service.verify`). Events decided meanwhile make a view *behind*:
                accepted when it is the store's history up to its seq.
 4. `top_up`    write those members at the event store's seq (fenced), so nothing stays behind.
-5. `switch`    one atomic compare-and-set of ``ledger:active-namespace``: the API and the live
-               projector follow the pointer. Refused when the verification failed.
-6. `catch_up`  read the ledger from the captured end offsets to the new end and apply it to the new
+5. `switch`    record the replay next to the pointer (`ReplayRecords`: old and new namespace, the
+               end offsets, phase "catch-up"), then one atomic compare-and-set of
+               ``ledger:active-namespace``: the API and the live projector follow the pointer.
+               Refused when the verification failed.
+6. `catch_up`  read the ledger from the recorded end offsets to the new end and apply it to the new
                namespace with the projector's own code (fenced by seq: racing the live projector,
                which follows the pointer from its next batch, is harmless). Entries that arrived
-               during the rebuild are not lost.
-7. `drop_old`  after a short grace (a live batch that read the old pointer may still be writing),
-               delete the old namespace from every namespace store (Redis keys, Cassandra tables).
+               during the rebuild are not lost. Then the record goes (the replay is complete), or
+               moves to phase "drop-old" with ``--drop-old``.
+7. `drop_old`  wait until no live projector acknowledges the old namespace (`ProjectorAcks`: each
+               projector records the namespace its batches write, renewed by a heartbeat with a time
+               to live; one whose acknowledgement expired is not live), at most ``drop_timeout_s``;
+               then the readers' grace (the read API re-reads the pointer every 0.5 s), then delete
+               the old namespace from every namespace store and the record. On timeout the old
+               namespace and the record are kept.
 
 While it runs, the live projector keeps serving the old namespace untouched: the replay never
 writes to it.
+
+A stop after the switch. Between the switch and the end of the catch-up, the entries after the
+recorded end offsets that the live projector applied before it saw the new pointer are only in
+the old namespace; the projector's gap fill repairs a member only at its next entry. So the record
+is written before the switch, and `run` starts with `resume`: when a record exists and the pointer
+names its new namespace, the switch happened, and the run finishes that replay (the catch-up from
+the recorded offsets, then the drop with ``--drop-old``) instead of starting another one. When the
+pointer does not name it, the switch never happened: the record is discarded and the run replays
+afresh, skipping the half-built namespace (as it does with a record left at the drop by a run
+without ``--drop-old``: the old namespace is then kept). The other remedy, switching last (catching up before
+the switch), does not close the gap on its own: the live projector writes the old namespace until
+it reads the new pointer, so entries applied between the catch-up's end and the switch would need a
+second catch-up after it, which could stop just the same.
 """
 from __future__ import annotations
 
