@@ -107,6 +107,10 @@ class Settings(BaseSettings):
         120.0, gt=0,
         description="a stage with a batch in flight (failing and retried, or hanging) for longer than this is "
                     "stalled: ledger_worker_stalled{stage} is 1 and /readyz answers 503")
+    projector_ack_ttl_s: float = Field(
+        10.0, gt=0,
+        description="a projector acknowledges the namespace it writes for this long and renews it every quarter of "
+                    "it; one silent for longer is not live (`ledger replay --drop-old` stops waiting for it)")
     max_future_skew_ms: int = Field(
         3_600_000, ge=0,
         description="an event whose occurred_at is more than this after its Kafka message timestamp is a "
