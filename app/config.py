@@ -85,6 +85,14 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, description="`ledger api` server processes sharing its port")
     metrics_port: int = 9464
     lag_interval_s: float = Field(5.0, gt=0, description="how often a worker measures its group's consumer lag")
+    tracing: str | None = Field(
+        None, description="OpenTelemetry tracing: otlp (to OTEL_EXPORTER_OTLP_ENDPOINT, OTLP over HTTP), "
+                          "console (stdout), file:PATH (one JSON span per line, appended), off; unset: otlp when "
+                          "OTEL_EXPORTER_OTLP_ENDPOINT is set, else off")
+    otlp_endpoint: str | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="the OpenTelemetry collector (OTLP over HTTP, e.g. http://collector:4318); the exporter reads "
+                    "it and the other OTEL_EXPORTER_OTLP_* variables itself")
 
     stack_dir: Path = REPO_ROOT / ".stack"
     count_statements_to: Path | None = Field(
@@ -109,6 +117,14 @@ class Settings(BaseSettings):
             host, _, port = h.strip().rpartition(":") if ":" in h else (h.strip(), "", "6379")
             nodes.append((host, int(port)))
         return nodes
+
+    @property
+    def tracing_exporter(self) -> str | None:
+        """otlp, console or file:PATH; None when tracing is off."""
+        spec = (self.tracing or "").strip()
+        if not spec:
+            return "otlp" if self.otlp_endpoint else None
+        return None if spec == "off" else spec
 
     @property
     def member_cache_bytes(self) -> int:

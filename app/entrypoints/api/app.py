@@ -33,7 +33,7 @@ from app.domain.events import LicenseAcquired
 from app.domain.state import MemberState
 from app.domain.utc import year_of
 from app.domain.validation import INT_MAX
-from app.entrypoints.api import errors
+from app.entrypoints.api import errors, tracing
 from app.entrypoints.api.errors import ApiError
 from app.entrypoints.api.metrics import ApiMetrics, MetricsMiddleware
 from app.entrypoints.api.models import (
@@ -99,9 +99,11 @@ def create_api(
     namespace_ttl: float = DEFAULT_NAMESPACE_TTL,
     now_ms: Callable[[], int] = wall_clock_ms,
     history: HistoryReader | None = None,
+    tracer_provider=None,
 ) -> FastAPI:
-    """The read API. Tests may pass their own client, a test-only pointer key, a clock, and a
-    history (default: the event store of ``settings``, connected at first use)."""
+    """The read API. Tests may pass their own client, a test-only pointer key, a clock, a history
+    (default: the event store of ``settings``, connected at first use) and an OpenTelemetry tracer
+    provider (default: the one of ``settings``, none when tracing is off)."""
     owns_client = redis_client is None
     owned_history = bootstrap.history(settings) if history is None else None
     timeline: HistoryReader = history or owned_history
@@ -134,6 +136,9 @@ def create_api(
     app.state.metrics = metrics
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    provider = tracer_provider or bootstrap.tracer_provider(settings, "api")
+    if provider is not None:
+        tracing.instrument(app, client, provider)
 
     async def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
         if credentials is None:
