@@ -12,5 +12,6 @@ def instrument(app: FastAPI, redis_client, provider) -> None:
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.redis import RedisInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=UNTRACED_PATHS)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=UNTRACED_PATHS,
+                                       exclude_spans=["receive", "send"])  # the ASGI messages: noise here
     RedisInstrumentor.instrument_client(redis_client, tracer_provider=provider)
