@@ -28,7 +28,7 @@ from app.adapters.redis import namespaces as redis_namespaces
 from app.adapters.redis.member_clocks import RedisMemberClocks
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.domain.history import StoredDecision
 from app.service.decider import Decider
 from app.service.member_cache import loaded_state_cache
@@ -190,9 +190,13 @@ def tracer_provider(settings: Settings, component: str):
         return None
     key = f"{component}|{exporter}"
     if key not in _providers:
+        from app.adapters.otel.provider import TracingConfigError
         from app.adapters.otel.provider import tracer_provider as make
 
-        _providers[key] = make(exporter, component)
+        try:
+            _providers[key] = make(exporter, component)
+        except TracingConfigError as exc:
+            raise ConfigError(str(exc)) from None
     return _providers[key]
 
 

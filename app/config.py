@@ -8,10 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+TRACING_EXPORTERS = "otlp, console, file:PATH or off"
+
+
+class ConfigError(ValueError):
+    """A setting that cannot be used as given (the `ledger` command prints it as one line)."""
 
 
 class Settings(BaseSettings):
@@ -117,6 +122,14 @@ class Settings(BaseSettings):
             host, _, port = h.strip().rpartition(":") if ":" in h else (h.strip(), "", "6379")
             nodes.append((host, int(port)))
         return nodes
+
+    @field_validator("tracing")
+    @classmethod
+    def _known_exporter(cls, value: str | None) -> str | None:
+        spec = (value or "").strip()
+        if spec and spec not in ("otlp", "console", "off") and not (spec.startswith("file:") and spec[5:]):
+            raise ValueError(f"LEDGER_TRACING must be {TRACING_EXPORTERS}, not {spec!r}")
+        return value
 
     @property
     def tracing_exporter(self) -> str | None:

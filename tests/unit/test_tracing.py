@@ -3,8 +3,11 @@ input message carries, and their outputs carry it on; off, nothing is traced or 
 from __future__ import annotations
 
 import asyncio
+import os
+from unittest import mock
 
 import pytest
+from pydantic import ValidationError
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -18,6 +21,7 @@ from app.adapters.memory.projections import InMemoryNamespacePointer, InMemoryRe
 from app.adapters.otel.batch_tracer import OtelTracer
 from app.adapters.otel.provider import TracingConfigError, tracer_provider
 from app.config import Settings
+from app.entrypoints import cli
 from app.service.decider import Decider
 from app.service.member_cache import loaded_state_cache
 from app.service.ports import InputMessage
@@ -147,8 +151,17 @@ def test_tracing_is_off_unless_configured():
     assert Settings(tracing="file:/tmp/spans.jsonl").tracing_exporter == "file:/tmp/spans.jsonl"
 
 
-def test_an_unknown_exporter_or_an_unwritable_file_is_one_line(tmp_path):
+def test_an_unknown_exporter_or_an_unwritable_file_is_one_line(tmp_path, capsys):
     with pytest.raises(TracingConfigError, match="otlp, console, file:PATH or off"):
         tracer_provider("jaeger", "worker")
+    with pytest.raises(ValidationError, match="otlp, console, file:PATH or off"):
+        Settings(tracing="jaeger")
+    unwritable = f"file:{tmp_path}/missing/spans.jsonl"
     with pytest.raises(TracingConfigError, match="cannot open"):
-        tracer_provider(f"file:{tmp_path}/missing/spans.jsonl", "worker")
+        tracer_provider(unwritable, "worker")
+    lines = tmp_path / "events.jsonl"
+    lines.write_text("")
+    with mock.patch.dict(os.environ, {"LEDGER_TRACING": unwritable}):
+        assert cli.main(["publish", str(lines)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot open" in err and "Traceback" not in err
