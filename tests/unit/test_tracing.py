@@ -7,11 +7,11 @@ import os
 from unittest import mock
 
 import pytest
-from pydantic import ValidationError
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from pydantic import ValidationError
 
 from app import bootstrap
 from app.adapters.avro.mapping import AvroMessageCodec, encode_event
