@@ -34,14 +34,15 @@ from app.adapters.redis.projector_acks import RedisProjectorAcks
 from app.adapters.redis.replay_records import RedisReplayRecords
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.domain.history import StoredDecision
 from app.service.decider import Decider
 from app.service.member_cache import loaded_state_cache
 from app.service.member_clocks import ClockProjector
-from app.service.ports import HistoryReader, HistoryUnavailable
+from app.service.ports import HistoryReader, HistoryUnavailable, Tracer
 from app.service.projector import Projector
 from app.service.replay import Replay, ReplayObserver, ReplayStores
+from app.service.tracing import NO_TRACER
 from app.service.verify import Verifier
 from app.service.whatif import WhatIf
 
@@ -161,19 +162,20 @@ class Stores:
 
     # --- services --------------------------------------------------------------------------
 
-    def decider(self, outbox: KafkaOutbox, event_store: CassandraEventStore | None = None) -> Decider:
+    def decider(self, outbox: KafkaOutbox, event_store: CassandraEventStore | None = None,
+                tracer: Tracer = NO_TRACER) -> Decider:
         s = self.settings
         return Decider(event_store or self.event_store(), self.progress_store(), outbox, self.codec,
                        loaded_state_cache(s.member_cache_size, s.member_cache_bytes), s.snapshot_every,
-                       max_future_skew_ms=s.max_future_skew_ms)
+                       max_future_skew_ms=s.max_future_skew_ms, tracer=tracer)
 
-    def projector(self, event_store: CassandraEventStore | None = None) -> Projector:
+    def projector(self, event_store: CassandraEventStore | None = None, tracer: Tracer = NO_TRACER) -> Projector:
         """A live projector: it acknowledges the namespace it writes, as a worker id of its own."""
         return Projector(event_store or self.event_store(), self.codec, self.views, self.read_models,
                          self.pointer(), cache_size=self.settings.member_cache_size,
                          cache_bytes=self.settings.member_cache_bytes, progress=self.progress_store(),
                          acks=RedisProjectorAcks(self.redis), worker_id=projector_id(),
-                         ack_ttl_s=self.settings.projector_ack_ttl_s)
+                         ack_ttl_s=self.settings.projector_ack_ttl_s, tracer=tracer)
 
     def member_clocks(self) -> RedisMemberClocks:
         return RedisMemberClocks(self.redis)
@@ -219,8 +221,55 @@ def kafka_admin(settings: Settings):
 
 
 def event_publisher(settings: Settings, topic: str | None = None, **producer_overrides) -> EventPublisher:
-    """The publisher upstream services use (and `ledger publish`, the simulator, the tests)."""
-    return EventPublisher(kafka_connection(settings), topic or settings.events_topic, **producer_overrides)
+    """The publisher upstream services use (and `ledger publish`, the simulator, the tests); with
+    tracing on, each event published starts a trace (a producer span, its context in the record's
+    ``traceparent`` header)."""
+    return EventPublisher(kafka_connection(settings), topic or settings.events_topic,
+                          instrument=producer_instrumentation(settings), **producer_overrides)
+
+
+# --- tracing (LEDGER_TRACING / OTEL_EXPORTER_OTLP_ENDPOINT; off by default) ---------------------
+
+_providers: dict[str, object] = {}
+
+
+def tracer_provider(settings: Settings, component: str):
+    """The process's OpenTelemetry tracer provider for ``component`` (worker, api, publish), made
+    once; None when tracing is off, and then nothing of OpenTelemetry is imported."""
+    exporter = settings.tracing_exporter
+    if exporter is None:
+        return None
+    key = f"{component}|{exporter}"
+    if key not in _providers:
+        from app.adapters.otel.provider import TracingConfigError
+        from app.adapters.otel.provider import tracer_provider as make
+
+        try:
+            _providers[key] = make(exporter, component)
+        except TracingConfigError as exc:
+            raise ConfigError(str(exc)) from None
+    return _providers[key]
+
+
+def tracer(settings: Settings, component: str) -> Tracer:
+    """The services' tracer: OpenTelemetry when tracing is on, else one that does nothing."""
+    provider = tracer_provider(settings, component)
+    if provider is None:
+        return NO_TRACER
+    from app.adapters.otel.batch_tracer import OtelTracer
+
+    return OtelTracer(provider)
+
+
+def producer_instrumentation(settings: Settings, provider=None):
+    """A wrapper of confluent-kafka producers that traces each record produced (OpenTelemetry's
+    instrumentation), or None when tracing is off and no ``provider`` is given."""
+    provider = provider or tracer_provider(settings, "publish")
+    if provider is None:
+        return None
+    from opentelemetry.instrumentation.confluent_kafka import ConfluentKafkaInstrumentor
+
+    return lambda producer: ConfluentKafkaInstrumentor.instrument_producer(producer, tracer_provider=provider)
 
 
 # --- consumer groups, lag and dead letters ----------------------------------------------------
@@ -290,11 +339,12 @@ def worker_services(settings: Settings, role: str) -> WorkerServices:
     stores = Stores.open(settings)
     event_store = stores.event_store()
     decider = projector = clocks = kafka_producer = None
+    traced = tracer(settings, "worker")
     if role in ("decider", "all"):
         kafka_producer = producer(settings)
-        decider = stores.decider(KafkaOutbox(kafka_producer, output_topics(settings)), event_store)
+        decider = stores.decider(KafkaOutbox(kafka_producer, output_topics(settings)), event_store, traced)
     if role in ("projector", "all"):
-        projector = stores.projector(event_store)
+        projector = stores.projector(event_store, traced)
         clocks = stores.clock_projector()
     return WorkerServices(stores, kafka_producer, decider, projector, clocks)
 

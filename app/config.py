@@ -8,15 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_API_TOKEN = "local-dev-token"
+TRACING_EXPORTERS = "otlp, console, file:PATH or off"
 
 
-class ConfigError(Exception):
-    """A setting that cannot be used (a file that cannot be read); the message is one line and holds no secret."""
+class ConfigError(ValueError):
+    """A setting that cannot be used as given (a file that cannot be read, an unknown exporter): the
+    `ledger` command prints it as one line, which never holds a secret."""
 
 
 class Settings(BaseSettings):
@@ -131,6 +133,14 @@ class Settings(BaseSettings):
     api_workers: int = Field(1, ge=1, description="`ledger api` server processes sharing its port")
     metrics_port: int = 9464
     lag_interval_s: float = Field(5.0, gt=0, description="how often a worker measures its group's consumer lag")
+    tracing: str | None = Field(
+        None, description="OpenTelemetry tracing: otlp (to OTEL_EXPORTER_OTLP_ENDPOINT, OTLP over HTTP), "
+                          "console (stdout), file:PATH (one JSON span per line, appended), off; unset: otlp when "
+                          "OTEL_EXPORTER_OTLP_ENDPOINT is set, else off")
+    otlp_endpoint: str | None = Field(
+        None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT",
+        description="the OpenTelemetry collector (OTLP over HTTP, e.g. http://collector:4318); the exporter reads "
+                    "it and the other OTEL_EXPORTER_OTLP_* variables itself")
 
     stack_dir: Path = REPO_ROOT / ".stack"
     count_statements_to: Path | None = Field(
@@ -185,6 +195,22 @@ class Settings(BaseSettings):
         if sep and base.startswith("redis") and tail.isdigit():
             return f"{base}/{db}"
         return f"{self.redis_url.rstrip('/')}/{db}"
+
+    @field_validator("tracing")
+    @classmethod
+    def _known_exporter(cls, value: str | None) -> str | None:
+        spec = (value or "").strip()
+        if spec and spec not in ("otlp", "console", "off") and not (spec.startswith("file:") and spec[5:]):
+            raise ValueError(f"LEDGER_TRACING must be {TRACING_EXPORTERS}, not {spec!r}")
+        return value
+
+    @property
+    def tracing_exporter(self) -> str | None:
+        """otlp, console or file:PATH; None when tracing is off."""
+        spec = (self.tracing or "").strip()
+        if not spec:
+            return "otlp" if self.otlp_endpoint else None
+        return None if spec == "off" else spec
 
     @property
     def member_cache_bytes(self) -> int:

@@ -27,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
+from app.adapters.kafka.outbox import SOURCE_TIMESTAMP_HEADER
+
 log = logging.getLogger(__name__)
 
 EVENTS = Counter("ledger_decider_events_total", "input messages by outcome", ["outcome"])
@@ -44,6 +46,10 @@ BATCH_SECONDS = Histogram("ledger_batch_seconds", "micro-batch processing time",
 BATCH_SIZE = Histogram("ledger_batch_size", "messages per micro-batch", ["stage"],
                        buckets=(1, 10, 50, 100, 250, 500, 1000, 2000, 5000))
 PROJECTED = Counter("ledger_projector_entries_total", "ledger entries by outcome", ["outcome"])
+PUBLISH_TO_VIEW = Histogram(
+    "ledger_publish_to_view_seconds",
+    "from an event's publish (its input message's Kafka timestamp, carried on its ledger entry) to the end of the "
+    "projector batch that wrote its view", buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
 STALLED = Gauge("ledger_worker_stalled", "1 while a batch of the stage has been in flight (failing and retried, "
                 "or hanging) for longer than LEDGER_STALL_TIMEOUT_S, else 0", ["stage"])
 LAST_PROGRESS = Gauge("ledger_last_progress_timestamp_seconds",
@@ -70,6 +76,19 @@ def record_decider_batch(report, seconds: float) -> None:
         DIVERTED.labels(code).inc(n)
     TRUNCATED.inc(report.truncated)
     DROPPED.inc(report.dropped)
+
+
+def record_publish_to_view(messages, now_s: float) -> None:
+    """One observation per ledger message of a batch the projector applied and wrote that carries
+    its input's timestamp (the decider sets it; a redelivered entry counts again, later)."""
+    for m in messages:
+        for name, value in m.headers:
+            if name == SOURCE_TIMESTAMP_HEADER:
+                try:
+                    PUBLISH_TO_VIEW.observe(max(0.0, now_s - int(value) / 1000))
+                except ValueError:
+                    pass
+                break
 
 
 def record_projector_batch(report, seconds: float) -> None:

@@ -10,7 +10,7 @@ import sys
 
 from pydantic import ValidationError
 
-from app.config import Settings
+from app.config import ConfigError, Settings
 from app.entrypoints import commands
 
 
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     except commands.CommandError as exc:
         print(f"ledger {args.command}: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ConfigError as exc:
+        print(f"ledger {args.command}: {exc}", file=sys.stderr)
+        return 2
     except Exception as exc:
         if not environmental(exc):
             raise

@@ -37,6 +37,7 @@ from app.domain.state import MemberState
 from app.domain.validation import MalformedEvent, check_skew, validate
 from app.service.member_cache import MemberCache
 from app.service.ports import (
+    BatchTrace,
     DeadLetter,
     DecodeError,
     EventStore,
@@ -45,8 +46,10 @@ from app.service.ports import (
     MessageCodec,
     Outbox,
     ProgressStore,
+    Tracer,
 )
 from app.service.progress import save_progress
+from app.service.tracing import NO_TRACER
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +84,12 @@ class _MemberOutcome:
 class Decider:
     def __init__(self, store: EventStore, progress: ProgressStore, outbox: Outbox, codec: MessageCodec,
                  cache: MemberCache[LoadedState], snapshot_every: int = 100, *,
-                 max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS):
+                 max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS, tracer: Tracer = NO_TRACER):
         """``cache``: member states with their rows since the latest snapshot; ``snapshot_every``:
         how many rows (decisions, accepted and rejected) a member gets between two snapshots;
         ``max_future_skew_ms``: how far an event's occurred_at may be after its message's
-        timestamp before it is a dead letter ``clock_skew`` (0: no limit)."""
+        timestamp before it is a dead letter ``clock_skew`` (0: no limit); ``tracer``: continues each
+        message's trace through the batch's stages (default: none)."""
         if snapshot_every < 1:
             raise ValueError(f"snapshot_every must be >= 1, got {snapshot_every}")
         if max_future_skew_ms < 0:
@@ -97,22 +101,29 @@ class Decider:
         self.cache = cache
         self.snapshot_every = snapshot_every
         self.max_future_skew_ms = max_future_skew_ms
+        self.tracer = tracer
 
     async def process(self, messages: list[InputMessage]) -> DecisionReport:
+        with self.tracer.batch("decider", messages) as trace:
+            return await self._process(messages, trace)
+
+    async def _process(self, messages: list[InputMessage], trace: BatchTrace) -> DecisionReport:
         report = DecisionReport(messages=len(messages))
         dead_letters: list[DeadLetter] = []
         by_member: dict[str, list[tuple[DownloadEvent, Source]]] = {}
         partition_of: dict[str, int] = {}
-        for m in messages:
-            event = self._decode(m, dead_letters, report)
-            if event is not None:
-                by_member.setdefault(event.member_id, []).append((event, Source(m.topic, m.partition, m.offset)))
-                partition_of[event.member_id] = m.partition
+        with trace.stage("decode"):
+            for m in messages:
+                event = self._decode(m, dead_letters, report)
+                if event is not None:
+                    by_member.setdefault(event.member_id, []).append((event, Source(m.topic, m.partition, m.offset)))
+                    partition_of[event.member_id] = m.partition
 
-        loaded = await self._states(list(by_member))
+        with trace.stage("load"):
+            loaded = await self._states(list(by_member))
         states = {m: x.state for m, x in loaded.items()}
         rows = {m: x.rows_since_snapshot for m, x in loaded.items()}
-        outcomes = await self._decide_and_append(states, rows, by_member, report)
+        outcomes = await self._decide_and_append(states, rows, by_member, report, trace)
 
         republished = await asyncio.gather(*(self._republish(m, o) for m, o in outcomes.items()))
         outputs: list[tuple[str, StoredDecision]] = []
@@ -121,9 +132,12 @@ class Decider:
             # between append and publish) before new ones, and the member's ledger is in seq order.
             outputs += sorted([(member_id, d) for d in outcome.decisions] + again, key=_position)
             self._count(outcome, report)
-        report.snapshots, rows_after = await self._snapshot(rows, outcomes)
-        published = await self.outbox.publish(outputs, dead_letters,
-                                              {Source(m.topic, m.partition, m.offset): m for m in messages})
+        with trace.stage("snapshot"):
+            report.snapshots, rows_after = await self._snapshot(rows, outcomes)
+        with trace.stage("publish"):
+            published = await self.outbox.publish(outputs, dead_letters,
+                                                  {Source(m.topic, m.partition, m.offset): m for m in messages},
+                                                  trace.carry())
         if published is not None:
             report.diverted.update(published.diverted)
             report.truncated += published.truncated
@@ -171,9 +185,17 @@ class Decider:
 
     async def _decide_and_append(self, states: dict[str, MemberState], rows: dict[str, int],
                                  by_member: dict[str, list[tuple[DownloadEvent, Source]]],
-                                 report: DecisionReport) -> dict[str, _MemberOutcome]:
-        """``states`` and ``rows`` (since the latest snapshot) are updated for reloaded members."""
-        outcomes = await self._decide(states, by_member)
+                                 report: DecisionReport, trace: BatchTrace) -> dict[str, _MemberOutcome]:
+        """``states`` and ``rows`` (since the latest snapshot) are updated for reloaded members. A
+        member that lost its append is reloaded and decided again within the stage "append"."""
+        with trace.stage("decide"):
+            outcomes = await self._decide(states, by_member)
+        with trace.stage("append"):
+            return await self._append(states, rows, by_member, report, outcomes)
+
+    async def _append(self, states: dict[str, MemberState], rows: dict[str, int],
+                      by_member: dict[str, list[tuple[DownloadEvent, Source]]], report: DecisionReport,
+                      outcomes: dict[str, _MemberOutcome]) -> dict[str, _MemberOutcome]:
         pending = {m: o.decisions for m, o in outcomes.items() if o.decisions}
         for _ in range(MAX_APPEND_ATTEMPTS):
             lost = await self.store.append(pending, {m: states[m].position for m in pending})

@@ -7,13 +7,16 @@ passes the same contract tests as the real one (tests/contracts).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from app.domain.events import DownloadEvent, Recorded
 from app.domain.history import LedgerEntry, RejectionEntry, Source, StoredDecision
 from app.domain.state import MemberState
+
+Headers = tuple[tuple[str, bytes], ...]
 
 # --- messages in -------------------------------------------------------------------------------
 
@@ -85,9 +88,11 @@ class Outbox(Protocol):
     projector's gap fill (on the member's next entry) and a replay still see it."""
 
     async def publish(self, decisions: list[tuple[str, StoredDecision]], dead_letters: list[DeadLetter],
-                      inputs: Mapping[Source, InputMessage] | None = None) -> PublishReport:
+                      inputs: Mapping[Source, InputMessage] | None = None,
+                      carry: Mapping[Source, Headers] | None = None) -> PublishReport:
         """``decisions``: (member_id, decision) in the order to publish; ``inputs``: the batch's input
-        messages by source, for the dead letter of an output that cannot be published."""
+        messages by source, for the dead letter of an output that cannot be published; ``carry``:
+        headers the outputs of the input at a source carry on (its trace context), opaque here."""
 
 
 # --- the event store and the decider's progress ------------------------------------------------
@@ -299,3 +304,23 @@ class LedgerSource(Protocol):
     def read(self, start: dict[int, int], end: dict[int, int]) -> Iterator[list[InputMessage]]: ...
 
     def close(self) -> None: ...
+
+
+# --- tracing -----------------------------------------------------------------------------------
+
+
+class BatchTrace(Protocol):
+    """The trace of one micro-batch: each message's own trace (from its headers) continues through
+    the batch's stages. Opaque to the services: they name the stages and pass the headers on."""
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
+        """A step of the batch (decode, load, decide, ...): a span of it in each message's trace."""
+
+    def carry(self) -> dict[Source, Headers]:
+        """Per input message, the headers its outputs carry so that the next stage continues its trace."""
+
+
+class Tracer(Protocol):
+    def batch(self, stage: str, messages: Sequence[InputMessage]) -> AbstractContextManager[BatchTrace]:
+        """The trace of a batch of ``stage`` (decider, projector) for as long as the block runs; an
+        exception leaving the block marks every message's span failed."""

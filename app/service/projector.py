@@ -44,6 +44,7 @@ from app.domain.views import lean
 from app.service.ledger_fold import check_gap_fill, decode_entries
 from app.service.member_cache import MemberCache, member_state_cache
 from app.service.ports import (
+    BatchTrace,
     EventStore,
     InputMessage,
     MessageCodec,
@@ -51,9 +52,11 @@ from app.service.ports import (
     ProgressStore,
     ProjectorAcks,
     ReadModels,
+    Tracer,
     ViewStore,
 )
 from app.service.progress import save_progress
+from app.service.tracing import NO_TRACER
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +120,7 @@ class Projector:
         acks: ProjectorAcks | None = None,
         worker_id: str = "",
         ack_ttl_s: float = 10.0,
+        tracer: Tracer = NO_TRACER,
     ):
         """``views_for(ns)`` / ``read_models_for(ns)`` build the stores of a namespace (called once per
         namespace); the ``pointer`` is read once per batch. The cache of (lean) member states keeps
@@ -129,6 +133,7 @@ class Projector:
         self._read_models_for = read_models_for
         self._pointer = pointer
         self.progress = progress
+        self.tracer = tracer
         self._stores: dict[str, tuple[ViewStore, ReadModels]] = {}
         self._cache: MemberCache[MemberState] = member_state_cache(cache_size, cache_bytes)
         self._ns: str | None = None
@@ -155,7 +160,8 @@ class Projector:
     async def process(self, messages: list[InputMessage]) -> ProjectionReport:
         self._in_flight += 1
         try:
-            return await self._process(messages)
+            with self.tracer.batch("projector", messages) as trace:
+                return await self._process(messages, trace)
         finally:
             self._in_flight -= 1
 
@@ -184,9 +190,10 @@ class Projector:
         self._ns = ns
         return True
 
-    async def _process(self, messages: list[InputMessage]) -> ProjectionReport:
+    async def _process(self, messages: list[InputMessage], trace: BatchTrace) -> ProjectionReport:
         result = ProjectionReport(messages=len(messages))
-        entries, result.undecodable = decode_entries(messages, self.codec)
+        with trace.stage("decode"):
+            entries, result.undecodable = decode_entries(messages, self.codec)
 
         ns = await self._pointer.active()
         previous = self._ns
@@ -207,21 +214,23 @@ class Projector:
             by_member.setdefault(member_id, []).append(entry)
             partition_of[member_id] = partition
 
-        members = await self._load(list(by_member), views, read_models)
+        with trace.stage("load"):
+            members = await self._load(list(by_member), views, read_models)
         # Nothing is written before every member advanced: on a LedgerGapError the cache still
         # holds exactly what the stores hold. A member whose entries follow its state without a gap
         # (nearly all) is folded right here; only those with a gap wait for the event store,
         # concurrently.
         outcomes: dict[str, _Advanced] = {}
         gapped = []
-        for member_id, member_entries in by_member.items():
-            folded = _fold_without_gap(members[member_id].state, [e.recorded for e in member_entries])
-            if folded is None:
-                gapped.append(member_id)
-            else:
-                outcomes[member_id] = folded
-        filled = await asyncio.gather(*(
-            self._advance(members[m], [e.recorded for e in by_member[m]]) for m in gapped))
+        with trace.stage("apply"):
+            for member_id, member_entries in by_member.items():
+                folded = _fold_without_gap(members[member_id].state, [e.recorded for e in member_entries])
+                if folded is None:
+                    gapped.append(member_id)
+                else:
+                    outcomes[member_id] = folded
+            filled = await asyncio.gather(*(
+                self._advance(members[m], [e.recorded for e in by_member[m]]) for m in gapped))
         outcomes.update(zip(gapped, filled))
         for member_id, (state, applied, duplicates, gaps, gap_entries) in outcomes.items():
             members[member_id].state = state
@@ -230,7 +239,8 @@ class Projector:
             result.gaps_filled += gaps
             result.gap_entries += gap_entries
 
-        await self._write(members, views, read_models, result)
+        with trace.stage("write"):
+            await self._write(members, views, read_models, result)
         for member_id, member in members.items():  # members refused by a fence were left out
             self._cache.put(member_id, partition_of[member_id], member.state)
         await self._save_progress(messages)

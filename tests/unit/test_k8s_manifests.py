@@ -40,6 +40,7 @@ NOT_IN_CONFIGMAP = {
     "stack_dir": "the local stack only",
     "count_statements_to": "the bench only: counts a worker's Cassandra statements",
     "consumer_group_instance_id": "per pod: the worker StatefulSets pass the pod name (once Settings has it)",
+    "otlp_endpoint": "OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT, set beside LEDGER_TRACING=otlp",
 }
 PER_POD_SETTINGS = {"LEDGER_CONSUMER_GROUP_INSTANCE_ID"}  # read once the cluster work lands (static membership)
 

@@ -6,8 +6,9 @@ Every query reads metrics the worker (`ledger worker`, LEDGER_METRICS_PORT) or t
 export; tests/e2e/test_metrics_exported.py scrapes both and checks each name used here exists.
 Several workers of one group export the same lag values, hence ``max by`` on the lag gauges.
 
-Not on it: publish-to-view latency. No metric measures it in production (the bench measures it with
-probes, see BENCHMARKS.md); batch latency per stage is the nearest signal.
+Publish-to-view latency is ``ledger_publish_to_view_seconds``, exported by the projector: from the
+input message's Kafka timestamp (carried on its ledger entry) to the end of the batch that wrote the
+view. Traces of single events (README: Operating, tracing) show where that time went.
 """
 from __future__ import annotations
 
@@ -92,6 +93,15 @@ def panels() -> list[dict]:
         panel("Projector entries by outcome", [
             (f"sum by (outcome) (rate(ledger_projector_entries_total[{RATE}]))", "{{outcome}}"),
         ], unit="ops", stack=True, width=8),
+        row("End to end"),
+        panel("Publish-to-view latency", [
+            (f"histogram_quantile(0.5, sum by (le) (rate(ledger_publish_to_view_seconds_bucket[{RATE}])))", "p50"),
+            (f"histogram_quantile(0.99, sum by (le) (rate(ledger_publish_to_view_seconds_bucket[{RATE}])))", "p99"),
+        ], unit="s", width=16, description="from an event's publish (its Kafka timestamp) to its view written by "
+                                           "the projector; a redelivered entry counts again"),
+        panel("Events reaching their view", [
+            (f"sum(rate(ledger_publish_to_view_seconds_count[{RATE}]))", "per second"),
+        ], unit="ops", width=8),
         row("Read API"),
         panel("Requests by status", [
             (f"sum by (status) (rate(ledger_api_requests_total[{RATE}]))", "{{status}}"),
@@ -132,8 +142,8 @@ def build() -> dict:
     return {
         "title": "Download Ledger",
         "uid": "download-ledger",
-        "description": "Decider, projector, consumer lag and read API of the Download Ledger (README: Operating). "
-                       "Publish-to-view latency has no production metric and is not shown.",
+        "description": "Decider, projector, consumer lag, publish-to-view latency and read API of the Download "
+                       "Ledger (README: Operating).",
         "tags": ["download-ledger"],
         "timezone": "utc",
         "schemaVersion": 39,

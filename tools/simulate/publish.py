@@ -129,17 +129,20 @@ def publish(
     *,
     on_progress: Callable[[int], None] | None = None,
     check: bool = True,
+    instrument=None,
     **producer_overrides,
 ) -> PublishStats:
     """Publish every item; returns once all are acknowledged. `rate`: items per second (None: as
-    fast as possible). `on_progress(n)` is called with the number of items acknowledged so far.
+    fast as possible). `on_progress(n)` is called with the number of items acknowledged so far;
+    `instrument` wraps the producer (tracing: `bootstrap.producer_instrumentation`).
     Raises SimulateError (Kafka unreachable, no such topic) or PublishError (delivery failed)."""
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0")
     if check:
         check_topic(connection, topic)
     bucket = TokenBucket(rate, burst=max(1.0, rate * BURST_S)) if rate is not None else None
-    publisher = EventPublisher(connection, topic, **{"message.timeout.ms": DELIVERY_TIMEOUT_MS, **producer_overrides})
+    publisher = EventPublisher(connection, topic, instrument=instrument,
+                               **{"message.timeout.ms": DELIVERY_TIMEOUT_MS, **producer_overrides})
     stats = PublishStats(topic, target_rate=rate)
     counts: Counter[str] = Counter()
     acknowledged = 0

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from app.adapters.avro.mapping import encode_event, encode_ledger_entry, encode_rejection
 from app.adapters.kafka.producer import BatchProducer, OutRecord, RecordFailure, UnpublishableRecords, record_size
 from app.domain.history import ACCEPTED, Source, StoredDecision
-from app.service.ports import DeadLetter, InputMessage, PublishReport
+from app.service.ports import DeadLetter, Headers, InputMessage, PublishReport
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ HEADERS_ONLY_KEY_BYTES = 256  # a headers-only dead letter keeps a key up to thi
 UNPUBLISHABLE = "unpublishable"
 OUTPUT_TOO_LARGE = "output_too_large"
 OWN_HEADER_PREFIXES = ("error.", "source.", "dlq.")  # an input's headers with these are not passed on
+SOURCE_TIMESTAMP_HEADER = "source.timestamp"  # on ledger entries and rejections: the input message's timestamp (ms)
 TRUNCATED_NOTE = " [truncated to fit the producer's limit: see the dlq.* headers]"
 
 
@@ -73,7 +74,8 @@ class KafkaOutbox:
         return record_size(record) <= self.max_record_bytes
 
     async def publish(self, decisions: list[tuple[str, StoredDecision]], dead_letters: list[DeadLetter],
-                      inputs: Mapping[Source, InputMessage] | None = None) -> PublishReport:
+                      inputs: Mapping[Source, InputMessage] | None = None,
+                      carry: Mapping[Source, Headers] | None = None) -> PublishReport:
         """Publish every output, each in a form that fits; returns what had to be changed.
 
         Careful: ``decisions`` are already durable in the event store when they get here. A ledger
@@ -85,7 +87,8 @@ class KafkaOutbox:
         (the caller retries the batch; outputs already acknowledged are published again)."""
         report = PublishReport()
         inputs = inputs or {}
-        pending = [self._decision_output(m, d, inputs, report) for m, d in decisions]
+        carry = carry or {}
+        pending = [self._decision_output(m, d, inputs, carry, report) for m, d in decisions]
         pending += [self._dead_letter_output(dl, report) for dl in dead_letters]
         while pending:
             try:
@@ -98,15 +101,16 @@ class KafkaOutbox:
 
     # --- ledger entries and rejections ----------------------------------------------------
 
-    def decision_record(self, member_id: str, d: StoredDecision) -> OutRecord:
+    def decision_record(self, member_id: str, d: StoredDecision, headers: Headers = ()) -> OutRecord:
         key = member_id.encode()
         if d.kind == ACCEPTED:
-            return OutRecord(self.topics.ledger, key, encode_ledger_entry(d.recorded, d.source))
+            return OutRecord(self.topics.ledger, key, encode_ledger_entry(d.recorded, d.source), headers)
         return OutRecord(self.topics.rejections, key,
-                         encode_rejection(d.event, d.reason or "", d.detail or "", d.clock, d.source))
+                         encode_rejection(d.event, d.reason or "", d.detail or "", d.clock, d.source), headers)
 
-    def _decision_output(self, member_id: str, d: StoredDecision, inputs, report: PublishReport) -> _Pending:
-        record = self.decision_record(member_id, d)
+    def _decision_output(self, member_id: str, d: StoredDecision, inputs, carry,
+                         report: PublishReport) -> _Pending:
+        record = self.decision_record(member_id, d, _carried(d.source, inputs, carry))
         if self.fits(record):
             return _Pending(record, decision=(member_id, d))
         why = (f"the {_what(d)} of event {d.event.event_id} is {record_size(record)} bytes, over the "
@@ -217,6 +221,19 @@ class KafkaOutbox:
         log.error("%s[%d]@%d: dropped: even its headers-only dead letter was refused (%s); it was %s/%s: %s",
                   m.topic, m.partition, m.offset, failure.describe(), d.kind, d.code, d.detail[:500])
         return None
+
+
+def _carried(source: Source, inputs: Mapping[Source, InputMessage], carry: Mapping[Source, Headers]) -> Headers:
+    """The headers a decision's record carries when its input is in the batch (a republished
+    duplicate's input is an earlier message): the input's Kafka timestamp (the projector's
+    publish-to-view latency) and what the caller carries on (the trace context)."""
+    message = inputs.get(source)
+    if message is None:
+        return ()
+    stamped: Headers = ()
+    if message.timestamp is not None:
+        stamped = ((SOURCE_TIMESTAMP_HEADER, str(message.timestamp).encode()),)
+    return stamped + carry.get(source, ())
 
 
 def _what(d: StoredDecision) -> str:

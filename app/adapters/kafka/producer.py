@@ -23,6 +23,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -131,7 +132,9 @@ class BatchProducer:
     ``max_message_bytes`` (librdkafka's ``message.max.bytes``; also accepted as that override) is the
     largest record, as ``record_size`` counts it, that ``produce()`` accepts."""
 
-    def __init__(self, connection: KafkaConnection, max_message_bytes: int | None = None, **overrides):
+    def __init__(self, connection: KafkaConnection, max_message_bytes: int | None = None, *,
+                 instrument: Callable[[Producer], Producer] | None = None, **overrides):
+        """``instrument``: wraps each confluent-kafka Producer made (the tracing instrumentation)."""
         if max_message_bytes is None:
             max_message_bytes = int(overrides.pop("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
         else:
@@ -143,7 +146,12 @@ class BatchProducer:
         self.flush_timeout_s = int(self._config["message.timeout.ms"]) / 1000 + FLUSH_MARGIN_S
         self._fatal: KafkaError | None = None  # reported through error_cb, not yet acted on
         self._lock = threading.Lock()
-        self._producer = Producer(self._config)
+        self._instrument = instrument
+        self._producer = self._new_producer()
+
+    def _new_producer(self) -> Producer:
+        producer = Producer(self._config)
+        return producer if self._instrument is None else self._instrument(producer)
 
     def _on_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -155,7 +163,7 @@ class BatchProducer:
     def _recreate(self, reason: KafkaError) -> None:
         """A producer with a fatal error never produces again: replace it (queued records are lost,
         which is fine: the batch that owned them is reported failed and retried)."""
-        old, self._producer = self._producer, Producer(self._config)
+        old, self._producer = self._producer, self._new_producer()
         self._fatal = None
         try:
             old.purge()
@@ -218,7 +226,8 @@ class BatchProducer:
             r = records[i]
             while True:
                 try:
-                    producer.produce(r.topic, r.value, r.key, headers=list(r.headers) or None,
+                    # key by name: the tracing instrumentation's proxy passes topic and value by name
+                    producer.produce(r.topic, r.value, key=r.key, headers=list(r.headers) or None,
                                      timestamp=r.timestamp or 0, on_delivery=delivered(i),  # 0: now
                                      **({} if r.partition is None else {"partition": r.partition}))
                     break

@@ -1,7 +1,9 @@
 """The publisher upstream services use: Avro single-object encoding, keyed by member_id, idempotent."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from confluent_kafka import Producer
 
 from app.adapters.avro.mapping import encode_event
 from app.adapters.kafka.connection import KafkaConnection
@@ -10,9 +12,12 @@ from app.domain.events import DownloadEvent
 
 
 class EventPublisher:
-    def __init__(self, connection: KafkaConnection, topic: str, **producer_overrides):
+    def __init__(self, connection: KafkaConnection, topic: str, *, instrument: Callable[[Producer], Producer] | None = None,
+                 **producer_overrides):
+        """``instrument``: wraps the confluent-kafka Producer (the tracing instrumentation: a span per
+        event published, its context in the record's ``traceparent`` header)."""
         self.topic = topic
-        self._producer = BatchProducer(connection, **producer_overrides)
+        self._producer = BatchProducer(connection, instrument=instrument, **producer_overrides)
 
     def record(self, event: DownloadEvent) -> OutRecord:
         return OutRecord(self.topic, event.member_id.encode(), encode_event(event))

@@ -36,7 +36,7 @@ from app.domain.events import LicenseAcquired
 from app.domain.state import MemberState
 from app.domain.utc import year_of
 from app.domain.validation import INT_MAX
-from app.entrypoints.api import errors
+from app.entrypoints.api import errors, tracing
 from app.entrypoints.api.auth import BearerAuth
 from app.entrypoints.api.body_limit import BodyLimit
 from app.entrypoints.api.errors import ApiError
@@ -107,9 +107,11 @@ def create_api(
     now_ms: Callable[[], int] = wall_clock_ms,
     history: HistoryReader | None = None,
     metrics_socket: socket.socket | None = None,
+    tracer_provider=None,
 ) -> FastAPI:
-    """The read API. Tests may pass their own client, a test-only pointer key, a clock, and a
-    history (default: the event store of ``settings``, connected at first use). With
+    """The read API. Tests may pass their own client, a test-only pointer key, a clock, a history
+    (default: the event store of ``settings``, connected at first use) and an OpenTelemetry tracer
+    provider (default: the one of ``settings``, none when tracing is off). With
     ``settings.api_metrics_port`` set, ``/metrics`` is served on ``metrics_socket`` (bound by the
     caller) while the app runs, and not on the app's own port."""
     owns_client = redis_client is None
@@ -157,6 +159,9 @@ def create_api(
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.add_middleware(BearerAuth, tokens=tokens, routes=app.router.routes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    provider = tracer_provider or bootstrap.tracer_provider(settings, "api")
+    if provider is not None:
+        tracing.instrument(app, client, provider)
 
     async def known_member(member_id: str) -> MemberState:
         state = await reader.member(member_id)

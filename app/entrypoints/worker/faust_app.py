@@ -28,7 +28,7 @@ from faust.types import TP
 from app.adapters.kafka.connection import KafkaConnection
 from app.bootstrap import WorkerServices, group_id, kafka_connection
 from app.config import Settings
-from app.observability import WorkerHealth, record_decider_batch, record_projector_batch
+from app.observability import WorkerHealth, record_decider_batch, record_projector_batch, record_publish_to_view
 from app.service.decider import Decider
 from app.service.member_clocks import ClockProjector
 from app.service.ports import InputMessage, ProgressStore
@@ -215,9 +215,10 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             started = time.perf_counter()
-            report = await _until_done("projector", projector.process, [to_input_message(e) for e in batch],
-                                       health)
+            messages = [to_input_message(e) for e in batch]
+            report = await _until_done("projector", projector.process, messages, health)
             record_projector_batch(report, time.perf_counter() - started)
+            record_publish_to_view(messages, time.time())
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):

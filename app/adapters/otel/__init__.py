@@ -1,0 +1,1 @@
+"""OpenTelemetry: the tracer provider from the settings and the services' `Tracer` on it."""
