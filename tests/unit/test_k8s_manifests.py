@@ -634,6 +634,13 @@ def test_secrets_are_referenced_never_inlined(overlay):
                 if ref:
                     assert f"`{ref['name']}`" in readme, f"secret {ref['name']} is not documented in deploy/k8s/README.md"
                 assert not (env["name"] == "LEDGER_API_TOKENS" and "value" in env)
+    [dc] = find(objects, "CassandraDatacenter")
+    secret_volumes = [v["secret"]["secretName"] for _, t in pod_templates(objects) for v in t["spec"].get("volumes", [])
+                      if "secret" in v]
+    secret_volumes += [v["volumeSource"]["secret"]["secretName"] for v in dc["spec"]["storageConfig"]["additionalVolumes"]
+                       if "secret" in v["volumeSource"]]
+    for name in {*secret_volumes, dc["spec"]["superuserSecretName"], *(u["secretName"] for u in dc["spec"]["users"])}:
+        assert f"`{name}`" in readme, f"secret {name} is not documented in deploy/k8s/README.md"
     assert "LEDGER_API_TOKENS" not in config(objects)
 
 
