@@ -447,6 +447,11 @@ def test_no_password_or_secret_value_in_a_config_map_or_an_env_value(overlay):
                     assert "value" not in env, f"{workload['metadata']['name']}: {env['name']} has a value"
 
 
+def superuser_secret(dc) -> str:
+    """cass-operator's Secret of the superuser: generated as <clusterName>-superuser unless one is named."""
+    return dc["spec"].get("superuserSecretName") or f"{dc['spec']['clusterName']}-superuser"
+
+
 def cassandra_grants(objects) -> dict[str, set[str]]:
     """{role: permissions} of the grants file, read as `ledger migrate` reads it."""
     grants = find(objects, "ConfigMap", "ledger-cassandra-grants")["data"]
@@ -476,7 +481,7 @@ def test_cassandra_requires_logins_and_tls_and_each_role_has_its_grants(overlay)
     [tls] = [v for v in dc["spec"]["storageConfig"]["additionalVolumes"] if v["mountPath"] == "/etc/cassandra-tls"]
     assert {encryption["keystore"], encryption["truststore"]} <= {f"{tls['mountPath']}/keystore.pem", f"{tls['mountPath']}/ca.crt"}
     assert settings.cassandra_tls and settings.cassandra_local_dc == dc["metadata"]["name"]
-    superuser = dc["spec"]["superuserSecretName"]
+    superuser = superuser_secret(dc)
     logins = {}
     for workload, env, container, template in ledger_workloads(objects):
         name = workload["metadata"]["name"]
@@ -639,7 +644,7 @@ def test_secrets_are_referenced_never_inlined(overlay):
                       if "secret" in v]
     secret_volumes += [v["volumeSource"]["secret"]["secretName"] for v in dc["spec"]["storageConfig"]["additionalVolumes"]
                        if "secret" in v["volumeSource"]]
-    for name in {*secret_volumes, dc["spec"]["superuserSecretName"], *(u["secretName"] for u in dc["spec"]["users"])}:
+    for name in {*secret_volumes, superuser_secret(dc), *(u["secretName"] for u in dc["spec"]["users"])}:
         assert f"`{name}`" in readme, f"secret {name} is not documented in deploy/k8s/README.md"
     assert "LEDGER_API_TOKENS" not in config(objects)
 
