@@ -508,6 +508,39 @@ def test_cassandra_requires_logins_and_tls_and_each_role_has_its_grants(overlay)
     assert not {"DROP", "ALTER", "AUTHORIZE", "ALL"} & grants["ledger_tools"]
 
 
+def test_each_workloads_settings_make_the_clients_it_needs(overlay, tmp_path):
+    """The ConfigMap and the container's env, read by Settings as the container will (each password
+    file given a stand-in), then turned into the clients' options by the application's own code."""
+    from app.adapters.cassandra import session as cassandra_session
+
+    _, objects = overlay
+    for workload, env, _container, _template in ledger_workloads(objects):
+        name = workload["metadata"]["name"]
+        values = dict(config(objects))
+        for key, e in env.items():
+            values[key] = e["value"] if "value" in e else f"{name}-from-{next(iter(e['valueFrom']))}"
+        for key in [k for k in values if k.endswith("_PASSWORD_FILE")]:
+            stand_in = tmp_path / f"{name}-{key}"
+            stand_in.write_text(f"secret-of-{name}\n")
+            values[key] = str(stand_in)
+        settings = Settings(**{k.removeprefix("LEDGER_").lower(): v for k, v in values.items()})
+        principals = PRINCIPALS[name]
+        if principals["kafka"]:
+            options = bootstrap.kafka_connection(settings).librdkafka()
+            assert options["security.protocol"] == "SASL_SSL" and options["sasl.mechanism"] == "SCRAM-SHA-512"
+            assert (options["sasl.username"], options["sasl.password"]) == (principals["kafka"], f"secret-of-{name}")
+            assert options["ssl.ca.location"] == config(objects)["LEDGER_KAFKA_SSL_CA_FILE"]
+        if principals["cassandra"]:
+            login = cassandra_session.auth_provider(settings)
+            assert login is not None and login.password == f"secret-of-{name}", name
+            assert settings.cassandra_tls and settings.cassandra_local_dc, name
+        if principals["redis"]:
+            options = bootstrap.redis_security(settings)
+            assert options["username"] == principals["redis"] and options["password"] == f"secret-of-{name}"
+            assert options["ssl_ca_certs"] == config(objects)["LEDGER_REDIS_SSL_CA_FILE"]
+            assert settings.redis_tls and settings.redis_cluster_nodes == [("ledger-redis", 6379)]
+
+
 def test_the_migrate_job_applies_the_schema_then_the_grants(overlay):
     _, objects = overlay
     job = find(objects, "Job", "ledger-migrate")["spec"]["template"]
@@ -633,7 +666,7 @@ def test_secrets_are_referenced_never_inlined(overlay):
     assert not [o for o in objects if o["kind"] == "Secret"], "a Secret with its values does not belong in git"
     readme = (K8S / "README.md").read_text()
     for _workload, template in pod_templates(objects):
-        for container in template["spec"]["containers"]:
+        for container in containers(template):
             for env in container.get("env", []):
                 ref = (env.get("valueFrom") or {}).get("secretKeyRef")
                 if ref:
@@ -652,7 +685,7 @@ def test_secrets_are_referenced_never_inlined(overlay):
 def test_every_container_requests_resources_and_has_a_memory_limit(overlay):
     _, objects = overlay
     for workload, template in pod_templates(objects):
-        for container in template["spec"]["containers"]:
+        for container in containers(template):
             resources = container.get("resources") or {}
             assert {"cpu", "memory"} <= set(resources.get("requests", {})), (workload["metadata"]["name"], container["name"])
             assert "memory" in resources.get("limits", {}), (workload["metadata"]["name"], container["name"])
