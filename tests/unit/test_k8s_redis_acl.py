@@ -208,3 +208,13 @@ def test_the_kubelets_probe_script_gets_a_pong(node):
     as_default = subprocess.run(["sh", "-c", script.replace("--user probe --pass unused ", "")],
                                 capture_output=True, text=True, timeout=30)
     assert as_default.returncode != 0, "the default user answered"
+
+
+def test_the_create_jobs_redis_cli_reaches_the_cluster_as_the_admin(node):
+    """create-cluster.sh's redis-cli (TLS, user ledger-admin, password from REDISCLI_AUTH) in cluster mode."""
+    script = (node["folders"]["etc"] / "create-cluster.sh").read_text()
+    cli = next(line for line in script.splitlines() if line.startswith("cli=")).split("=", 1)[1].strip('"')
+    password = (node["folders"]["passwords"] / "ledger-admin").read_text().strip()
+    check = subprocess.run([*cli.split(), "--cluster", "check", f"localhost:{node['port']}"], capture_output=True,
+                           text=True, timeout=60, env={**os.environ, "REDISCLI_AUTH": password})
+    assert check.returncode == 0 and "All 16384 slots covered" in check.stdout, check.stdout + check.stderr
