@@ -14,15 +14,25 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import json
+import re
 import shutil
 import subprocess
+import tempfile
+from pathlib import Path
 
 import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
+from app import bootstrap
+from app.adapters.cassandra import migrations
+from app.adapters.kafka import lag as kafka_lag
+from app.adapters.kafka import ledger_reader
+from app.adapters.kafka.connection import KafkaConnection
 from app.config import REPO_ROOT, Settings
 from tools.k8s import crd_schema, topics
 from tools.k8s.kustomize import identity, render
@@ -32,18 +42,39 @@ OVERLAYS = {"production": K8S / "overlays" / "production"}
 # Strimzi 1.2 supports Kubernetes 1.30 and newer; 1.37 is the newest kubernetes-validate 1.37.0 knows.
 KUBERNETES_VERSIONS = ("1.30.0", "1.37.0")
 WORKER_ROLES = ("decider", "projector")
+# Settings a container sets in its own env (never the ConfigMap, whose value would be overridden), and why.
+PER_WORKLOAD_SETTINGS = {
+    "api_tokens_file": "the Secret ledger-api-tokens mounted as a file, API container only",
+    "consumer_group_instance_id": "per pod: the worker StatefulSets pass the pod name (static membership)",
+    "kafka_sasl_username": "one Kafka principal per component: the name of its KafkaUser",
+    "kafka_sasl_password_file": "the component's KafkaUser Secret, mounted only where it logs in",
+    "cassandra_username": "one Cassandra role per component (cassandra-grants.yaml)",
+    "cassandra_password_file": "the component's Cassandra login Secret, mounted only where it logs in",
+    "redis_username": "one Redis ACL user per component (redis.yaml, users.acl)",
+    "redis_password_file": "the component's key of ledger-redis-users, mounted only where it logs in",
+}
+SECRET_SETTINGS = {name: f"a Secret mounted as a file: {name}_file"
+                   for name in ("kafka_sasl_password", "cassandra_password", "redis_password", "api_tokens")}
 # Settings the manifests do not give through the ConfigMap, and where each comes from instead.
 NOT_IN_CONFIGMAP = {
-    "api_tokens": "the Secret ledger-api-tokens, API container only",
-    "api_tokens_file": "unused: the tokens come from the Secret as LEDGER_API_TOKENS",
-    "api_metrics_port": "unset: the API's /metrics stays on its http port, where Prometheus scrapes it",
+    **PER_WORKLOAD_SETTINGS,
+    **SECRET_SETTINGS,
+    **{f"{store}_ssl_{part}_file": "no client certificate: every login is a password over TLS"
+       for store in ("kafka", "cassandra", "redis") for part in ("cert", "key")},
     "stack_dir": "the local stack only",
     "count_statements_to": "the bench only: counts a worker's Cassandra statements",
-    "consumer_group_instance_id": "per pod: the worker StatefulSets pass the pod name (once Settings has it)",
+    "api_metrics_port": "unset: the API's /metrics stays on its http port, where Prometheus scrapes it",
     "otlp_endpoint": "OpenTelemetry's own OTEL_EXPORTER_OTLP_ENDPOINT, set beside LEDGER_TRACING=otlp",
 }
-PER_POD_SETTINGS = {"LEDGER_CONSUMER_GROUP_INSTANCE_ID"}  # read once the cluster work lands (static membership)
-
+# Which principal each ledger workload logs in as, per store (None: it never connects to that store).
+PRINCIPALS = {
+    "ledger-decider": {"kafka": "ledger-decider", "cassandra": "ledger_decider", "redis": None},
+    "ledger-projector": {"kafka": "ledger-projector", "cassandra": "ledger_projector", "redis": "ledger-projector"},
+    "ledger-api": {"kafka": None, "cassandra": "ledger_api", "redis": "ledger-api"},
+    "ledger-tools": {"kafka": "ledger-tools", "cassandra": "ledger_tools", "redis": "ledger-tools"},
+    "ledger-topics-check": {"kafka": "ledger-topics-check", "cassandra": None, "redis": None},
+    "ledger-migrate": {"kafka": None, "cassandra": "superuser", "redis": None},
+}
 
 @pytest.fixture(scope="module", params=sorted(OVERLAYS))
 def overlay(request):
@@ -65,6 +96,38 @@ def pod_templates(objects):
     for o in objects:
         if o["kind"] in ("Deployment", "StatefulSet", "Job"):
             yield o, o["spec"]["template"]
+
+
+def containers(template) -> list[dict]:
+    return template["spec"].get("initContainers", []) + template["spec"]["containers"]
+
+
+def settings_of(objects) -> Settings:
+    return Settings(**{k.removeprefix("LEDGER_").lower(): v for k, v in config(objects).items()})
+
+
+def ledger_workloads(objects):
+    """(workload, its one ledger container's env by name, the container, the pod template), every
+    container of the template alike (the migrate Job's two run the same login)."""
+    for workload, template in pod_templates(objects):
+        for container in containers(template):
+            if container["image"].split("/")[-1].split(":")[0] == "download-ledger":
+                yield workload, {e["name"]: e for e in container.get("env", [])}, container, template
+
+
+def mounted_file(template, container, path: str) -> tuple[str, str, str]:
+    """(volume kind, Secret or ConfigMap name, key) of the file ``path`` in ``container``."""
+    directory, _, filename = path.rpartition("/")
+    mounts = [m for m in container.get("volumeMounts", []) if m["mountPath"].rstrip("/") == directory]
+    assert len(mounts) == 1, f"{container['name']}: nothing mounted at {directory} for {path}"
+    [volume] = [v for v in template["spec"]["volumes"] if v["name"] == mounts[0]["name"]]
+    for kind, name_field in (("secret", "secretName"), ("configMap", "name")):
+        if kind in volume:
+            source = volume[kind]
+            items = {i["path"]: i["key"] for i in source.get("items", [])}
+            assert not items or filename in items, f"{container['name']}: {path} is not among the volume's items"
+            return kind, source[name_field], items.get(filename, filename)
+    raise AssertionError(f"{container['name']}: {path} is not from a Secret or a ConfigMap: {volume}")
 
 
 def crd_schemas() -> dict[tuple[str, str], dict]:
@@ -202,12 +265,14 @@ def test_every_setting_is_configured_and_every_key_is_a_setting(overlay):
     assert given == wanted, f"missing {sorted(wanted - given)}, not settings {sorted(given - wanted)}"
     settings = Settings(**{k.removeprefix("LEDGER_").lower(): v for k, v in config(objects).items()})
     for workload, template in pod_templates(objects):
-        for container in template["spec"]["containers"]:
+        for container in containers(template):
             for env in container.get("env", []):
                 if env["name"].startswith("LEDGER_"):
                     setting = env["name"].removeprefix("LEDGER_").lower()
-                    assert setting in Settings.model_fields or env["name"] in PER_POD_SETTINGS, (
-                        f"{workload['metadata']['name']}: {env['name']} is not a setting")
+                    assert setting in Settings.model_fields, f"{workload['metadata']['name']}: {env['name']} is not a setting"
+                    assert setting in PER_WORKLOAD_SETTINGS, (
+                        f"{workload['metadata']['name']}: {env['name']} overrides the ConfigMap; a per-workload "
+                        "setting goes in PER_WORKLOAD_SETTINGS with its reason")
     assert settings.environment in yaml.safe_load((REPO_ROOT / "deploy" / "cql" / "environments.yaml").read_text())
 
 
@@ -215,8 +280,8 @@ def test_addresses_are_the_services_the_operators_and_manifests_create(overlay):
     _, objects = overlay
     settings = Settings(**{k.removeprefix("LEDGER_").lower(): v for k, v in config(objects).items()})
     kafka = find(objects, "Kafka", "ledger")
-    plain = [li for li in kafka["spec"]["kafka"]["listeners"] if not li["tls"] and "authentication" not in li]
-    assert [f"{kafka['metadata']['name']}-kafka-bootstrap:{li['port']}" for li in plain] == [settings.kafka_bootstrap]
+    assert settings.kafka_bootstrap in {f"{kafka['metadata']['name']}-kafka-bootstrap:{li['port']}"
+                                        for li in kafka["spec"]["kafka"]["listeners"]}
     [dc] = find(objects, "CassandraDatacenter")
     assert settings.cassandra_contact_points == [f"{dc['spec']['clusterName']}-{dc['metadata']['name']}-service"]
     assert settings.cassandra_port == 9042
@@ -258,27 +323,297 @@ def test_topics_fit_the_brokers_and_the_settings_name_them(overlay):
     assert kafka["spec"]["kafka"]["config"]["auto.create.topics.enable"] is False
 
 
-def test_one_kafka_user_per_role_with_acls_on_real_topics_and_groups(overlay):
+def test_one_kafka_user_per_component_with_acls_on_real_topics_and_groups(overlay):
     _, objects = overlay
-    settings = Settings(**{k.removeprefix("LEDGER_").lower(): v for k, v in config(objects).items()})
+    settings = settings_of(objects)
     users = {u["metadata"]["name"]: u for u in find(objects, "KafkaUser")}
-    assert set(users) == {"ledger-decider", "ledger-projector", "ledger-tools"}   # the API reads Redis only
+    kafka_principals = {p["kafka"] for p in PRINCIPALS.values() if p["kafka"]}
+    assert set(users) == kafka_principals, "a KafkaUser no component logs in as, or a login without its KafkaUser"
     kafka_topics = {t["spec"]["topicName"] for t in find(objects, "KafkaTopic")}
     for name, user in users.items():
+        assert user["spec"]["authentication"] == {"type": "scram-sha-512"}, name
         for acl in user["spec"]["authorization"]["acls"]:
             resource = acl["resource"]
             if resource["type"] == "topic" and resource["patternType"] == "literal":
                 assert resource["name"] in kafka_topics, (name, resource)
             if resource["type"] == "topic" and resource["patternType"] == "prefix":
                 assert any(t.startswith(resource["name"]) for t in kafka_topics), (name, resource)
-            if resource["type"] == "group":
-                role = name.removeprefix("ledger-")
-                assert resource["name"] == f"{settings.consumer_group}-{role}", (name, resource)
+            if resource["type"] == "group" and resource["patternType"] == "literal":
+                assert resource["name"] in bootstrap.worker_groups(settings), (name, resource)
             assert not {"Create", "Alter", "AlterConfigs", "Delete", "All"} & set(acl["operations"]), (
                 f"{name}: the Topic Operator owns the topics")
-    reads = {n: {a["resource"]["name"] for a in u["spec"]["authorization"]["acls"] if "Read" in a["operations"]}
-             for n, u in users.items()}
-    assert settings.events_topic in reads["ledger-decider"] and settings.ledger_topic in reads["ledger-projector"]
+
+
+# A consumer that is only assigned still looks up its (random, never joined) group's coordinator: the
+# lag readers' group ids (app/adapters/kafka/lag.py) and the replay's and DLQ's (ledger_reader.py).
+LAG_GROUP_PREFIX = "ledger-lag-"
+REPLAY_GROUP_PREFIX = ledger_reader.consumer_config(KafkaConnection("unused:9092"))["group.id"].rsplit("-", 1)[0] + "-"
+
+
+def expected_kafka_acls(settings: Settings) -> dict[str, set[tuple[str, str, str, str]]]:
+    """What each KafkaUser needs, derived from the code: (resource type, name, pattern type, operation)."""
+    assert f'"group.id": f"{LAG_GROUP_PREFIX}' in inspect.getsource(kafka_lag), "the lag readers' group id changed"
+    groups = bootstrap.worker_groups(settings)
+    every_topic = (settings.events_topic, settings.ledger_topic, settings.rejections_topic, settings.dlq_topic)
+    lag_reader = {("group", LAG_GROUP_PREFIX, "prefix", "Describe")}
+
+    def worker(role: str) -> set:
+        own = bootstrap.group_id(settings, role)
+        return ({("topic", t, "literal", op) for t in bootstrap.role_topics(settings, role) for op in ("Describe", "Read")}
+                | {("group", own, "literal", "Read")}
+                | {("group", g, "literal", "Describe") for g in groups if g != own}     # the lag exporter
+                | lag_reader)
+
+    outputs = dataclasses.astuple(bootstrap.output_topics(settings))
+    describe = {("topic", t, "literal", op) for t in every_topic for op in ("Describe", "DescribeConfigs")}
+    return {
+        "ledger-decider": worker("decider") | {("topic", t, "literal", op) for t in outputs for op in ("Describe", "Write")},
+        "ledger-projector": worker("projector"),
+        "ledger-topics-check": describe,                                                  # ledger topics diff
+        "ledger-tools": (describe
+                         | {("topic", t, "literal", "Read") for t in every_topic}        # status, replay, dlq
+                         | {("topic", settings.events_topic, "literal", "Write")}       # dlq redrive, publish
+                         | {("group", g, "literal", "Describe") for g in groups}         # status
+                         | lag_reader | {("group", REPLAY_GROUP_PREFIX, "prefix", "Describe")}),
+    }
+
+
+def test_every_kafka_user_may_do_what_its_component_does_and_nothing_else(overlay):
+    _, objects = overlay
+    settings = settings_of(objects)
+    granted = {u["metadata"]["name"]: {(a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"], op)
+                                       for a in u["spec"]["authorization"]["acls"] for op in a["operations"]}
+               for u in find(objects, "KafkaUser")}
+    for user, wanted in expected_kafka_acls(settings).items():
+        assert granted[user] == wanted, f"{user}: missing {sorted(wanted - granted[user])}, extra {sorted(granted[user] - wanted)}"
+    assert ("topic", settings.events_topic, "literal", "Write") not in granted["ledger-projector"]
+    assert not any(op == "Write" for *_, op in granted["ledger-projector"] | granted["ledger-topics-check"])
+
+
+def test_the_kafka_listener_the_clients_use_has_tls_and_scram(overlay):
+    _, objects = overlay
+    settings = settings_of(objects)
+    kafka = find(objects, "Kafka", "ledger")
+    host, _, port = settings.kafka_bootstrap.rpartition(":")
+    assert host == f"{kafka['metadata']['name']}-kafka-bootstrap"
+    [listener] = [li for li in kafka["spec"]["kafka"]["listeners"] if li["port"] == int(port)]
+    assert listener["tls"] is True and listener["authentication"] == {"type": "scram-sha-512"}
+    assert settings.kafka_security_protocol == "SASL_SSL" and settings.kafka_sasl_mechanism == "SCRAM-SHA-512"
+    # no way around the logins: every listener authenticates, and no principal skips the ACLs
+    assert all(li["tls"] and li.get("authentication") for li in kafka["spec"]["kafka"]["listeners"])
+    assert kafka["spec"]["kafka"]["authorization"] == {"type": "simple"}
+    peers = listener["networkPolicyPeers"][0]["podSelector"]["matchExpressions"][0]["values"]
+    kafka_components = {t["metadata"]["labels"]["app.kubernetes.io/component"]
+                        for w, _, _, t in ledger_workloads(objects) if PRINCIPALS[w["metadata"]["name"]]["kafka"]}
+    assert set(peers) == kafka_components
+
+
+def test_every_kafka_client_logs_in_with_its_own_kafka_user(overlay):
+    _, objects = overlay
+    settings = settings_of(objects)
+    users = {u["metadata"]["name"] for u in find(objects, "KafkaUser")}
+    cluster = find(objects, "Kafka", "ledger")["metadata"]["name"]
+    assert {w["metadata"]["name"] for w, *_ in ledger_workloads(objects)} == set(PRINCIPALS)
+    for workload, env, container, template in ledger_workloads(objects):
+        name = workload["metadata"]["name"]
+        user = PRINCIPALS[name]["kafka"]
+        if user is None:
+            assert not {"LEDGER_KAFKA_SASL_USERNAME", "LEDGER_KAFKA_SASL_PASSWORD_FILE"} & set(env), name
+            continue
+        assert env["LEDGER_KAFKA_SASL_USERNAME"] == {"name": "LEDGER_KAFKA_SASL_USERNAME", "value": user}, name
+        assert user in users, f"{name}: no KafkaUser {user} in the render"
+        password = env["LEDGER_KAFKA_SASL_PASSWORD_FILE"]["value"]
+        assert mounted_file(template, container, password) == ("secret", user, "password"), name   # Strimzi's Secret
+        ca = mounted_file(template, container, str(settings.kafka_ssl_ca_file))
+        assert ca == ("secret", f"{cluster}-cluster-ca-cert", "ca.crt"), name
+
+
+def test_no_password_or_secret_value_in_a_config_map_or_an_env_value(overlay):
+    _, objects = overlay
+    secret_keys = {f"LEDGER_{s.upper()}" for s in (*SECRET_SETTINGS, "api_tokens")}
+    assert not secret_keys & set(config(objects))
+    for cm in find(objects, "ConfigMap"):
+        for key in cm["data"]:
+            assert not re.search(r"PASSWORD(?!_FILE)|TOKENS(?!_FILE)|SECRET", key, re.IGNORECASE), (cm["metadata"]["name"], key)
+    redis = find(objects, "ConfigMap", "ledger-redis")["data"]
+    assert not re.search(r"\s[>#]\S", redis["users.acl"]), "a Redis password (>...) or its hash (#...) in the ConfigMap"
+    conf = [line.split()[0] for line in redis["redis.conf"].splitlines() if line.strip()]
+    assert not {"requirepass", "masterauth", "user"} & set(conf), "Redis passwords come from ledger-redis-users"
+    assert "PASSWORD" not in find(objects, "ConfigMap", "ledger-cassandra-grants")["data"]["9001_grants.cql"].upper()
+    [dc] = find(objects, "CassandraDatacenter")
+    assert not [k for k in _keys(dc["spec"]["config"]) if "password" in k], "a keystore password in the CassandraDatacenter"
+    for workload, template in pod_templates(objects):
+        for container in containers(template):
+            for env in container.get("env", []):
+                if not env["name"].endswith("_FILE") and re.search(r"PASSWORD|TOKEN|SECRET|AUTH", env["name"]):
+                    assert "value" not in env, f"{workload['metadata']['name']}: {env['name']} has a value"
+
+
+def superuser_secret(dc) -> str:
+    """cass-operator's Secret of the superuser: generated as <clusterName>-superuser unless one is named."""
+    return dc["spec"].get("superuserSecretName") or f"{dc['spec']['clusterName']}-superuser"
+
+
+def cassandra_grants(objects) -> dict[str, set[str]]:
+    """{role: permissions} of the grants file, read as `ledger migrate` reads it."""
+    grants = find(objects, "ConfigMap", "ledger-cassandra-grants")["data"]
+    [(name, text)] = [(k, v) for k, v in grants.items() if k.endswith(".cql")]
+    assert migrations.MIGRATION_FILE.match(name), name
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / name
+        path.write_text(text)
+        statements = migrations.Migration(int(name[:4]), name[5:-4], path).statements(
+            {"keyspace": "download_ledger", "replication": "unused"})
+    found: dict[str, set[str]] = {}
+    for statement in statements:
+        m = re.fullmatch(r"GRANT (\w+) ON KEYSPACE download_ledger TO (\w+)", " ".join(statement.split()))
+        assert m, f"not a keyspace GRANT: {statement}"
+        found.setdefault(m.group(2), set()).add(m.group(1))
+    return found
+
+
+def test_cassandra_requires_logins_and_tls_and_each_role_has_its_grants(overlay):
+    _, objects = overlay
+    settings = settings_of(objects)
+    [dc] = find(objects, "CassandraDatacenter")
+    yaml_config = dc["spec"]["config"]["cassandra-yaml"]
+    assert yaml_config["authenticator"] == "PasswordAuthenticator" and yaml_config["authorizer"] == "CassandraAuthorizer"
+    encryption = yaml_config["client_encryption_options"]
+    assert encryption["enabled"] is True and encryption["optional"] is False
+    [tls] = [v for v in dc["spec"]["storageConfig"]["additionalVolumes"] if v["mountPath"] == "/etc/cassandra-tls"]
+    assert {encryption["keystore"], encryption["truststore"]} <= {f"{tls['mountPath']}/keystore.pem", f"{tls['mountPath']}/ca.crt"}
+    assert settings.cassandra_tls and settings.cassandra_local_dc == dc["metadata"]["name"]
+    superuser = superuser_secret(dc)
+    logins = {}
+    for workload, env, container, template in ledger_workloads(objects):
+        name = workload["metadata"]["name"]
+        role = PRINCIPALS[name]["cassandra"]
+        if role is None:
+            assert not {"LEDGER_CASSANDRA_USERNAME", "LEDGER_CASSANDRA_PASSWORD_FILE"} & set(env), name
+            continue
+        _, secret, key = mounted_file(template, container, env["LEDGER_CASSANDRA_PASSWORD_FILE"]["value"])
+        assert key == "password", name
+        if role == "superuser":
+            assert secret == superuser and env["LEDGER_CASSANDRA_USERNAME"]["valueFrom"] == {
+                "secretKeyRef": {"name": superuser, "key": "username"}}, name
+        else:
+            logins[env["LEDGER_CASSANDRA_USERNAME"]["value"]] = secret
+            assert env["LEDGER_CASSANDRA_USERNAME"]["value"] == role, name
+        ca = mounted_file(template, container, str(settings.cassandra_ssl_ca_file))
+        assert ca[1:] == ("ledger-cassandra-tls", "ca.crt") and ca[1] == tls["volumeSource"]["secret"]["secretName"], name
+    # cass-operator creates exactly the roles the components log in as; the grants cover each
+    assert sorted((u["secretName"], u["superuser"]) for u in dc["spec"]["users"]) == sorted((s, False) for s in logins.values())
+    grants = cassandra_grants(objects)
+    assert set(grants) == set(logins)
+    assert grants["ledger_decider"] == grants["ledger_projector"] == {"SELECT", "MODIFY"}
+    assert grants["ledger_api"] == {"SELECT"}
+    assert not {"DROP", "ALTER", "AUTHORIZE", "ALL"} & grants["ledger_tools"]
+
+
+def test_each_workloads_settings_make_the_clients_it_needs(overlay, tmp_path):
+    """The ConfigMap and the container's env, read by Settings as the container will (each password
+    file given a stand-in), then turned into the clients' options by the application's own code."""
+    from app.adapters.cassandra import session as cassandra_session
+
+    _, objects = overlay
+    for workload, env, _container, _template in ledger_workloads(objects):
+        name = workload["metadata"]["name"]
+        values = dict(config(objects))
+        for key, e in env.items():
+            values[key] = e["value"] if "value" in e else f"{name}-from-{next(iter(e['valueFrom']))}"
+        for key in [k for k in values if k.endswith("_PASSWORD_FILE")]:
+            stand_in = tmp_path / f"{name}-{key}"
+            stand_in.write_text(f"secret-of-{name}\n")
+            values[key] = str(stand_in)
+        settings = Settings(**{k.removeprefix("LEDGER_").lower(): v for k, v in values.items()})
+        principals = PRINCIPALS[name]
+        if principals["kafka"]:
+            options = bootstrap.kafka_connection(settings).librdkafka()
+            assert options["security.protocol"] == "SASL_SSL" and options["sasl.mechanism"] == "SCRAM-SHA-512"
+            assert (options["sasl.username"], options["sasl.password"]) == (principals["kafka"], f"secret-of-{name}")
+            assert options["ssl.ca.location"] == config(objects)["LEDGER_KAFKA_SSL_CA_FILE"]
+        if principals["cassandra"]:
+            login = cassandra_session.auth_provider(settings)
+            assert login is not None and login.password == f"secret-of-{name}", name
+            assert settings.cassandra_tls and settings.cassandra_local_dc, name
+        if principals["redis"]:
+            options = bootstrap.redis_security(settings)
+            assert options["username"] == principals["redis"] and options["password"] == f"secret-of-{name}"
+            assert options["ssl_ca_certs"] == config(objects)["LEDGER_REDIS_SSL_CA_FILE"]
+            assert settings.redis_tls and settings.redis_cluster_nodes == [("ledger-redis", 6379)]
+
+
+def test_the_migrate_job_applies_the_schema_then_the_grants(overlay):
+    _, objects = overlay
+    job = find(objects, "Job", "ledger-migrate")["spec"]["template"]
+    [schema] = job["spec"]["initContainers"]
+    [grants] = job["spec"]["containers"]
+    assert schema["args"] == ["migrate"]
+    assert grants["args"][:2] == ["migrate", "--dir"]
+    assert mounted_file(job, grants, f"{grants['args'][2]}/environments.yaml")[:2] == ("configMap", "ledger-cassandra-grants")
+    data = find(objects, "ConfigMap", "ledger-cassandra-grants")["data"]
+    environments = yaml.safe_load((REPO_ROOT / "deploy" / "cql" / "environments.yaml").read_text())
+    assert set(yaml.safe_load(data["environments.yaml"])) == set(environments)
+    [name] = [k for k in data if k.endswith(".cql")]
+    schema_versions = {m.version for m in migrations.discover(REPO_ROOT / "deploy" / "cql")}
+    assert int(name[:4]) > max(schema_versions) + 1000, "the grants share schema_migrations with deploy/cql/"
+
+
+def redis_users(objects) -> dict[str, list[str]]:
+    acl = find(objects, "ConfigMap", "ledger-redis")["data"]["users.acl"]
+    users = {}
+    for line in acl.splitlines():
+        keyword, name, *rules = line.split()
+        assert keyword == "user", line
+        users[name] = rules
+    return users
+
+
+REDIS_READ_COMMANDS = {"get", "hget", "mget", "scard", "sscan", "scan", "exists"}
+REDIS_CLIENT_COMMANDS = {"cluster|slots", "command", "asking", "ping"}
+
+
+def test_redis_speaks_tls_only_and_every_client_has_its_own_user(overlay):
+    _, objects = overlay
+    settings = settings_of(objects)
+    data = find(objects, "ConfigMap", "ledger-redis")["data"]
+    conf = dict(line.split(None, 1) for line in data["redis.conf"].splitlines() if line.strip())
+    assert conf["port"] == "0" and conf["tls-port"] == "6379"
+    assert conf["tls-replication"] == "yes" and conf["tls-cluster"] == "yes"
+    assert conf["cluster-preferred-endpoint-type"] == "hostname", "clients check the nodes' names, not their IPs"
+    assert "user" not in conf and conf["aclfile"].startswith("/run/redis/")
+    assert settings.redis_url.startswith("rediss://") and settings.redis_tls
+    users = redis_users(objects)
+    assert users["default"][0] == "off" and "user default off" in data["users.acl"]
+    assert [r for r in users["probe"] if r.startswith("+")] == ["+ping"]
+    clients = {}
+    for workload, env, container, template in ledger_workloads(objects):
+        name = workload["metadata"]["name"]
+        user = PRINCIPALS[name]["redis"]
+        if user is None:
+            assert not {"LEDGER_REDIS_USERNAME", "LEDGER_REDIS_PASSWORD_FILE"} & set(env), name
+            continue
+        assert env["LEDGER_REDIS_USERNAME"]["value"] == user and user in users, name
+        assert mounted_file(template, container, env["LEDGER_REDIS_PASSWORD_FILE"]["value"]) == (
+            "secret", "ledger-redis-users", user), name
+        assert mounted_file(template, container, str(settings.redis_ssl_ca_file)) == ("secret", "ledger-redis-tls", "ca.crt")
+        clients[user] = users[user]
+    for user, rules in clients.items():
+        assert "-@all" in rules and rules.index("-@all") < min(i for i, r in enumerate(rules) if r.startswith("+")), user
+        keys = [r for r in rules if "~" in r]
+        assert keys == (["%R~ledger:*"] if user == "ledger-api" else ["~ledger:*"]), user
+        assert REDIS_CLIENT_COMMANDS <= {r[1:] for r in rules if r.startswith("+")}, user
+    api = {r[1:] for r in clients["ledger-api"] if r.startswith("+")} - REDIS_CLIENT_COMMANDS
+    assert api <= REDIS_READ_COMMANDS, f"the API is read-only: {sorted(api - REDIS_READ_COMMANDS)}"
+    # the server hashes every user's password from the one Secret; the pods that run it see it all
+    redis = find(objects, "StatefulSet", "ledger-redis")["spec"]["template"]
+    [server] = redis["spec"]["containers"]
+    assert mounted_file(redis, server, "/etc/redis-passwords/ledger-replication") == (
+        "secret", "ledger-redis-users", "ledger-replication")
+    assert conf["masteruser"] in users
+    for probe in ("readinessProbe", "livenessProbe"):
+        script = server[probe]["exec"]["command"][-1]
+        assert "--user probe" in data[script.rpartition("/")[2]] and "--tls" in data[script.rpartition("/")[2]]
 
 
 def test_workers_are_statefulsets_with_static_member_ids_probes_and_budgets(overlay):
@@ -318,8 +653,10 @@ def test_the_api_is_a_scaled_deployment_behind_a_service_with_its_tokens_from_a_
     assert ports["http"] == settings.api_port
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    tokens = {e["name"]: e for e in container["env"]}["LEDGER_API_TOKENS"]
-    assert "value" not in tokens and tokens["valueFrom"]["secretKeyRef"] == {"name": "ledger-api-tokens", "key": "tokens"}
+    tokens_file = Path({e["name"]: e for e in container["env"]}["LEDGER_API_TOKENS_FILE"]["value"])
+    [mount] = [m for m in container["volumeMounts"] if m["mountPath"] == str(tokens_file.parent)]
+    [volume] = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"] == {"secretName": "ledger-api-tokens", "items": [{"key": "tokens", "path": tokens_file.name}]}
     hpa = find(objects, "HorizontalPodAutoscaler", "ledger-api")
     assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "ledger-api"}
     assert 2 <= hpa["spec"]["minReplicas"] < hpa["spec"]["maxReplicas"]
@@ -333,19 +670,26 @@ def test_secrets_are_referenced_never_inlined(overlay):
     assert not [o for o in objects if o["kind"] == "Secret"], "a Secret with its values does not belong in git"
     readme = (K8S / "README.md").read_text()
     for _workload, template in pod_templates(objects):
-        for container in template["spec"]["containers"]:
+        for container in containers(template):
             for env in container.get("env", []):
                 ref = (env.get("valueFrom") or {}).get("secretKeyRef")
                 if ref:
                     assert f"`{ref['name']}`" in readme, f"secret {ref['name']} is not documented in deploy/k8s/README.md"
                 assert not (env["name"] == "LEDGER_API_TOKENS" and "value" in env)
+    [dc] = find(objects, "CassandraDatacenter")
+    secret_volumes = [v["secret"]["secretName"] for _, t in pod_templates(objects) for v in t["spec"].get("volumes", [])
+                      if "secret" in v]
+    secret_volumes += [v["volumeSource"]["secret"]["secretName"] for v in dc["spec"]["storageConfig"]["additionalVolumes"]
+                       if "secret" in v["volumeSource"]]
+    for name in {*secret_volumes, superuser_secret(dc), *(u["secretName"] for u in dc["spec"]["users"])}:
+        assert f"`{name}`" in readme, f"secret {name} is not documented in deploy/k8s/README.md"
     assert "LEDGER_API_TOKENS" not in config(objects)
 
 
 def test_every_container_requests_resources_and_has_a_memory_limit(overlay):
     _, objects = overlay
     for workload, template in pod_templates(objects):
-        for container in template["spec"]["containers"]:
+        for container in containers(template):
             resources = container.get("resources") or {}
             assert {"cpu", "memory"} <= set(resources.get("requests", {})), (workload["metadata"]["name"], container["name"])
             assert "memory" in resources.get("limits", {}), (workload["metadata"]["name"], container["name"])
@@ -390,6 +734,15 @@ def test_selectors_select_their_own_pods(overlay):
     labels = [t["metadata"]["labels"] for w, t in pod_templates(objects) if w["kind"] != "Job"]
     for service in find(objects, "Service"):
         assert any(service["spec"]["selector"].items() <= pod.items() for pod in labels), service["metadata"]["name"]
+
+
+def _keys(node) -> list[str]:
+    """Every mapping key anywhere in ``node``."""
+    if isinstance(node, dict):
+        return [k for key, value in node.items() for k in (key, *_keys(value))]
+    if isinstance(node, list):
+        return [k for item in node for k in _keys(item)]
+    return []
 
 
 def _bytes(quantity: str) -> float:
