@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     cassandra_ssl_ca_file: Path | None = None
     cassandra_ssl_cert_file: Path | None = Field(None, description="a client certificate (PEM), for mutual TLS")
     cassandra_ssl_key_file: Path | None = None
+    cassandra_ssl_check_hostname: bool = Field(
+        True, description="check that each node's certificate names the address connected to; off where nodes "
+                          "are reached by addresses no certificate can name (pod IPs): the CA is still checked")
     cassandra_local_dc: str | None = Field(
         None, description="the datacenter whose nodes are queried (DCAwareRoundRobinPolicy); default: the "
                           "first contact point's")

@@ -103,6 +103,11 @@ def test_cassandra_gets_a_login_and_tls(secured, ca_file):
     assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
 
 
+def test_cassandra_may_check_the_ca_alone(secured, ca_file):
+    context = cassandra_session.tls_context(secured(cassandra_ssl_ca_file=ca_file, cassandra_ssl_check_hostname=False))
+    assert context.verify_mode == ssl.CERT_REQUIRED and not context.check_hostname
+
+
 def test_cassandra_without_settings_is_anonymous_and_plaintext():
     settings = Settings(_env_file=None)
     assert cassandra_session.auth_provider(settings) is None

@@ -72,6 +72,7 @@ def tls_context(settings) -> ssl.SSLContext | None:
         return None
     ca = settings.cassandra_ssl_ca_file
     context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    context.check_hostname = settings.cassandra_ssl_check_hostname
     if settings.cassandra_ssl_cert_file:
         context.load_cert_chain(str(settings.cassandra_ssl_cert_file), str(settings.cassandra_ssl_key_file))
     return context
