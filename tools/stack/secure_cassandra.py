@@ -84,15 +84,15 @@ class SecureCassandra(CassandraServer):
         cluster, session = self._session()
         try:
             keyspace = settings.cassandra_keyspace
-            if session.cluster.metadata.keyspaces.get(keyspace) is None:
-                echo(f"{self.name:<9} keyspace {keyspace} not there yet: the roles' grants are applied by "
-                     "`ledger stack provision --profile secure` after `ledger migrate`")
-                return
             values = security_policy.values_from_settings(settings, credentials.passwords(self.stack_dir))
             statements = security_policy.cassandra_statements(values)
+            if session.cluster.metadata.keyspaces.get(keyspace) is None:
+                statements = [s for s in statements if not s.upper().startswith("GRANT ")]
+                echo(f"{self.name:<9} keyspace {keyspace} not there yet: its grants are applied by "
+                     "`ledger stack provision --profile secure` after `ledger migrate`")
             for statement in statements:
                 _execute(session, statement, self)
-            echo(f"{self.name:<9} roles and grants applied on keyspace {keyspace} ({len(statements)} statements)")
+            echo(f"{self.name:<9} roles and grants applied ({len(statements)} statements)")
         finally:
             cluster.shutdown()
 

@@ -68,8 +68,8 @@ class SecureKafka(KafkaServer):
     def provision(self, settings, echo=print) -> None:
         """Create the role ACLs (creating one that exists changes nothing)."""
         rules = security_policy.kafka_acls(security_policy.values_from_settings(settings))
-        futures = self._admin().create_acls([security_policy.acl_binding(r) for r in rules],
-                                            request_timeout=ADMIN_TIMEOUT_S)
+        admin = self._admin()  # held until the futures resolve: a collected client cancels them
+        futures = admin.create_acls([security_policy.acl_binding(r) for r in rules], request_timeout=ADMIN_TIMEOUT_S)
         for future in futures.values():
             future.result(timeout=ADMIN_TIMEOUT_S)
         echo(f"{self.name:<9} {len(rules)} ACLs applied for {', '.join(sorted({r.principal for r in rules}))}")
