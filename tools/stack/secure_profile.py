@@ -74,7 +74,7 @@ def cassandra_cluster(stack_dir: Path, principal: str | None = "admin", *, passw
     import ssl
 
     from cassandra.auth import PlainTextAuthProvider
-    from cassandra.cluster import Cluster
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
     from cassandra.policies import WhiteListRoundRobinPolicy
 
     auth = None
@@ -84,18 +84,19 @@ def cassandra_cluster(stack_dir: Path, principal: str | None = "admin", *, passw
     ssl_context = None
     if tls:
         ssl_context = ssl.create_default_context(cafile=str(tls_files(stack_dir).ca))
+    profile = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([HOST]), request_timeout=timeout)
     return Cluster([HOST], port=CASSANDRA_PORT, auth_provider=auth, ssl_context=ssl_context,
                    connect_timeout=timeout, control_connection_timeout=timeout,
-                   load_balancing_policy=WhiteListRoundRobinPolicy([HOST]), protocol_version=5)
+                   execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5)
 
 
 def redis_client(stack_dir: Path, principal: str | None = "admin", *, password: str | None = None,
-                 tls: bool = True, timeout: float = 3.0, db: int = 0):
+                 tls: bool = True, timeout: float = 3.0, db: int = 0, **options):
     """A synchronous redis-py client for ``principal`` (None: the default user, no AUTH)."""
     import redis
 
     kwargs: dict = {"host": HOST, "port": REDIS_PORT, "db": db, "socket_timeout": timeout,
-                    "socket_connect_timeout": timeout}
+                    "socket_connect_timeout": timeout, **options}
     if principal is not None:
         kwargs.update(username=principal,
                       password=password if password is not None else credentials.password(stack_dir, principal))
