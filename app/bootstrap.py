@@ -19,6 +19,7 @@ from app.adapters.cassandra.event_store import CassandraEventStore
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.cassandra.read_models import CassandraReadModels
 from app.adapters.kafka import topic_admin
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.lag import ConsumerLag
 from app.adapters.kafka.ledger_reader import LedgerReader
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
@@ -48,6 +49,29 @@ REDIS_TIMEOUT_S = 5.0  # every Redis call of a worker, the replay or the API giv
 CLUSTER_RETRIES = 6
 
 
+def kafka_connection(settings: Settings) -> KafkaConnection:
+    """Every Kafka client's brokers, TLS and login (LEDGER_KAFKA_*)."""
+    return KafkaConnection(
+        settings.kafka_bootstrap, settings.kafka_security_protocol, settings.kafka_sasl_mechanism,
+        settings.kafka_sasl_username, settings.kafka_sasl_password, settings.kafka_ssl_ca_file,
+        settings.kafka_ssl_cert_file, settings.kafka_ssl_key_file)
+
+
+def redis_security(settings: Settings) -> dict[str, Any]:
+    """The login and TLS options of a redis-py client (the URL's own user and password otherwise)."""
+    options: dict[str, Any] = {}
+    if settings.redis_username:
+        options["username"] = settings.redis_username
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.get_secret_value()
+    if settings.redis_tls:
+        options["ssl_ca_certs"] = str(settings.redis_ssl_ca_file) if settings.redis_ssl_ca_file else None
+        if settings.redis_ssl_cert_file:
+            options["ssl_certfile"] = str(settings.redis_ssl_cert_file)
+            options["ssl_keyfile"] = str(settings.redis_ssl_key_file)
+    return options
+
+
 def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S, immediate_retry: bool = False):
     """A pooled asyncio client with connect and socket timeouts (hiredis parses replies): a
     ``redis.asyncio.Redis``, or a ``redis.asyncio.cluster.RedisCluster`` when the settings name a
@@ -60,12 +84,23 @@ def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S, imme
     if nodes is not None:
         from redis.asyncio.cluster import ClusterNode, RedisCluster
 
+        tls = {"ssl": True} if settings.redis_tls else {}
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=timeout_s,
+                            **tls, **redis_security(settings),
                             socket_connect_timeout=timeout_s,
                             retry=Retry(ExponentialBackoff(cap=1.0, base=0.25), CLUSTER_RETRIES))
     extra = {"retry": Retry(NoBackoff(), 1)} if immediate_retry else {}  # a pooled connection may be stale
     return aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
-                                   socket_connect_timeout=timeout_s, **extra)
+                                   socket_connect_timeout=timeout_s, **redis_security(settings), **extra)
+
+
+def redis_sync_client(settings: Settings, url: str | None = None, *, timeout_s: float = REDIS_TIMEOUT_S):
+    """A blocking client of one Redis (``url``, default LEDGER_REDIS_URL) with the settings' login and TLS:
+    for the tools and the tests."""
+    import redis
+
+    return redis.Redis.from_url(url or settings.redis_url, socket_timeout=timeout_s,
+                                socket_connect_timeout=timeout_s, **redis_security(settings))
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
@@ -117,7 +152,7 @@ class Stores:
                 cassandra_namespaces.CassandraNamespaces(self.session, self.keyspace)]
 
     def ledger_reader(self) -> LedgerReader:
-        return LedgerReader(self.settings.kafka_bootstrap, self.settings.ledger_topic)
+        return LedgerReader(kafka_connection(self.settings), self.settings.ledger_topic)
 
     # --- services --------------------------------------------------------------------------
 
@@ -163,12 +198,12 @@ def cassandra(settings: Settings) -> tuple[object, object]:
 
 
 def kafka_admin(settings: Settings):
-    return topic_admin.admin_client(settings.kafka_bootstrap)
+    return topic_admin.admin_client(kafka_connection(settings))
 
 
 def event_publisher(settings: Settings, topic: str | None = None, **producer_overrides) -> EventPublisher:
     """The publisher upstream services use (and `ledger publish`, the simulator, the tests)."""
-    return EventPublisher(settings.kafka_bootstrap, topic or settings.events_topic, **producer_overrides)
+    return EventPublisher(kafka_connection(settings), topic or settings.events_topic, **producer_overrides)
 
 
 # --- consumer groups, lag and dead letters ----------------------------------------------------
@@ -199,12 +234,12 @@ def worker_groups(settings: Settings) -> dict[str, dict[str, str]]:
 
 
 def consumer_lag(settings: Settings, timeout_s: float = 5.0) -> ConsumerLag:
-    return ConsumerLag(settings.kafka_bootstrap, timeout_s=timeout_s)
+    return ConsumerLag(kafka_connection(settings), timeout_s=timeout_s)
 
 
 def dead_letter_reader(settings: Settings) -> LedgerReader:
     """A bounded reader of the DLQ topic (no group, no commits), like the replay's of the ledger."""
-    return LedgerReader(settings.kafka_bootstrap, settings.dlq_topic, batch_size=1000,
+    return LedgerReader(kafka_connection(settings), settings.dlq_topic, batch_size=1000,
                         log_level=0)  # an unreachable cluster is one error line, not librdkafka's log
 
 
@@ -213,7 +248,7 @@ def output_topics(settings: Settings) -> OutputTopics:
 
 
 def producer(settings: Settings) -> BatchProducer:
-    return BatchProducer(settings.kafka_bootstrap, max_message_bytes=settings.kafka_max_message_bytes)
+    return BatchProducer(kafka_connection(settings), max_message_bytes=settings.kafka_max_message_bytes)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -29,6 +29,17 @@ class Settings(BaseSettings):
         1_000_000, ge=10_000, le=1_000_000_000,
         description="the producers' message.max.bytes (librdkafka's default): outputs are sized to fit it")
 
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="how every Kafka client connects (SASL_SSL: TLS and a SCRAM or PLAIN login)")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = "SCRAM-SHA-512"
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_sasl_password_file: Path | None = Field(None, description="the SASL password, read from this file")
+    kafka_ssl_ca_file: Path | None = Field(None, description="CA certificates (PEM) the brokers' certificates are "
+                                                               "checked against (default: the system's)")
+    kafka_ssl_cert_file: Path | None = Field(None, description="a client certificate (PEM), for mutual TLS")
+    kafka_ssl_key_file: Path | None = Field(None, description="the client certificate's private key (PEM)")
+
     cassandra_hosts: str = "127.0.0.1"
     cassandra_port: int = 9042
     cassandra_keyspace: str = "download_ledger"
@@ -38,12 +49,29 @@ class Settings(BaseSettings):
     cassandra_serial_consistency: Literal["SERIAL", "LOCAL_SERIAL"] = Field(
         "LOCAL_SERIAL", description="serial consistency of the conditional writes (the appends' Paxos round)")
 
+    cassandra_username: str | None = None
+    cassandra_password: SecretStr | None = None
+    cassandra_password_file: Path | None = Field(None, description="the Cassandra password, read from this file")
+    cassandra_ssl: bool = Field(False, description="TLS to Cassandra (on as well when a CA file is set)")
+    cassandra_ssl_ca_file: Path | None = None
+    cassandra_ssl_cert_file: Path | None = Field(None, description="a client certificate (PEM), for mutual TLS")
+    cassandra_ssl_key_file: Path | None = None
+    cassandra_local_dc: str | None = Field(
+        None, description="the datacenter whose nodes are queried (DCAwareRoundRobinPolicy); default: the "
+                          "first contact point's")
+
     redis_url: str = Field(
         "redis://127.0.0.1:6379/0",
         description="one Redis (redis://host:port/db), or a Redis Cluster: redis+cluster://host:port[,host:port...] "
                     "(several seed nodes, any of which may be down at start-up)")
     redis_cluster: bool = Field(
         False, description="LEDGER_REDIS_CLUSTER=1: the redis:// URL names a node of a Redis Cluster")
+    redis_username: str | None = Field(None, description="the Redis ACL user (default: the URL's, or none)")
+    redis_password: SecretStr | None = None
+    redis_password_file: Path | None = Field(None, description="the Redis password, read from this file")
+    redis_ssl_ca_file: Path | None = Field(None, description="CA certificates (PEM) for rediss:// URLs")
+    redis_ssl_cert_file: Path | None = Field(None, description="a client certificate (PEM), for mutual TLS")
+    redis_ssl_key_file: Path | None = None
 
     batch_size: int = 500
     batch_wait_ms: int = 50
@@ -90,6 +118,29 @@ class Settings(BaseSettings):
     count_statements_to: Path | None = Field(
         None, description="a worker counts its Cassandra statements by kind into this JSON file (the bench)")
 
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        """Each ``*_password_file`` is read once, here; a password set directly wins. A file that cannot be
+        read is named in the error, its content never."""
+        for name in ("kafka_sasl_password", "cassandra_password", "redis_password"):
+            path = getattr(self, f"{name}_file")
+            if path is None or getattr(self, name) is not None:
+                continue
+            try:
+                secret = Path(path).read_text().strip()
+            except OSError as exc:
+                raise ValueError(f"LEDGER_{name.upper()}_FILE: cannot read {path}: {exc.strerror}") from None
+            object.__setattr__(self, name, SecretStr(secret))
+        return self
+
+    @property
+    def redis_tls(self) -> bool:
+        return self.redis_url.startswith(("rediss://", "rediss+cluster://"))
+
+    @property
+    def cassandra_tls(self) -> bool:
+        return self.cassandra_ssl or self.cassandra_ssl_ca_file is not None
+
     @property
     def cassandra_contact_points(self) -> list[str]:
         return [h.strip() for h in self.cassandra_hosts.split(",") if h.strip()]
@@ -98,8 +149,8 @@ class Settings(BaseSettings):
     def redis_cluster_nodes(self) -> list[tuple[str, int]] | None:
         """The seed nodes of a Redis Cluster, or None for one Redis."""
         url = self.redis_url
-        if url.startswith("redis+cluster://"):
-            hosts = url.removeprefix("redis+cluster://").split("/", 1)[0]
+        if url.startswith(("redis+cluster://", "rediss+cluster://")):
+            hosts = url.split("+cluster://", 1)[1].split("/", 1)[0]
         elif self.redis_cluster:
             hosts = url.split("://", 1)[-1].split("/", 1)[0]
         else:
@@ -109,6 +160,13 @@ class Settings(BaseSettings):
             host, _, port = h.strip().rpartition(":") if ":" in h else (h.strip(), "", "6379")
             nodes.append((host, int(port)))
         return nodes
+
+    def redis_url_for(self, db: int) -> str:
+        """LEDGER_REDIS_URL with database ``db`` instead of its own."""
+        base, sep, tail = self.redis_url.rpartition("/")
+        if sep and base.startswith("redis") and tail.isdigit():
+            return f"{base}/{db}"
+        return f"{self.redis_url.rstrip('/')}/{db}"
 
     @property
     def member_cache_bytes(self) -> int:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from app.bootstrap import kafka_connection
 from app.config import Settings
 
 STACK_FOLDERS = ("integration", "e2e")
@@ -57,7 +58,7 @@ def settings() -> Settings:
 def kafka_admin(settings):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    return AdminClient(kafka_connection(settings).librdkafka())
 
 
 def wait_for_topics(admin, names: list[str], partitions: int, timeout: float = 30.0) -> None:

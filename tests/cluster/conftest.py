@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from app.bootstrap import kafka_connection
 from app.config import REPO_ROOT, Settings
 from tests.conftest import wait_for_topics
 from tests.support.pipeline import PARTITIONS, Pipeline, sync_redis
@@ -47,7 +48,7 @@ def cluster_stack_dir(cluster_settings) -> Path:
 def cluster_admin(cluster_settings):
     from confluent_kafka.admin import AdminClient
 
-    return AdminClient({"bootstrap.servers": cluster_settings.kafka_bootstrap})
+    return AdminClient(kafka_connection(cluster_settings).librdkafka())
 
 
 @pytest.fixture(scope="session")

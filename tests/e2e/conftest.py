@@ -6,9 +6,9 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import redis
 from confluent_kafka.admin import NewTopic
 
+from app.bootstrap import redis_sync_client
 from tests.conftest import wait_for_topics
 from tests.support.pipeline import PARTITIONS, Pipeline, redis_db_lease
 
@@ -30,7 +30,7 @@ def pipeline(tmp_path, kafka_admin, cassandra, test_keyspace, settings, redis_db
         "LEDGER_DLQ_TOPIC": f"e2e.{suffix}.dlq",
         "LEDGER_CONSUMER_GROUP": f"e2e-{suffix}",
         "LEDGER_CASSANDRA_KEYSPACE": test_keyspace,
-        "LEDGER_REDIS_URL": f"redis://127.0.0.1:6379/{db}",
+        "LEDGER_REDIS_URL": settings.redis_url_for(db),
         "LEDGER_SESSION_TIMEOUT_S": "6",
         "LEDGER_BATCH_WAIT_MS": "50",
     }
@@ -43,7 +43,7 @@ def pipeline(tmp_path, kafka_admin, cassandra, test_keyspace, settings, redis_db
     for f in kafka_admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics]).values():
         f.result(30)
     wait_for_topics(kafka_admin, topics, PARTITIONS)
-    redis.Redis.from_url(env["LEDGER_REDIS_URL"]).flushdb()
+    redis_sync_client(settings, env["LEDGER_REDIS_URL"]).flushdb()
     p = Pipeline(p_settings, env, tmp_path, kafka_admin, cassandra)
     yield p
     for w in p.workers:

@@ -7,6 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
+from app.bootstrap import kafka_connection
 from tests.support.helpers import wait_until
 from tests.support.pipeline import PARTITIONS, assert_exact_outputs, expected_states
 from tests.support.random_history import random_history
@@ -16,7 +17,7 @@ def _commit_group_to_the_end(pipeline, role: str = "all", topic: str | None = No
     """Commit a role's group offsets at the end of every partition of its topic (the group is empty)."""
     group = f"{pipeline.env['LEDGER_CONSUMER_GROUP']}-{role}"
     topic = topic or pipeline.settings.events_topic
-    consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap, "group.id": group,
+    consumer = Consumer({**kafka_connection(pipeline.settings).librdkafka(), "group.id": group,
                          "enable.auto.commit": False})
     try:
         ends = []
@@ -60,7 +61,7 @@ def test_projector_offsets_committed_ahead_of_the_views_are_sought_back(pipeline
 
 
 def _ledger_size(pipeline) -> int:
-    consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap, "group.id": "size-probe"})
+    consumer = Consumer({**kafka_connection(pipeline.settings).librdkafka(), "group.id": "size-probe"})
     try:
         return sum(consumer.get_watermark_offsets(TopicPartition(pipeline.settings.ledger_topic, p), timeout=10)[1]
                    for p in range(PARTITIONS))

@@ -29,6 +29,7 @@ from collections import Counter
 
 from confluent_kafka import Consumer, TopicPartition
 
+from app.bootstrap import kafka_connection
 from tests.support.fuzz_input import BIG, INDEX_HEADER, describe, generate
 from tests.support.pipeline import PARTITIONS, assert_exact_outputs
 
@@ -39,7 +40,7 @@ HOSTILE = int(os.environ.get("FUZZ_HOSTILE", "10000"))
 
 
 def end_offsets(pipeline) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap, "group.id": f"w-{uuid.uuid4().hex}"})
+    consumer = Consumer({**kafka_connection(pipeline.settings).librdkafka(), "group.id": f"w-{uuid.uuid4().hex}"})
     try:
         return {p: consumer.get_watermark_offsets(TopicPartition(pipeline.settings.events_topic, p), timeout=10)[1]
                 for p in range(PARTITIONS)}

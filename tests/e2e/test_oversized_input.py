@@ -14,6 +14,7 @@ from dataclasses import replace
 from confluent_kafka import Consumer, TopicPartition
 
 from app.adapters.avro.mapping import encode_event
+from app.bootstrap import kafka_connection
 from tests.support.domain_builders import acquire, event
 from tests.support.pipeline import PARTITIONS, expected_states
 
@@ -75,7 +76,7 @@ def test_oversized_messages_become_truncated_dead_letters_and_every_partition_ke
           f"first views {first - started:.1f}s after the worker started, the later ones "
           f"{time.monotonic() - first:.1f}s after those")
 
-    consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap, "group.id": f"r-{prefix}"})
+    consumer = Consumer({**kafka_connection(pipeline.settings).librdkafka(), "group.id": f"r-{prefix}"})
     try:
         placed = [consumer.get_watermark_offsets(TopicPartition(pipeline.settings.events_topic, p), timeout=10)
                   for p in range(PARTITIONS)]

@@ -15,7 +15,6 @@ import uuid
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from app.adapters.cassandra.namespaces import CassandraNamespaces
 from app.adapters.cassandra.read_models import CassandraReadModels, summary_table
@@ -28,6 +27,7 @@ from app.adapters.redis.view_store import (
 )
 from app.adapters.view_json import decode_view, encode_view
 from app.bootstrap import Stores as RuntimeStores
+from app.bootstrap import redis_client
 from app.config import REPO_ROOT
 from app.domain import views
 from app.domain.state import MemberState
@@ -173,7 +173,7 @@ class Stores:
     """A Replay of the pipeline's settings with its own async Redis client (one per event loop)."""
 
     def __init__(self, pipeline, **options):
-        self.client = aioredis.Redis.from_url(pipeline.settings.redis_url)
+        self.client = redis_client(pipeline.settings)
         self.stores = RuntimeStores(pipeline.settings, None, pipeline.cassandra, self.client)
         self.replay = self.stores.replay(drop_grace_s=0.2, **options)
 

@@ -16,6 +16,7 @@ from collections import Counter
 from confluent_kafka import Consumer, TopicPartition
 from fastapi.testclient import TestClient
 
+from app.bootstrap import kafka_connection
 from app.domain.decide import Accepted, Duplicate, step
 from app.domain.policy import PlanLimits, Policy, StudioLimits
 from app.domain.state import MemberState
@@ -87,7 +88,7 @@ def test_the_empty_policy_flips_nothing_on_an_end_to_end_workload(pipeline, tmp_
 # --- a what-if writes nothing ----------------------------------------------------------------------
 
 def kafka_state(pipeline) -> dict:
-    consumer = Consumer({"bootstrap.servers": pipeline.settings.kafka_bootstrap, "group.id": "unused"})
+    consumer = Consumer({**kafka_connection(pipeline.settings).librdkafka(), "group.id": "unused"})
     try:
         s = pipeline.settings
         topics = (s.events_topic, s.ledger_topic, s.rejections_topic, s.dlq_topic)

@@ -10,12 +10,11 @@ import asyncio
 import uuid
 
 import pytest
-import redis
-import redis.asyncio
 import schemathesis
 
 from app.adapters.memory.event_store import InMemoryEventStore
 from app.adapters.redis.view_store import RedisViewStore
+from app.bootstrap import redis_client, redis_sync_client
 from app.config import Settings
 from app.domain.decide import step
 from app.domain.events import DownloadEvent, LicenseAcquired, LicenseReleased, PlanChanged
@@ -57,8 +56,8 @@ def event_store() -> InMemoryEventStore:
     return store
 
 
-async def _write(url: str, ns: str, states: list[MemberState]) -> None:
-    client = redis.asyncio.Redis.from_url(url)
+async def _write(ns: str, states: list[MemberState]) -> None:
+    client = redis_client(SETTINGS)
     try:
         await RedisViewStore(client, ns).write_many(states)
     finally:
@@ -79,9 +78,9 @@ schema.config.update(headers={"Authorization": f"Bearer {TOKEN}"})
 
 @pytest.fixture(scope="module", autouse=True)
 def views():
-    sync = redis.Redis.from_url(SETTINGS.redis_url)
+    sync = redis_sync_client(SETTINGS)
     sync.set(POINTER, NAMESPACE)
-    asyncio.run(_write(SETTINGS.redis_url, NAMESPACE, [member("m-1"), member("m-2"), member("0")]))
+    asyncio.run(_write(NAMESPACE, [member("m-1"), member("m-2"), member("0")]))
     yield
     schemathesis.python.asgi.shutdown_lifespans()  # closes the app's Redis client
     sync.delete(POINTER, *sync.scan_iter(match=f"ledger:{NAMESPACE}:*", count=1000))

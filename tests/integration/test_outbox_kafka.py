@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.adapters.kafka.producer import BatchProducer
+from app.bootstrap import kafka_connection
 from app.service.ports import DeadLetter, InputMessage
 from tests.support.helpers import wait_until
 
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.stack
 
 
 def read_all(settings, topic: str, expected: int, partitions: int = 1) -> list:
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+    consumer = Consumer({**kafka_connection(settings).librdkafka(), "group.id": f"t-{uuid.uuid4().hex}",
                          "enable.auto.commit": False})
     got = []
     try:
@@ -40,7 +41,7 @@ def read_all(settings, topic: str, expected: int, partitions: int = 1) -> list:
 
 def test_a_dead_letter_of_a_999950_byte_value_is_produced_truncated_and_reads_back(settings, temp_topic):
     topics = OutputTopics(temp_topic(1), temp_topic(1), temp_topic(1))
-    producer = BatchProducer(settings.kafka_bootstrap)
+    producer = BatchProducer(kafka_connection(settings))
     original = os.urandom(999_950)  # the user's report: accepted by the broker, its dead letter was not
     m = InputMessage("downloads.events", 4, 123, b"m-big", original, (("trace-id", b"t-1"),))
     try:
@@ -66,7 +67,7 @@ def test_a_batch_the_broker_refuses_for_size_publishes_its_innocent_records_and_
     """Kafka refuses a whole batch over the topic's max.message.bytes with MSG_SIZE_TOO_LARGE, the
     small records it travelled with included."""
     topics = OutputTopics(temp_topic(1), temp_topic(1), temp_topic(1, {"max.message.bytes": "200000"}))
-    producer = BatchProducer(settings.kafka_bootstrap)
+    producer = BatchProducer(kafka_connection(settings))
     big = os.urandom(500_000)  # under the producer's limit, over the topic's; random: lz4 cannot shrink it
     letters = [DeadLetter(InputMessage("events", 0, i, b"m-1", v, ()), "undecodable", "bad_marker", "x")
                for i, v in enumerate([b"small-0", big, b"small-2"])]

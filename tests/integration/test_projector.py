@@ -10,7 +10,6 @@ import asyncio
 import uuid
 
 import pytest
-import redis.asyncio as aioredis
 
 from app.adapters.avro.mapping import AvroMessageCodec, encode_ledger_entry
 from app.adapters.cassandra.event_store import CassandraEventStore
@@ -22,6 +21,7 @@ from app.adapters.redis import view_store
 from app.adapters.redis.namespaces import RedisNamespaces
 from app.adapters.redis.view_store import RedisViewStore, member_key, members_key
 from app.adapters.view_json import encode_view
+from app.bootstrap import redis_client
 from app.config import REPO_ROOT
 from app.domain import MemberState, evolve, views
 from app.domain.history import Source
@@ -51,7 +51,7 @@ def ns(cassandra, keyspace, settings):
     yield name
 
     async def clean():
-        client = aioredis.Redis.from_url(settings.redis_url)
+        client = redis_client(settings)
         keys = [k async for k in client.scan_iter(f"ledger:{name}:*")]
         if keys:
             await client.delete(*keys)
@@ -64,7 +64,7 @@ class Env:
     """What one scenario needs, built inside its event loop (redis.asyncio clients bind to a loop)."""
 
     def __init__(self, settings, session, keyspace, ns):
-        self.redis = aioredis.Redis.from_url(settings.redis_url)
+        self.redis = redis_client(settings)
         self.session, self.keyspace, self.ns = session, keyspace, ns
         self.views = RedisViewStore(self.redis, ns)
         self.models = CassandraReadModels(session, keyspace, ns)

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from app.adapters.redis.view_store import RedisViewStore, member_key
+from app.bootstrap import redis_sync_client
 from app.domain.decide import Accepted, Rejected, decide, step
 from app.domain.events import (
     DeviceDeactivated,
@@ -83,7 +83,7 @@ def sample_state(member_id: str) -> MemberState:
 
 @pytest.fixture
 def sync_redis(settings):
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_sync_client(settings)
     yield client
     client.close()
 

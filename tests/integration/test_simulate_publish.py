@@ -10,7 +10,9 @@ from confluent_kafka import Consumer, TopicPartition
 
 from app.adapters.avro.errors import DecodeError
 from app.adapters.avro.mapping import decode_event
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.publisher import EventPublisher
+from app.bootstrap import kafka_connection
 from app.domain.validation import MalformedEvent, validate
 from tests.support.helpers import ledger
 from tools.simulate.publish import SimulateError, check_topic, publish, to_record
@@ -22,9 +24,9 @@ CONFIG = WorkloadConfig(seed=21, members=200, events=2_000, share_malformed=0.02
                         id_prefix="simtest.")
 
 
-def read_all(bootstrap: str, topic: str, partitions: int) -> list[tuple[bytes, bytes]]:
+def read_all(connection, topic: str, partitions: int) -> list[tuple[bytes, bytes]]:
     """(key, value) of every message of the topic, read up to the high watermarks."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+    consumer = Consumer({**connection.librdkafka(), "group.id": f"t-{uuid.uuid4().hex}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
@@ -46,16 +48,16 @@ def test_publishes_every_item_keyed_by_member(settings, temp_topic):
     topic = temp_topic(3)
     items = list(generate(CONFIG))
     progress = []
-    stats = publish(items, settings.kafka_bootstrap, topic, on_progress=progress.append)
+    stats = publish(items, kafka_connection(settings), topic, on_progress=progress.append)
 
     assert stats.items == len(items) == 2_000
     assert stats.counts == {k.value: n for k, n in Counter(i.kind for i in items).items()} | {
         k.value: 0 for k in ItemKind if k not in {i.kind for i in items}}
     assert progress[-1] == 2_000 and stats.rate > 0
 
-    messages = read_all(settings.kafka_bootstrap, topic, 3)
+    messages = read_all(kafka_connection(settings), topic, 3)
     assert len(messages) == 2_000
-    publisher = EventPublisher(settings.kafka_bootstrap, topic)
+    publisher = EventPublisher(kafka_connection(settings), topic)
     try:
         records = [to_record(publisher, i) for i in items]
     finally:
@@ -86,21 +88,21 @@ def test_publishes_every_item_keyed_by_member(settings, temp_topic):
 def test_rate_limit_holds(settings, temp_topic):
     topic = temp_topic(1)
     items = list(generate(WorkloadConfig(seed=2, members=50, events=600)))
-    stats = publish(items, settings.kafka_bootstrap, topic, rate=1_000)
+    stats = publish(items, kafka_connection(settings), topic, rate=1_000)
     assert stats.items == 600
     assert stats.elapsed_s >= 0.55  # 600 items at 1,000/s, the bucket starting empty
     assert stats.rate <= 1_100
-    assert len(read_all(settings.kafka_bootstrap, topic, 1)) == 600
+    assert len(read_all(kafka_connection(settings), topic, 1)) == 600
 
 
 def test_missing_topic_and_unreachable_kafka_fail_fast(settings):
     missing = f"test.missing.{uuid.uuid4().hex[:8]}"
     with pytest.raises(SimulateError, match="does not exist"):
-        check_topic(settings.kafka_bootstrap, missing)
+        check_topic(kafka_connection(settings), missing)
     with pytest.raises(SimulateError, match="does not exist"):
-        check_topic(settings.kafka_bootstrap, missing)  # and asking did not auto-create it
+        check_topic(kafka_connection(settings), missing)  # and asking did not auto-create it
     with pytest.raises(SimulateError, match="did not answer"):
-        check_topic("127.0.0.1:1", "downloads.events", timeout=1)
+        check_topic(KafkaConnection("127.0.0.1:1"), "downloads.events", timeout=1)
 
 
 def test_cli_publishes_and_reports(settings, temp_topic):
@@ -109,7 +111,7 @@ def test_cli_publishes_and_reports(settings, temp_topic):
                  "--topic", topic, "--rate", "2000")
     assert run.returncode == 0, run.stderr
     assert f"published 300 items to {topic}" in run.stdout and "events/s (target 2000/s)" in run.stdout
-    assert len(read_all(settings.kafka_bootstrap, topic, 3)) == 300
+    assert len(read_all(kafka_connection(settings), topic, 3)) == 300
 
     run = ledger("simulate", "--events", "10", "--topic", f"test.missing.{uuid.uuid4().hex[:8]}")
     assert run.returncode == 1 and run.stderr.count("\n") == 1 and "does not exist" in run.stderr
@@ -130,4 +132,4 @@ def test_json_lines_go_through_ledger_publish(settings, temp_topic, tmp_path):
     run = ledger("publish", str(path), "--topic", topic)
     assert run.returncode == 1  # the malformed lines are refused
     assert f"published {good} event(s) to {topic}; refused {malformed}" in run.stdout
-    assert len(read_all(settings.kafka_bootstrap, topic, 3)) == good
+    assert len(read_all(kafka_connection(settings), topic, 3)) == good

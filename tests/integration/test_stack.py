@@ -8,13 +8,25 @@ import redis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer
 
+from app.bootstrap import kafka_connection, redis_sync_client
 from app.config import REPO_ROOT
 from tests.support.helpers import wait_until
-from tools.stack.redis_server import RedisServer
+from tools.stack import manager
 
 
-def _confluent_consume(bootstrap: str, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"t-{uuid.uuid4().hex}",
+def _aiokafka_options(settings) -> dict:
+    """The connection options Faust gives its aiokafka clients for these settings."""
+    from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth
+
+    from app.entrypoints.worker.faust_app import faust_credentials
+
+    connection = kafka_connection(settings)
+    return {"bootstrap_servers": connection.bootstrap,
+            **credentials_to_aiokafka_auth(faust_credentials(connection))}
+
+
+def _confluent_consume(settings, topic: str, count: int, timeout: float = 30.0) -> list[bytes]:
+    consumer = Consumer({**kafka_connection(settings).librdkafka(), "group.id": f"t-{uuid.uuid4().hex}",
                          "auto.offset.reset": "earliest"})
     consumer.subscribe([topic])
     got: list[bytes] = []
@@ -37,7 +49,7 @@ def test_confluent_kafka_reads_what_aiokafka_wrote(settings, temp_topic):
     values = [f"aio-{i}".encode() for i in range(10)]
 
     async def produce():
-        producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True, acks="all")
+        producer = AIOKafkaProducer(**_aiokafka_options(settings), enable_idempotence=True, acks="all")
         await producer.start()
         try:
             for v in values:
@@ -46,19 +58,19 @@ def test_confluent_kafka_reads_what_aiokafka_wrote(settings, temp_topic):
             await producer.stop()
 
     asyncio.run(produce())
-    assert sorted(_confluent_consume(settings.kafka_bootstrap, topic, len(values))) == sorted(values)
+    assert sorted(_confluent_consume(settings, topic, len(values))) == sorted(values)
 
 
 def test_aiokafka_reads_what_confluent_kafka_wrote(settings, temp_topic):
     topic = temp_topic()
     values = [f"ck-{i}".encode() for i in range(10)]
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True})
+    producer = Producer({**kafka_connection(settings).librdkafka(), "enable.idempotence": True})
     for v in values:
         producer.produce(topic, v, key=v)
     assert producer.flush(30) == 0
 
     async def consume() -> list[bytes]:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap,
+        consumer = AIOKafkaConsumer(topic, **_aiokafka_options(settings),
                                     group_id=f"t-{uuid.uuid4().hex}", auto_offset_reset="earliest")
         await consumer.start()
         got: list[bytes] = []
@@ -83,8 +95,8 @@ def test_cql_write_then_read(settings, cassandra):
 
 
 def test_redis_acknowledged_write_survives_a_crash_and_restart(settings):
-    server = RedisServer(settings.stack_dir)
-    client = redis.Redis.from_url(settings.redis_url)
+    server = manager.service_named(settings.stack_dir, "redis")
+    client = redis_sync_client(settings)
     key, value = f"probe:{uuid.uuid4().hex}", uuid.uuid4().hex
     assert client.set(key, value)
     client.close()
@@ -92,7 +104,7 @@ def test_redis_acknowledged_write_survives_a_crash_and_restart(settings):
     assert server.process.pid() is not None, "the stack's redis is not running"
     server.process.kill()
     server.process.start(server.argv(), cwd=REPO_ROOT)
-    client = redis.Redis.from_url(settings.redis_url)
+    client = redis_sync_client(settings)
     wait_until(lambda: _pings(client), 30, message="redis to answer after restart")
     assert client.get(key) == value.encode()
     client.delete(key)

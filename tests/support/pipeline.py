@@ -15,13 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import redis
 from confluent_kafka import Consumer, TopicPartition
 
 from app.adapters.avro.mapping import decode_ledger_entry, decode_rejection
 from app.adapters.kafka.producer import OutRecord
 from app.adapters.kafka.publisher import EventPublisher
 from app.adapters.redis.view_store import DEFAULT_NAMESPACE, decode_view, member_key
+from app.bootstrap import kafka_connection, redis_sync_client
 from app.config import REPO_ROOT, Settings
 from app.domain.decide import Accepted, Rejected, step
 from app.domain.state import MemberState
@@ -118,7 +118,7 @@ class Pipeline:
         return worker
 
     def publish(self, events) -> None:
-        publisher = EventPublisher(self.settings.kafka_bootstrap, self.settings.events_topic)
+        publisher = EventPublisher(kafka_connection(self.settings), self.settings.events_topic)
         try:
             publisher.publish(events)
         finally:
@@ -126,7 +126,7 @@ class Pipeline:
 
     def publish_raw(self, records: list[tuple]) -> None:
         """(key, value[, message timestamp in ms[, headers]]) each, in order (timestamp None: now)."""
-        publisher = EventPublisher(self.settings.kafka_bootstrap, self.settings.events_topic)
+        publisher = EventPublisher(kafka_connection(self.settings), self.settings.events_topic)
         try:
             publisher.publish_raw([OutRecord(self.settings.events_topic, r[0], r[1],
                                              timestamp=r[2] if len(r) > 2 else None,
@@ -138,7 +138,7 @@ class Pipeline:
 
     def consume_all(self, topic: str) -> list:
         """Every message of a topic from the beginning up to its current end."""
-        consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+        consumer = Consumer({**kafka_connection(self.settings).librdkafka(),
                              "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
         try:
             ends = {}
@@ -202,7 +202,7 @@ class Pipeline:
 def sync_redis(settings: Settings):
     nodes = settings.redis_cluster_nodes
     if nodes is None:
-        return redis.Redis.from_url(settings.redis_url)
+        return redis_sync_client(settings)
     from redis.cluster import ClusterNode, RedisCluster
 
     return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=5,

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from app.adapters.avro.mapping import AvroMessageCodec, decode_ledger_entry, decode_rejection, encode_event
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.adapters.kafka.producer import BatchProducer
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
@@ -382,7 +383,7 @@ def test_a_999950_byte_input_becomes_a_truncated_dead_letter_and_the_batch_compl
     original = os.urandom(999_950)
     batch = [InputMessage("events", 0, 0, b"m1", original, ())] + messages([event(acquire("l1"))], start=1)
     progress = InMemoryProgressStore()
-    decider = Decider(InMemoryEventStore(), progress, KafkaOutbox(BatchProducer("fake:9092"), TOPICS),
+    decider = Decider(InMemoryEventStore(), progress, KafkaOutbox(BatchProducer(KafkaConnection("fake:9092")), TOPICS),
                       AvroMessageCodec(), MemberCache(10))
 
     report = run(decider.process(batch))
@@ -408,7 +409,7 @@ def test_a_rejection_too_large_to_publish_becomes_an_output_too_large_dead_lette
     broker = fake_kafka.install(monkeypatch)
     store = InMemoryEventStore()
     decider = Decider(store, InMemoryProgressStore(),
-                      KafkaOutbox(BatchProducer("fake:9092", max_message_bytes=10_000), TOPICS),
+                      KafkaOutbox(BatchProducer(KafkaConnection("fake:9092"), max_message_bytes=10_000), TOPICS),
                       AvroMessageCodec(), MemberCache(10))
     devices = [f"{'d' * 60}{i:03d}" for i in range(151)]
     evs = [event(plan(device_limit=150), at=T0)] + [

@@ -13,6 +13,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from app.adapters.avro.mapping import decode_ledger_entry, encode_event
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.outbox import KafkaOutbox, OutputTopics
 from app.adapters.kafka.producer import BatchProducer, OutRecord, PublishError, record_size
 from app.domain.history import ACCEPTED, REJECTED, Source, StoredDecision
@@ -66,18 +67,18 @@ def test_the_producer_limit_is_a_setting_passed_to_librdkafka_and_exposed(broker
     from app.bootstrap import producer
     from app.config import Settings
 
-    assert BatchProducer("fake:9092").max_message_bytes == 1_000_000
+    assert BatchProducer(KafkaConnection("fake:9092")).max_message_bytes == 1_000_000
     p = producer(Settings(kafka_max_message_bytes=2_000_000))
     assert p.max_message_bytes == 2_000_000
     assert broker.producers[-1].config["message.max.bytes"] == 2_000_000
-    assert BatchProducer("fake:9092", **{"message.max.bytes": 500_000}).max_message_bytes == 500_000
+    assert BatchProducer(KafkaConnection("fake:9092"), **{"message.max.bytes": 500_000}).max_message_bytes == 500_000
 
 
 # --- dead letters are sized -----------------------------------------------------------------------
 
 
 def test_a_dead_letter_that_fits_keeps_the_original_bytes_and_headers(broker):
-    outbox = KafkaOutbox(BatchProducer("fake:9092"), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092")), TOPICS)
     value = os.urandom(900_000)
     m = message(value, headers=[("trace-id", b"abc")])
     report = run(outbox.publish([], [DeadLetter(m, "undecodable", "bad_marker", "no marker")]))
@@ -88,7 +89,7 @@ def test_a_dead_letter_that_fits_keeps_the_original_bytes_and_headers(broker):
 
 
 def test_a_dead_letter_with_a_huge_key_and_huge_headers_still_fits(broker):
-    outbox = KafkaOutbox(BatchProducer("fake:9092", max_message_bytes=100_000), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092"), max_message_bytes=100_000), TOPICS)
     value, key = os.urandom(60_000), b"k" * 120_000
     m = message(value, key=key, headers=[("h1", b"x" * 70_000), ("h2", b"y" * 70_000)])
     run(outbox.publish([], [DeadLetter(m, "malformed", "key_mismatch", "x" * 10_000)]))
@@ -116,7 +117,7 @@ def _decision(kind: str, producer: str = "svc", seq: int = 1, offset: int = 7) -
 
 @pytest.mark.parametrize("kind,topic", [(ACCEPTED, "ledger"), (REJECTED, "rejections")])
 def test_an_output_over_the_limit_becomes_a_dead_letter_of_its_input(broker, kind, topic):
-    outbox = KafkaOutbox(BatchProducer("fake:9092", max_message_bytes=2_500), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092"), max_message_bytes=2_500), TOPICS)
     d = _decision(kind, producer="p" * 2_400)
     source_bytes = encode_event(d.event)
     inputs = {d.source: InputMessage("events", 0, 7, b"m1", source_bytes, (("trace-id", b"t"),))}
@@ -138,7 +139,7 @@ def test_an_output_over_the_limit_becomes_a_dead_letter_of_its_input(broker, kin
 
 def test_an_output_whose_input_is_not_in_the_batch_is_dead_lettered_from_its_event(broker):
     """A republished duplicate's source is an earlier offset: the dead letter carries the event re-encoded."""
-    outbox = KafkaOutbox(BatchProducer("fake:9092", max_message_bytes=2_500), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092"), max_message_bytes=2_500), TOPICS)
     d = _decision(ACCEPTED, producer="p" * 2_400)
     run(outbox.publish([("m1", d)], []))
     [(_, _, _, headers)] = broker.on("dlq")
@@ -154,7 +155,7 @@ def test_a_dead_letter_the_broker_refuses_becomes_headers_only_and_its_batch_mat
     """A broker fails a whole batch for one record over the topic's max.message.bytes (measured on
     Kafka 4.1): the innocent records of that batch are published again on their own."""
     broker.topic_max_bytes["dlq"] = 50_000
-    outbox = KafkaOutbox(BatchProducer("fake:9092"), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092")), TOPICS)
     big = os.urandom(400_000)
     letters = [DeadLetter(message(b"small-1", offset=1), "undecodable", "bad_marker", "x"),
                DeadLetter(message(big, offset=2), "undecodable", "bad_marker", "x"),
@@ -178,7 +179,7 @@ def test_a_dead_letter_the_broker_refuses_becomes_headers_only_and_its_batch_mat
                                   KafkaError.RECORD_LIST_TOO_LARGE])
 def test_a_ledger_entry_refused_for_a_permanent_reason_becomes_an_unpublishable_dead_letter(broker, code):
     broker.refuse_topics["ledger"] = KafkaError(code)
-    outbox = KafkaOutbox(BatchProducer("fake:9092"), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092")), TOPICS)
     d = _decision(ACCEPTED)
     inputs = {d.source: InputMessage("events", 0, 7, b"m1", encode_event(d.event), ())}
     report = run(outbox.publish([("m1", d)], [], inputs))
@@ -190,7 +191,7 @@ def test_a_ledger_entry_refused_for_a_permanent_reason_becomes_an_unpublishable_
 
 def test_produce_raising_a_permanent_error_dead_letters_that_record_only(broker):
     broker.produce_errors.append(KafkaError(KafkaError.INVALID_RECORD))
-    outbox = KafkaOutbox(BatchProducer("fake:9092"), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092")), TOPICS)
     first, second = _decision(ACCEPTED, seq=1, offset=1), _decision(ACCEPTED, seq=2, offset=2)
     report = run(outbox.publish([("m1", first), ("m1", second)], []))
     assert [decode_ledger_entry(v).recorded.seq for _, _, v, _ in broker.on("ledger")] == [2]
@@ -200,7 +201,7 @@ def test_produce_raising_a_permanent_error_dead_letters_that_record_only(broker)
 
 def test_a_record_unpublishable_in_every_form_is_dropped_and_counted_not_retried(broker):
     broker.refuse_topics["dlq"] = KafkaError(KafkaError.INVALID_RECORD)
-    outbox = KafkaOutbox(BatchProducer("fake:9092"), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092")), TOPICS)
     report = run(outbox.publish([], [DeadLetter(message(b"x"), "undecodable", "bad_marker", "x")]))
     assert broker.on("dlq") == [] and report.dropped == 1
 
@@ -212,7 +213,7 @@ def test_a_record_unpublishable_in_every_form_is_dropped_and_counted_not_retried
                                   KafkaError._TRANSPORT])
 def test_a_transient_delivery_error_raises_publish_error_for_the_caller_to_retry(broker, code):
     broker.delivery_errors.append(KafkaError(code))
-    outbox = KafkaOutbox(BatchProducer("fake:9092"), TOPICS)
+    outbox = KafkaOutbox(BatchProducer(KafkaConnection("fake:9092")), TOPICS)
     with pytest.raises(PublishError):
         run(outbox.publish([("m1", _decision(ACCEPTED))], []))
     assert broker.on("dlq") == []
@@ -221,14 +222,14 @@ def test_a_transient_delivery_error_raises_publish_error_for_the_caller_to_retry
 def test_a_transient_error_raised_by_produce_raises_publish_error(broker):
     broker.produce_errors.append(KafkaError(KafkaError._UNKNOWN_TOPIC))
     with pytest.raises(PublishError):
-        BatchProducer("fake:9092").produce_all([OutRecord("ledger", b"k", b"v")])
+        BatchProducer(KafkaConnection("fake:9092")).produce_all([OutRecord("ledger", b"k", b"v")])
 
 
 @pytest.mark.parametrize("where", ["produce", "delivery"])
 def test_a_fatal_error_recreates_the_producer_then_raises_so_the_retry_works(broker, where):
     fatal = KafkaError(KafkaError._FATAL, "fenced", fatal=True)
     (broker.produce_errors if where == "produce" else broker.delivery_errors).append(fatal)
-    p = BatchProducer("fake:9092", max_message_bytes=123_456)
+    p = BatchProducer(KafkaConnection("fake:9092"), max_message_bytes=123_456)
     with pytest.raises(PublishError, match="fatal"):
         p.produce_all([OutRecord("ledger", b"k", b"v")])
     assert len(broker.producers) == 2 and broker.producers[0].purged
@@ -238,7 +239,7 @@ def test_a_fatal_error_recreates_the_producer_then_raises_so_the_retry_works(bro
 
 
 def test_a_fatal_error_reported_between_batches_recreates_the_producer_before_the_next(broker):
-    p = BatchProducer("fake:9092")
+    p = BatchProducer(KafkaConnection("fake:9092"))
     broker.producers[0].config["error_cb"](KafkaError(KafkaError._FATAL, "fenced", fatal=True))
     p.produce_all([OutRecord("ledger", b"k", b"v")])
     assert len(broker.producers) == 2 and len(broker.on("ledger")) == 1

@@ -12,6 +12,7 @@ import pytest
 from app.adapters.cassandra import aio
 from app.adapters.cassandra import session as cassandra_session
 from app.adapters.kafka import topic_admin
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.producer import BatchProducer, OutRecord, PublishError, producer_config
 from app.config import Settings
 from tests.support.blackhole import Blackhole
@@ -79,18 +80,18 @@ def test_the_cluster_connects_requests_and_reconnects_within_bounds(monkeypatch)
 def test_the_producer_gives_every_record_up_before_a_flush_gives_up_waiting():
     """librdkafka's default message.timeout.ms is 5 minutes: a flush that stops waiting earlier leaves
     records of a failed batch queued, to be delivered behind the retried one."""
-    config = producer_config("127.0.0.1:1")
+    config = producer_config(KafkaConnection("127.0.0.1:1"))
     assert config["message.timeout.ms"] <= 60_000
     assert config["socket.timeout.ms"] <= config["message.timeout.ms"]
-    producer = BatchProducer("127.0.0.1:1", log_level=0)
+    producer = BatchProducer(KafkaConnection("127.0.0.1:1"), log_level=0)
     assert producer.flush_timeout_s > config["message.timeout.ms"] / 1000
-    quick = BatchProducer("127.0.0.1:1", **{"message.timeout.ms": 2_000, "log_level": 0})
+    quick = BatchProducer(KafkaConnection("127.0.0.1:1"), **{"message.timeout.ms": 2_000, "log_level": 0})
     assert 2 < quick.flush_timeout_s <= 2 + 15
 
 
 def test_a_batch_to_a_broker_that_never_answers_fails_within_the_message_timeout():
     with Blackhole() as broker:
-        producer = BatchProducer(f"127.0.0.1:{broker.port}", **{"message.timeout.ms": 1_500, "log_level": 0})
+        producer = BatchProducer(KafkaConnection(f"127.0.0.1:{broker.port}"), **{"message.timeout.ms": 1_500, "log_level": 0})
         started = time.monotonic()
         with pytest.raises(PublishError):
             producer.produce_all([OutRecord("t", b"k", b"v")])
@@ -98,7 +99,7 @@ def test_a_batch_to_a_broker_that_never_answers_fails_within_the_message_timeout
 
 
 def test_the_admin_client_bounds_its_requests():
-    config = topic_admin.admin_config("127.0.0.1:1")
+    config = topic_admin.admin_config(KafkaConnection("127.0.0.1:1"))
     assert config["socket.timeout.ms"] <= topic_admin.TIMEOUT_S * 1000
 
 

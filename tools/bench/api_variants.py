@@ -22,13 +22,12 @@ VARIANTS = {
 }
 
 
-def write_views(redis_url: str, expected: dict) -> None:
-    import redis
-
+def write_views(settings, redis_url: str, expected: dict) -> None:
     from app.adapters.redis.view_store import member_key, members_key
     from app.adapters.view_json import encode_view
+    from app.bootstrap import redis_sync_client
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_sync_client(settings, redis_url)
     pipe = client.pipeline(transaction=False)
     for i, (m, state) in enumerate(expected.items()):
         pipe.hset(member_key("v1", m), mapping={"seq": state.seq, "state": encode_view(state)})
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         env.flush_redis()
         pipeline = env.pipeline("api", 500, 1000, 1)
         workload = end_to_end.prepare_workload(WorkloadConfig(seed=1, members=args.members, events=args.events))
-        write_views(env.redis_url, workload.expected)
+        write_views(env.settings, env.redis_url, workload.expected)
         extra = dict(e.split("=", 1) for e in args.env)
         for i, (name, server_args) in enumerate(VARIANTS.items()):
             if args.only and name not in args.only:

@@ -18,16 +18,17 @@ import os
 import time
 import uuid
 
+from app.adapters.kafka.connection import KafkaConnection
 from tools.bench.env import CpuMeter
 
 
-def kafka_consume(bootstrap: str, topic: str, expected: int, partitions: int, stack: dict[str, int],
+def kafka_consume(connection: KafkaConnection, topic: str, expected: int, partitions: int, stack: dict[str, int],
                   timeout_s: float = 120.0) -> dict:
     """Read every message of ``topic`` (``expected`` of them) with a fresh consumer; messages/s."""
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
     consumer = Consumer({
-        "bootstrap.servers": bootstrap,
+        **connection.librdkafka(),
         "group.id": f"bench-ceiling-{uuid.uuid4().hex[:10]}",
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
@@ -90,12 +91,15 @@ def ceiling_session(settings):
     from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
     from cassandra.query import tuple_factory
 
+    from app.adapters.cassandra import session
+
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=ConsistencyLevel.LOCAL_QUORUM, serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
         request_timeout=30, row_factory=tuple_factory)
     cluster = Cluster(settings.cassandra_contact_points, port=settings.cassandra_port,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5)
+                      execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5,
+                      auth_provider=session.auth_provider(settings), ssl_context=session.tls_context(settings))
     return cluster, cluster.connect()
 
 
@@ -138,13 +142,12 @@ def cassandra_writes(session, keyspace: str, rows: int, concurrency: int, condit
     }
 
 
-def redis_pipelined(redis_url: str, writes: int, pipeline: int, value_bytes: int, stack: dict[str, int]) -> dict:
+def redis_pipelined(settings, redis_url: str, writes: int, pipeline: int, value_bytes: int, stack: dict[str, int]) -> dict:
     """Pipelined HSET of view-sized values, then pipelined EVALSHA of the projector's fenced write."""
-    import redis
-
     from app.adapters.redis.view_store import FENCED_WRITE
+    from app.bootstrap import redis_sync_client
 
-    client = redis.Redis.from_url(redis_url)
+    client = redis_sync_client(settings, redis_url)
     value = ("x" * value_bytes).encode()
     prefix = f"bench:ceiling:{uuid.uuid4().hex[:6]}"
     out = {}

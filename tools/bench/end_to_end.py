@@ -20,6 +20,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
+from app.adapters.kafka.connection import KafkaConnection
+from app.bootstrap import kafka_connection
 from tools.bench.env import BenchEnv, BenchError, CpuMeter, Pipeline, Process, percentile
 from tools.bench.profiling import Profiler
 
@@ -76,10 +78,10 @@ def prepare_workload(config) -> Workload:
     return Workload(config, items, expected, dict(kinds), dict(outcomes), len(states))
 
 
-def publish_workload(workload: Workload, bootstrap: str, topic: str, echo=print) -> dict:
+def publish_workload(workload: Workload, connection: KafkaConnection, topic: str, echo=print) -> dict:
     from tools.simulate.publish import publish
 
-    stats = publish(workload.items, bootstrap, topic)
+    stats = publish(workload.items, connection, topic)
     echo(f"  published {stats.items:,} items to {topic} in {stats.elapsed_s:.1f} s ({stats.rate:,.0f}/s)")
     return {"items": stats.items, "seconds": round(stats.elapsed_s, 3), "rate": stats.rate}
 
@@ -332,7 +334,7 @@ class Probes:
 
         self.topic = pipeline.events_topic
         self.run_id = env.run_id
-        self.producer = Producer(producer_config(env.settings.kafka_bootstrap, **{"linger.ms": 0}))
+        self.producer = Producer(producer_config(kafka_connection(env.settings), **{"linger.ms": 0}))
         self.members = [f"probe-{env.run_id}-{i:03d}" for i in range(members)]
         self.seqs = dict.fromkeys(self.members, 0)  # probes sent to each member (its expected view seq)
         self.sent = 0  # probes handed to the producer
@@ -503,7 +505,7 @@ def _decider_latencies(env: BenchEnv, topic: str, start: dict[int, int], sent_wa
 
     end = env.end_offsets(topic)
     todo = {p: e for p, e in end.items() if e > start.get(p, 0)}
-    consumer = Consumer({"bootstrap.servers": env.settings.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4().hex[:8]}",
+    consumer = Consumer({**kafka_connection(env.settings).librdkafka(), "group.id": f"bench-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False})
     out: list[float] = []
     try:

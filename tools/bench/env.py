@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.bootstrap import kafka_connection
 from app.config import REPO_ROOT, Settings
 
 PARTITIONS = 12
@@ -246,9 +247,9 @@ class BenchEnv:
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.echo = echo
-        self.admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        self.admin = AdminClient(kafka_connection(settings).librdkafka())
         self.cluster, self.session = cassandra_session.connect(settings)
-        self.redis_url = _with_db(settings.redis_url, redis_db)
+        self.redis_url = settings.redis_url_for(redis_db)
         self._topics: list[str] = []
         self._keyspaces: list[str] = []
         self._processes: list[Process] = []
@@ -295,7 +296,7 @@ class BenchEnv:
         from confluent_kafka import Consumer, TopicPartition
 
         if self._offsets_consumer is None:
-            self._offsets_consumer = Consumer({"bootstrap.servers": self.settings.kafka_bootstrap,
+            self._offsets_consumer = Consumer({**kafka_connection(self.settings).librdkafka(),
                                                "group.id": f"bench-{self.run_id}-offsets"})
         md = self._offsets_consumer.list_topics(topic, timeout=10)
         return {p: self._offsets_consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -308,7 +309,7 @@ class BenchEnv:
         consumer = self._group_readers.get(group)
         if consumer is None:
             consumer = self._group_readers[group] = Consumer({
-                "bootstrap.servers": self.settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+                **kafka_connection(self.settings).librdkafka(), "group.id": group, "enable.auto.commit": False})
         partitions = self.end_offsets(topic)
         got = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         return {tp.partition: max(tp.offset, 0) for tp in got}
@@ -317,9 +318,9 @@ class BenchEnv:
         return sum(self.end_offsets(topic).values())
 
     def redis(self):
-        import redis
+        from app.bootstrap import redis_sync_client
 
-        return redis.Redis.from_url(self.redis_url)
+        return redis_sync_client(self.settings, self.redis_url)
 
     def flush_redis(self) -> None:
         """FLUSHDB of this run's database only."""
@@ -397,13 +398,6 @@ class BenchEnv:
         except Exception as exc:  # noqa: BLE001
             self.echo(f"bench: flushing redis db {self.redis_db}: {exc}")
         self.cluster.shutdown()
-
-
-def _with_db(url: str, db: int) -> str:
-    base, sep, tail = url.rpartition("/")
-    if sep and base.startswith("redis") and tail.isdigit():
-        return f"{base}/{db}"
-    return f"{url.rstrip('/')}/{db}"
 
 
 # --- machine ----------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.bootstrap import kafka_connection
 from app.config import REPO_ROOT
 
 PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "memory")
@@ -137,7 +138,7 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
                 cluster.shutdown()
             echo(f"  Cassandra conditional writes (LWT): {out['cassandra_lwt']['rate']:,.0f}/s")
             env.flush_redis()
-            out["redis"] = ceilings.redis_pipelined(env.redis_url, cfg.redis_writes, cfg.redis_pipeline, 400, env.stack)
+            out["redis"] = ceilings.redis_pipelined(env.settings, env.redis_url, cfg.redis_writes, cfg.redis_pipeline, 400, env.stack)
             echo(f"  Redis pipelined HSET {out['redis']['hset']['rate']:,.0f}/s, "
                  f"fenced script {out['redis']['fenced_script']['rate']:,.0f}/s")
             return out
@@ -149,7 +150,7 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
             env.flush_redis()
             p = env.pipeline("naive", 1, cfg.cache_size, cfg.partitions)
             w = end_to_end.prepare_workload(workload_config(cfg.naive_events, cfg.members))
-            end_to_end.publish_workload(w, settings.kafka_bootstrap, p.events_topic, echo)
+            end_to_end.publish_workload(w, kafka_connection(settings), p.events_topic, echo)
             return naive_baseline.run(env, p, w, seconds=cfg.naive_seconds, echo=echo)
 
         results["naive"] = phase("naive", do_naive)
@@ -166,9 +167,9 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
             results["workload"] = {"kinds": workload.kinds, "outcomes": workload.outcomes,
                                    "members_touched": workload.members_touched,
                                    "members_with_views": len(workload.expected)}
-            results["publish"] = end_to_end.publish_workload(workload, settings.kafka_bootstrap,
+            results["publish"] = end_to_end.publish_workload(workload, kafka_connection(settings),
                                                              main_pipeline.events_topic, echo)
-            k = ceilings.kafka_consume(settings.kafka_bootstrap, main_pipeline.events_topic, workload.size,
+            k = ceilings.kafka_consume(kafka_connection(settings), main_pipeline.events_topic, workload.size,
                                        cfg.partitions, env.stack)
             results["ceilings"]["kafka_consume"] = k
             echo(f"  Kafka consume ceiling: {k['rate']:,.0f} messages/s")
@@ -226,7 +227,7 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
                                  {"LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
                 echo(f"  generating {cfg.events:,} events over {cfg.memory_members:,} members")
                 w = end_to_end.prepare_workload(workload_config(cfg.events, cfg.memory_members))
-                end_to_end.publish_workload(w, settings.kafka_bootstrap, p.events_topic, echo)
+                end_to_end.publish_workload(w, kafka_connection(settings), p.events_topic, echo)
                 out, wk = end_to_end.run_throughput(env, p, w, timeout_s=cfg.e2e_timeout_s, echo=echo)
                 wk.stop(30)
                 large = memory.point("large", cfg.memory_members, out["events"], cfg.cache_size, cfg.batch_size,

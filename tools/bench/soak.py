@@ -33,6 +33,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from app.bootstrap import kafka_connection
 from tools.bench import end_to_end, soak_report
 from tools.bench.env import BenchEnv, BenchError, Pipeline, Process, machine
 
@@ -260,7 +261,7 @@ def saturation(env: BenchEnv, cfg, settings, echo) -> dict:
                      {"LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
     w = end_to_end.prepare_workload(WorkloadConfig(seed=cfg.seed, members=cfg.members,
                                                    events=cfg.soak_saturation_events, id_prefix=SATURATION_PREFIX))
-    end_to_end.publish_workload(w, settings.kafka_bootstrap, p.events_topic, echo)
+    end_to_end.publish_workload(w, kafka_connection(settings), p.events_topic, echo)
     out, worker = end_to_end.run_throughput(env, p, w, timeout_s=cfg.e2e_timeout_s, echo=echo)
     worker.stop(30)
     env.flush_redis()

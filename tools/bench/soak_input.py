@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from app.bootstrap import kafka_connection
+
 STATUS_EVERY_S = 1.0
 
 
@@ -79,11 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         data["acknowledged"] = acknowledged_before + acknowledged
         status.write()
 
-    bootstrap = Settings().kafka_bootstrap
+    connection = kafka_connection(Settings())
     status.write(force=True)
     while True:
         try:
-            publish(remaining, bootstrap, args.topic, args.rate, on_progress=progress)
+            publish(remaining, connection, args.topic, args.rate, on_progress=progress)
             break
         except PublishError as exc:  # counted, and the next items go out: the soak goes on
             acknowledged_before = data["acknowledged"]

@@ -23,12 +23,13 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
+    from app.bootstrap import kafka_connection
     from tools.demo.status import LagReader, status_line, take
     from tools.simulate.publish import SimulateError, check_topic, publish
     from tools.simulate.workload import WorkloadConfig, generate
 
     try:
-        check_topic(settings.kafka_bootstrap, settings.events_topic)
+        check_topic(kafka_connection(settings), settings.events_topic)
     except SimulateError as exc:
         raise CommandError(f"{exc} (run `make stack-up` first)") from None
     logs = settings.stack_dir / "logs"
@@ -52,7 +53,7 @@ def run(args, settings) -> int:
             yield item
 
     publisher = threading.Thread(target=publish, name="demo-publisher", daemon=True,
-                                 args=(items(), settings.kafka_bootstrap, settings.events_topic, args.rate))
+                                 args=(items(), kafka_connection(settings), settings.events_topic, args.rate))
     publisher.start()
     from app import bootstrap
 

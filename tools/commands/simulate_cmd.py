@@ -70,7 +70,9 @@ def run(args, settings) -> int:
     warning = future_skew_warning(config, int(time.time() * 1000), settings.max_future_skew_ms)
     if warning:
         print(warning, file=sys.stderr)
-    return _publish(generate(config), config, settings.kafka_bootstrap, args.topic or settings.events_topic, args.rate)
+    from app.bootstrap import kafka_connection
+
+    return _publish(generate(config), config, kafka_connection(settings), args.topic or settings.events_topic, args.rate)
 
 
 def future_skew_warning(config, now_ms: int, max_future_skew_ms: int) -> str | None:
@@ -99,18 +101,18 @@ def parse_start(text: str) -> int:
     return int(when.timestamp() * 1000)
 
 
-def _publish(items, config, bootstrap: str, topic: str, rate: float | None) -> int:
+def _publish(items, config, connection, topic: str, rate: float | None) -> int:
     from tools.simulate.publish import PublishError, SimulateError, check_topic, publish
 
     try:
-        check_topic(bootstrap, topic)
+        check_topic(connection, topic)
     except SimulateError as exc:
         raise CommandError(str(exc)) from None
     with _progress(config.events, f"publishing to {topic}") as advance:
         try:
-            stats = publish(items, bootstrap, topic, rate, on_progress=advance, check=False)
+            stats = publish(items, connection, topic, rate, on_progress=advance, check=False)
         except PublishError as exc:
-            raise CommandError(f"publishing to {topic} on {bootstrap} failed: {exc}") from None
+            raise CommandError(f"publishing to {topic} on {connection.bootstrap} failed: {exc}") from None
     target = f" (target {rate:g}/s)" if rate is not None else " (max rate)"
     print(f"published {stats.items} items to {topic} (seed {config.seed}): {_counts(stats.counts)}; "
           f"{stats.elapsed_s:.1f} s, {stats.rate:.0f} events/s{target}")

@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from app.adapters.avro.mapping import encode_event
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.producer import OutRecord, PublishError
 from app.adapters.kafka.publisher import EventPublisher
 from tools.simulate.workload import EVENT_KINDS, Item, ItemKind
@@ -93,22 +94,22 @@ class TokenBucket:
             self._sleep((n - self._tokens) / self.rate)
 
 
-def check_topic(bootstrap: str, topic: str, timeout: float = METADATA_TIMEOUT_S) -> int:
+def check_topic(connection: KafkaConnection, topic: str, timeout: float = METADATA_TIMEOUT_S) -> int:
     """The topic's partition count; SimulateError when Kafka does not answer or the topic is missing."""
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     # log_level 0: librdkafka would print a line per failed connection attempt to stderr.
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
+    admin = AdminClient({**connection.librdkafka(), "log_level": 0})
     try:
         # All topics, not list_topics(topic=...): asking for one topic auto-creates it on brokers
         # with auto.create.topics.enable (the Kafka default).
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:
-        raise SimulateError(f"Kafka at {bootstrap} did not answer within {timeout:g}s: {exc.args[0].str()}") from None
+        raise SimulateError(f"Kafka at {connection.describe()} did not answer within {timeout:g}s: {exc.args[0].str()}") from None
     found = metadata.topics.get(topic)
     if found is None or found.error is not None:
-        raise SimulateError(f"topic {topic} does not exist on {bootstrap} (create it, e.g. `ledger topics apply`)")
+        raise SimulateError(f"topic {topic} does not exist on {connection.bootstrap} (create it, e.g. `ledger topics apply`)")
     return len(found.partitions)
 
 
@@ -122,7 +123,7 @@ def to_record(publisher: EventPublisher, item: Item) -> OutRecord:
 
 def publish(
     items: Iterable[Item],
-    bootstrap: str,
+    connection: KafkaConnection,
     topic: str,
     rate: float | None = None,
     *,
@@ -136,9 +137,9 @@ def publish(
     if rate is not None and rate <= 0:
         raise ValueError("rate must be > 0")
     if check:
-        check_topic(bootstrap, topic)
+        check_topic(connection, topic)
     bucket = TokenBucket(rate, burst=max(1.0, rate * BURST_S)) if rate is not None else None
-    publisher = EventPublisher(bootstrap, topic, **{"message.timeout.ms": DELIVERY_TIMEOUT_MS, **producer_overrides})
+    publisher = EventPublisher(connection, topic, **{"message.timeout.ms": DELIVERY_TIMEOUT_MS, **producer_overrides})
     stats = PublishStats(topic, target_rate=rate)
     counts: Counter[str] = Counter()
     acknowledged = 0

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import logging
 import re
+import ssl
 from collections import namedtuple
 from functools import lru_cache
 
 from cassandra import ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
 from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
 
@@ -37,7 +39,7 @@ def connect(settings, keyspace: str | None = None):
     are met by that node; with replication 3 each survives one replica down."""
     logging.getLogger("cassandra.protocol").addFilter(_BATCH_WARNINGS)  # once: a filter is kept once
     profile = ExecutionProfile(
-        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)),
         consistency_level=consistency_level(settings.cassandra_consistency),
         serial_consistency_level=consistency_level(settings.cassandra_serial_consistency),
         request_timeout=REQUEST_TIMEOUT_S,
@@ -48,9 +50,31 @@ def connect(settings, keyspace: str | None = None):
         execution_profiles={EXEC_PROFILE_DEFAULT: profile}, protocol_version=5,
         connect_timeout=CONNECT_TIMEOUT_S, control_connection_timeout=CONTROL_CONNECTION_TIMEOUT_S,
         reconnection_policy=ExponentialReconnectionPolicy(RECONNECT_BASE_S, RECONNECT_MAX_S, max_attempts=None),
+        auth_provider=auth_provider(settings), ssl_context=tls_context(settings),
     )
     session = cluster.connect(keyspace)
     return cluster, session
+
+
+def auth_provider(settings) -> PlainTextAuthProvider | None:
+    """A login for PasswordAuthenticator (LEDGER_CASSANDRA_USERNAME and _PASSWORD[_FILE]), or none."""
+    if not settings.cassandra_username:
+        return None
+    if settings.cassandra_password is None:
+        raise ValueError("LEDGER_CASSANDRA_USERNAME needs a password (LEDGER_CASSANDRA_PASSWORD[_FILE])")
+    return PlainTextAuthProvider(settings.cassandra_username, settings.cassandra_password.get_secret_value())
+
+
+def tls_context(settings) -> ssl.SSLContext | None:
+    """TLS to every node, its certificate checked against LEDGER_CASSANDRA_SSL_CA_FILE (or the system's
+    CAs) and its address; a client certificate too when one is set."""
+    if not settings.cassandra_tls:
+        return None
+    ca = settings.cassandra_ssl_ca_file
+    context = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if settings.cassandra_ssl_cert_file:
+        context.load_cert_chain(str(settings.cassandra_ssl_cert_file), str(settings.cassandra_ssl_key_file))
+    return context
 
 
 def consistency_level(name: str) -> int:

@@ -25,6 +25,8 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, OffsetSpec
 
+from app.adapters.kafka.connection import KafkaConnection
+
 TIMEOUT_S = 5.0
 
 
@@ -91,15 +93,15 @@ def partition_lag(topic: str, role: str, partition: int, low: int, end: int, com
 class ConsumerLag:
     """Reads groups' members, committed offsets and lag. Blocking: call from a thread or a CLI."""
 
-    def __init__(self, bootstrap: str, *, timeout_s: float = TIMEOUT_S):
+    def __init__(self, connection: KafkaConnection, *, timeout_s: float = TIMEOUT_S):
         self.timeout_s = timeout_s
         # librdkafka's own log would print every failed connection to stderr: a failure reaches the
         # caller as a LagError instead (one line in `ledger status`, one log line a minute in a worker)
         quiet = {"log_level": 0}
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, **quiet})
+        self._admin = AdminClient({**connection.librdkafka(), **quiet})
         self._consumer = Consumer({
             **quiet,
-            "bootstrap.servers": bootstrap,
+            **connection.librdkafka(),
             "group.id": f"ledger-lag-{uuid.uuid4().hex[:12]}",  # required; never joined, never committed
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,

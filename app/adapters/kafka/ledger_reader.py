@@ -15,15 +15,16 @@ from collections.abc import Iterator
 
 from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, Consumer, KafkaError, KafkaException, TopicPartition
 
+from app.adapters.kafka.connection import KafkaConnection
 from app.service.ports import InputMessage, LedgerReadError
 
 METADATA_TIMEOUT_S = 30
 STALL_TIMEOUT_S = 120  # no message and no position change for this long: the read fails
 
 
-def consumer_config(bootstrap: str, **overrides) -> dict:
+def consumer_config(connection: KafkaConnection, **overrides) -> dict:
     return {
-        "bootstrap.servers": bootstrap,
+        **connection.librdkafka(),
         # Required by librdkafka's consumer, never joined nor committed to (we assign, we do not subscribe).
         "group.id": f"ledger-replay-{uuid.uuid4().hex[:12]}",
         "enable.auto.commit": False,
@@ -38,15 +39,15 @@ def consumer_config(bootstrap: str, **overrides) -> dict:
 
 
 class LedgerReader:
-    def __init__(self, bootstrap: str, topic: str, *, batch_size: int = 10_000, poll_timeout_s: float = 0.5,
+    def __init__(self, connection: KafkaConnection, topic: str, *, batch_size: int = 10_000, poll_timeout_s: float = 0.5,
                  **config_overrides):
         self.topic = topic
         self.batch_size = batch_size
         self.poll_timeout_s = poll_timeout_s
         try:
-            self._consumer = Consumer(consumer_config(bootstrap, **config_overrides))
+            self._consumer = Consumer(consumer_config(connection, **config_overrides))
         except KafkaException as exc:
-            raise LedgerReadError(f"cannot create a Kafka consumer for {bootstrap}: {exc}") from None
+            raise LedgerReadError(f"cannot create a Kafka consumer for {connection.describe()}: {exc}") from None
 
     # --- offsets ------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
+from app.adapters.kafka.connection import KafkaConnection
+
 log = logging.getLogger(__name__)
 
 # A record not acknowledged within MESSAGE_TIMEOUT_MS fails with a delivery report (librdkafka's
@@ -95,9 +97,9 @@ def record_size(r: OutRecord) -> int:
     return size
 
 
-def producer_config(bootstrap: str, **overrides) -> dict:
+def producer_config(connection: KafkaConnection, **overrides) -> dict:
     return {
-        "bootstrap.servers": bootstrap,
+        **connection.librdkafka(),
         "enable.idempotence": True,  # implies acks=all and in-order, no-duplicate retries
         "acks": "all",
         "linger.ms": 5,
@@ -129,13 +131,13 @@ class BatchProducer:
     ``max_message_bytes`` (librdkafka's ``message.max.bytes``; also accepted as that override) is the
     largest record, as ``record_size`` counts it, that ``produce()`` accepts."""
 
-    def __init__(self, bootstrap: str, max_message_bytes: int | None = None, **overrides):
+    def __init__(self, connection: KafkaConnection, max_message_bytes: int | None = None, **overrides):
         if max_message_bytes is None:
             max_message_bytes = int(overrides.pop("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
         else:
             overrides.pop("message.max.bytes", None)
         self.max_message_bytes = max_message_bytes
-        self._config = producer_config(bootstrap, **{"message.max.bytes": max_message_bytes, **overrides,
+        self._config = producer_config(connection, **{"message.max.bytes": max_message_bytes, **overrides,
                                                      "error_cb": self._on_error})
         # every record has its delivery report (success or timeout) within this
         self.flush_timeout_s = int(self._config["message.timeout.ms"]) / 1000 + FLUSH_MARGIN_S

@@ -4,14 +4,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.adapters.avro.mapping import encode_event
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.producer import BatchProducer, OutRecord
 from app.domain.events import DownloadEvent
 
 
 class EventPublisher:
-    def __init__(self, bootstrap: str, topic: str, **producer_overrides):
+    def __init__(self, connection: KafkaConnection, topic: str, **producer_overrides):
         self.topic = topic
-        self._producer = BatchProducer(bootstrap, **producer_overrides)
+        self._producer = BatchProducer(connection, **producer_overrides)
 
     def record(self, event: DownloadEvent) -> OutRecord:
         return OutRecord(self.topic, event.member_id.encode(), encode_event(event))

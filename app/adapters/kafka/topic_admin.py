@@ -12,19 +12,20 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from app.adapters.kafka.connection import KafkaConnection
 from app.adapters.kafka.topic_spec import ActualTopic, Plan, TopicSpec
 
 TIMEOUT_S = 30  # every admin request, and our wait for its result
 
 
-def admin_config(bootstrap: str) -> dict:
+def admin_config(connection: KafkaConnection) -> dict:
     """Requests to the brokers give up after TIMEOUT_S (librdkafka's default socket.timeout.ms is 60 s,
     longer than we wait for any result)."""
-    return {"bootstrap.servers": bootstrap, "socket.timeout.ms": TIMEOUT_S * 1000}
+    return {**connection.librdkafka(), "socket.timeout.ms": TIMEOUT_S * 1000}
 
 
-def admin_client(bootstrap: str) -> AdminClient:
-    return AdminClient(admin_config(bootstrap))
+def admin_client(connection: KafkaConnection) -> AdminClient:
+    return AdminClient(admin_config(connection))
 
 
 def describe(admin: AdminClient, names: list[str]) -> dict[str, ActualTopic]:

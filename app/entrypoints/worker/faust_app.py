@@ -25,7 +25,8 @@ import time
 import faust
 from faust.types import TP
 
-from app.bootstrap import WorkerServices, group_id
+from app.adapters.kafka.connection import KafkaConnection
+from app.bootstrap import WorkerServices, group_id, kafka_connection
 from app.config import Settings
 from app.observability import WorkerHealth, record_decider_batch, record_projector_batch
 from app.service.decider import Decider
@@ -56,9 +57,11 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
     # aiokafka refuses a session timeout above its request timeout (Faust's default 90 s).
     group_timing["broker_request_timeout"] = max(90.0, settings.session_timeout_s + 30)
     instance = settings.consumer_group_instance_id
+    connection = kafka_connection(settings)
     return faust.App(
         app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=f"kafka://{connection.bootstrap}",
+        broker_credentials=faust_credentials(connection),
         store="memory://",
         web_enabled=False,
         topic_allow_declare=False,
@@ -69,6 +72,17 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
         **group_timing,
     )
+
+
+def faust_credentials(connection: KafkaConnection) -> faust.auth.Credentials | None:
+    """The connection as Faust's credentials, which it hands to every aiokafka client it makes."""
+    if connection.sasl:
+        assert connection.password is not None
+        return faust.SASLCredentials(username=connection.username, password=connection.password.get_secret_value(),
+                                     ssl_context=connection.ssl_context(), mechanism=connection.sasl_mechanism)
+    if connection.tls:
+        return faust.SSLCredentials(connection.ssl_context())
+    return None
 
 
 class _BoundedStopWorker(faust.Worker):
