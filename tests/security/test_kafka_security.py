@@ -178,3 +178,31 @@ def test_tools_describe_the_worker_groups_and_read_the_dead_letters(secure_dir, 
                                       request_timeout=TIMEOUT_S)[group].result(TIMEOUT_S)
     message = _consume_one(secure_dir, "tools", kafka_topics["dlq_topic"], f"{kafka_topics['consumer_group']}-decider")
     assert message is not None
+
+
+@pytest.mark.parametrize("principal", ["decider", "projector"])
+def test_each_worker_describes_every_roles_group(secure_dir, kafka_topics, principal):
+    """The lag exporter counts the members of every role's group."""
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(secure_profile.kafka_config(secure_dir, principal))
+    groups = [f"{kafka_topics['consumer_group']}-{role}" for role in ("decider", "projector", "all")]
+    for group, future in admin.describe_consumer_groups(groups, request_timeout=TIMEOUT_S).items():
+        assert future.result(TIMEOUT_S).group_id == group
+
+
+def test_tools_read_the_ledger_by_assignment_as_the_replay_does(secure_dir, kafka_topics):
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    assert _produce(secure_dir, "decider", kafka_topics["ledger_topic"]) is None
+    consumer = Consumer(secure_profile.kafka_config(
+        secure_dir, "tools", **{"group.id": f"ledger-replay-{uuid.uuid4().hex[:12]}", "enable.auto.commit": False}))
+    try:
+        consumer.assign([TopicPartition(kafka_topics["ledger_topic"], p, OFFSET_BEGINNING) for p in (0, 1)])
+        deadline = time.monotonic() + 30
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+        assert message is not None and message.error() is None, message and message.error()
+    finally:
+        consumer.close()

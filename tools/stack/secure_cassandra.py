@@ -35,6 +35,9 @@ class SecureCassandra(CassandraServer):
         self.config_file.parent.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        write_secret(self.config_file, self.config_text())
+
+    def config_text(self) -> str:
         text = (DEPLOY_LOCAL / "cassandra" / "cassandra.yaml").read_text().replace("{dir}", str(self.data_dir))
         storage = secure_profile.CASSANDRA_STORAGE_PORT
         for old, new in {
@@ -51,7 +54,7 @@ class SecureCassandra(CassandraServer):
             text = text.replace(old, new)
         tls = secure_profile.tls_files(self.stack_dir)
         text += SECURE_YAML.format(keystore=tls.keystore, keystore_password=tls.keystore_password())
-        write_secret(self.config_file, text.rstrip("\n"))
+        return text.rstrip("\n")
 
     def _jvm_options(self) -> list[str]:
         keep = [a for a in super()._jvm_options() if not a.startswith("-Dcassandra.jmx.local.port")]

@@ -23,16 +23,19 @@ class SecureKafka(KafkaServer):
     port = secure_profile.KAFKA_PORT
     controller_port = secure_profile.KAFKA_CONTROLLER_PORT
 
-    def prepare(self) -> None:
-        self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+    def config_text(self) -> str:
         tls = secure_profile.tls_files(self.stack_dir)
         text = (DEPLOY_LOCAL / "kafka" / "secure-server.properties").read_text()
         for key, value in {"port": self.port, "controller_port": self.controller_port, "data_dir": self.data_dir,
                            "keystore": tls.keystore, "keystore_password": tls.keystore_password(), "ca": tls.ca,
                            "admin_password": credentials.password(self.stack_dir, "admin")}.items():
             text = text.replace("{" + key + "}", str(value))
-        write_secret(self.config_file, text.rstrip("\n"))
+        return text.rstrip("\n")
+
+    def prepare(self) -> None:
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        write_secret(self.config_file, self.config_text())
         if (self.data_dir / "meta.properties").exists():
             return
         self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -14,28 +14,30 @@ class SecureRedis(RedisServer):
     def acl_file(self):
         return self.stack_dir / "conf" / "redis" / "users.acl"
 
-    def prepare(self) -> None:
-        self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def config_text(self) -> str:
         tls = secure_profile.tls_files(self.stack_dir)
         text = (DEPLOY_LOCAL / "redis" / "redis-secure.conf").read_text()
         for key, value in {"dir": self.data_dir, "cert": tls.cert, "key": tls.key, "ca": tls.ca,
                            "aclfile": self.acl_file}.items():
             text = text.replace("{" + key + "}", str(value))
-        self.config_file.write_text(text)
-        self.provision_file()
+        return text
 
-    def provision_file(self) -> None:
-        """Render the aclfile (password digests only) that the server loads at start."""
+    def prepare(self) -> None:
         from app.config import Settings
 
-        values = security_policy.values_from_settings(Settings(), credentials.passwords(self.stack_dir))
+        self.config_file.parent.mkdir(parents=True, exist_ok=True)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.config_file.write_text(self.config_text())
+        self.write_acl_file(Settings())
+
+    def write_acl_file(self, settings) -> None:
+        """Render the aclfile (password digests only) that the server loads at start and on ACL LOAD."""
+        values = security_policy.values_from_settings(settings, credentials.passwords(self.stack_dir))
         write_secret(self.acl_file, security_policy.redis_aclfile(values).rstrip("\n"))
 
     def provision(self, settings, echo=print) -> None:
         """Reload the users from the aclfile (rendered again for ``settings``), so a changed policy applies."""
-        values = security_policy.values_from_settings(settings, credentials.passwords(self.stack_dir))
-        write_secret(self.acl_file, security_policy.redis_aclfile(values).rstrip("\n"))
+        self.write_acl_file(settings)
         client = secure_profile.redis_client(self.stack_dir)
         try:
             client.execute_command("ACL", "LOAD")
