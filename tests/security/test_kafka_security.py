@@ -206,3 +206,12 @@ def test_tools_read_the_ledger_by_assignment_as_the_replay_does(secure_dir, kafk
         assert message is not None and message.error() is None, message and message.error()
     finally:
         consumer.close()
+
+
+def test_the_api_has_no_kafka_user(secure_dir):
+    from confluent_kafka import KafkaError
+
+    from tools.stack import credentials
+
+    errors, _log = _refusal(secure_dir, "api", password=credentials.password(secure_dir, "api"))
+    assert any(e.code() == KafkaError._AUTHENTICATION for e in errors), errors

@@ -9,6 +9,7 @@ from pathlib import Path
 from tools.stack.tls import write_secret
 
 PRINCIPALS = ("admin", "decider", "projector", "api", "tools")
+KAFKA_PRINCIPALS = ("admin", "decider", "projector", "tools")  # the read API never reads Kafka: no user there
 
 
 def secrets_dir(stack_dir: Path) -> Path:

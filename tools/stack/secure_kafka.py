@@ -17,6 +17,7 @@ from tools.stack.service import DEPLOY_LOCAL
 from tools.stack.tls import write_secret
 
 ADMIN_TIMEOUT_S = 10.0
+SCRAM_ITERATIONS = 8192  # Kafka accepts 4096 to 16384
 
 
 class SecureKafka(KafkaServer):
@@ -42,7 +43,7 @@ class SecureKafka(KafkaServer):
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         argfile = self.config_file.parent / "format.args"
         scram = [f'SCRAM-SHA-512=[name={p},password={credentials.password(self.stack_dir, p)}]'
-                 for p in credentials.PRINCIPALS]
+                 for p in credentials.KAFKA_PRINCIPALS]
         java = self._java("kafka.tools.StorageTool", "format", "--standalone", f"--cluster-id={cluster_id}",
                           "-c", str(self.config_file), *(a for s in scram for a in ("--add-scram", s)))
         # java [options] @argfile: everything after "java" comes from the file, one argument a line.
@@ -69,13 +70,23 @@ class SecureKafka(KafkaServer):
         return f"{len(metadata.brokers)} broker(s), {len(metadata.topics)} topic(s), SASL_SSL as admin"
 
     def provision(self, settings, echo=print) -> None:
-        """Create the role ACLs (creating one that exists changes nothing)."""
-        rules = security_policy.kafka_acls(security_policy.values_from_settings(settings))
+        """Set the roles' SCRAM credentials to their password files, and create the role ACLs
+        (creating one that exists changes nothing). The admin's credentials stay as formatted: the
+        running broker logs in with them."""
+        from confluent_kafka.admin import ScramCredentialInfo, ScramMechanism, UserScramCredentialUpsertion
+
         admin = self._admin()  # held until the futures resolve: a collected client cancels them
+        roles = [p for p in credentials.KAFKA_PRINCIPALS if p != "admin"]
+        upserts = [UserScramCredentialUpsertion(p, ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, SCRAM_ITERATIONS),
+                                                credentials.password(self.stack_dir, p).encode()) for p in roles]
+        for future in admin.alter_user_scram_credentials(upserts, request_timeout=ADMIN_TIMEOUT_S).values():
+            future.result(timeout=ADMIN_TIMEOUT_S)
+        rules = security_policy.kafka_acls(security_policy.values_from_settings(settings))
         futures = admin.create_acls([security_policy.acl_binding(r) for r in rules], request_timeout=ADMIN_TIMEOUT_S)
         for future in futures.values():
             future.result(timeout=ADMIN_TIMEOUT_S)
-        echo(f"{self.name:<9} {len(rules)} ACLs applied for {', '.join(sorted({r.principal for r in rules}))}")
+        echo(f"{self.name:<9} SCRAM users {', '.join(roles)} set; {len(rules)} ACLs applied for "
+             f"{', '.join(sorted({r.principal for r in rules}))}")
 
 
 def _quote(arg: str) -> str:
