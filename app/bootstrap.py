@@ -7,7 +7,10 @@ their timeouts, and closed by whoever asked for them (``close``/``aclose``).
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,8 @@ from app.adapters.kafka.producer import BatchProducer
 from app.adapters.kafka.publisher import EventPublisher
 from app.adapters.redis import namespaces as redis_namespaces
 from app.adapters.redis.member_clocks import RedisMemberClocks
+from app.adapters.redis.projector_acks import RedisProjectorAcks
+from app.adapters.redis.replay_records import RedisReplayRecords
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
 from app.config import Settings
@@ -163,9 +168,12 @@ class Stores:
                        max_future_skew_ms=s.max_future_skew_ms)
 
     def projector(self, event_store: CassandraEventStore | None = None) -> Projector:
+        """A live projector: it acknowledges the namespace it writes, as a worker id of its own."""
         return Projector(event_store or self.event_store(), self.codec, self.views, self.read_models,
                          self.pointer(), cache_size=self.settings.member_cache_size,
-                         cache_bytes=self.settings.member_cache_bytes, progress=self.progress_store())
+                         cache_bytes=self.settings.member_cache_bytes, progress=self.progress_store(),
+                         acks=RedisProjectorAcks(self.redis), worker_id=projector_id(),
+                         ack_ttl_s=self.settings.projector_ack_ttl_s)
 
     def member_clocks(self) -> RedisMemberClocks:
         return RedisMemberClocks(self.redis)
@@ -178,7 +186,10 @@ class Stores:
         stores = ReplayStores(
             event_store=self.event_store(), codec=self.codec, pointer=self.pointer(),
             namespaces=self.namespace_stores(), views_for=self.views, read_models_for=self.read_models,
-            ledger=ledger or self.ledger_reader, transient=transient_errors())
+            ledger=ledger or self.ledger_reader, records=RedisReplayRecords(self.redis),
+            acks=RedisProjectorAcks(self.redis), transient=transient_errors())
+        # Readers hold no acknowledgement; the read API re-reads the pointer within its cache's TTL.
+        options.setdefault("drop_grace_s", 2 * DEFAULT_NAMESPACE_TTL)
         return Replay(stores, observer=observer, topic=self.settings.ledger_topic,
                       member_cache_size=self.settings.member_cache_size,
                       member_cache_bytes=self.settings.member_cache_bytes, **options)
@@ -190,6 +201,12 @@ class Stores:
     async def aclose(self) -> None:
         await self.redis.aclose()
         self.cluster.shutdown()
+
+
+def projector_id() -> str:
+    """A live projector's name in the acknowledgements: host, process and a random part (process ids
+    repeat across containers and restarts)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
 def cassandra(settings: Settings) -> tuple[object, object]:

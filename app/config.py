@@ -12,6 +12,11 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_API_TOKEN = "local-dev-token"
+
+
+class ConfigError(Exception):
+    """A setting that cannot be used (a file that cannot be read); the message is one line and holds no secret."""
 
 
 class Settings(BaseSettings):
@@ -102,6 +107,10 @@ class Settings(BaseSettings):
         120.0, gt=0,
         description="a stage with a batch in flight (failing and retried, or hanging) for longer than this is "
                     "stalled: ledger_worker_stalled{stage} is 1 and /readyz answers 503")
+    projector_ack_ttl_s: float = Field(
+        10.0, gt=0,
+        description="a projector acknowledges the namespace it writes for this long and renews it every quarter of "
+                    "it; one silent for longer is not live (`ledger replay --drop-old` stops waiting for it)")
     max_future_skew_ms: int = Field(
         3_600_000, ge=0,
         description="an event whose occurred_at is more than this after its Kafka message timestamp is a "
@@ -109,7 +118,16 @@ class Settings(BaseSettings):
 
     api_host: str = "127.0.0.1"
     api_port: int = 8080
-    api_tokens: str = "local-dev-token"
+    api_tokens: SecretStr | None = Field(
+        None, description="comma-separated bearer tokens the API accepts, beside those of api_tokens_file; "
+                          f"with neither set: {DEFAULT_API_TOKEN!r}, refused outside LEDGER_ENVIRONMENT=local")
+    api_tokens_file: Path | None = Field(
+        None, description="a file of bearer tokens, one a line (blank lines and # comments ignored), read at start-up")
+    api_metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="serve the API's /metrics on this port only (the main port answers 404 "
+                                          "for it); unset: /metrics on the main port")
+    api_max_body_bytes: int = Field(
+        65_536, ge=1, description="a request body larger than this is refused (413) before it is read")
     api_workers: int = Field(1, ge=1, description="`ledger api` server processes sharing its port")
     metrics_port: int = 9464
     lag_interval_s: float = Field(5.0, gt=0, description="how often a worker measures its group's consumer lag")
@@ -174,4 +192,32 @@ class Settings(BaseSettings):
 
     @property
     def api_token_set(self) -> frozenset[str]:
-        return frozenset(t.strip() for t in self.api_tokens.split(",") if t.strip())
+        """The bearer tokens the API accepts: LEDGER_API_TOKENS and the lines of LEDGER_API_TOKENS_FILE (read
+        now), or the local development token when neither is set. Raises ConfigError for an unreadable file."""
+        if self.api_tokens is None and self.api_tokens_file is None:
+            return frozenset({DEFAULT_API_TOKEN})
+        tokens = set(_split_tokens(_secret_text(self.api_tokens), ","))
+        if self.api_tokens_file is not None:
+            tokens.update(_split_tokens(read_tokens_file(self.api_tokens_file), "\n", comments=True))
+        return frozenset(tokens)
+
+
+def _secret_text(value: SecretStr | str | None) -> str:
+    # model_copy(update=...) skips validation: a test may hand over a plain str
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value or ""
+
+
+def _split_tokens(text: str, separator: str, comments: bool = False) -> list[str]:
+    parts = (part.strip() for part in text.split(separator))
+    return [part for part in parts if part and not (comments and part.startswith("#"))]
+
+
+def read_tokens_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read LEDGER_API_TOKENS_FILE {path}: {exc.strerror or type(exc).__name__}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"LEDGER_API_TOKENS_FILE {path} is not UTF-8 text") from None

@@ -8,6 +8,8 @@ import argparse
 import importlib
 import sys
 
+from pydantic import ValidationError
+
 from app.config import Settings
 from app.entrypoints import commands
 
@@ -37,6 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
+    except ValidationError as exc:
+        print(f"ledger {args.command}: invalid settings: {settings_problems(exc)}", file=sys.stderr)
+        return 2
+    try:
         return int(args.handler(args, settings) or 0)
     except KeyboardInterrupt:
         return 130
@@ -50,6 +56,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ledger {args.command}: {type(exc).__name__}: {detail} (is the stack up? `ledger stack status`)",
               file=sys.stderr)
         return 1
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """What is wrong with the LEDGER_* settings, on one line, without the values given (one may be a
+    password; pydantic's own message would print them all)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        message = error["msg"].removeprefix("Value error, ")
+        field = "_".join(str(part) for part in error["loc"])
+        problems.append(f"LEDGER_{field.upper()}: {message}" if field else message)
+    return "; ".join(problems)
 
 
 ENVIRONMENT_ERRORS = ("confluent_kafka", "cimpl", "cassandra", "redis")  # cimpl: confluent-kafka's C core

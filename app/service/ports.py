@@ -219,6 +219,46 @@ class NamespacePointer(Protocol):
         """Atomically point readers at ``new`` if ``expected`` is still active; else SwitchRefused."""
 
 
+# The phases of a replay that switched readers, as its ReplayRecord keeps them: the catch-up is
+# still to be done (written just before the switch: whether the switch happened is the pointer's
+# to say), or only the old namespace is still to be dropped (written after the catch-up when the
+# replay drops it).
+CATCH_UP = "catch-up"
+DROP_OLD = "drop-old"
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayRecord:
+    """What a re-run needs to finish a replay that stopped after (or during) its switch."""
+
+    old_ns: str
+    new_ns: str
+    topic: str
+    end: dict[int, int]  # the ledger offsets the rebuild read up to: the catch-up starts there
+    phase: str  # CATCH_UP | DROP_OLD
+
+
+class ReplayRecords(Protocol):
+    """The unfinished replay, if any, kept next to the namespace pointer (one per pointer)."""
+
+    async def load(self) -> ReplayRecord | None: ...
+
+    async def save(self, record: ReplayRecord) -> None: ...
+
+    async def clear(self) -> None: ...
+
+
+class ProjectorAcks(Protocol):
+    """Which namespace each live projector writes. A projector acknowledges the namespace of its
+    batches with a time to live, and again before that runs out (a heartbeat); a projector whose
+    last acknowledgement has expired is not live (stopped, killed, or cut off from Redis)."""
+
+    async def acknowledge(self, worker_id: str, ns: str, ttl_s: float) -> None: ...
+
+    async def live(self) -> dict[str, str]:
+        """The namespace of each live projector, by worker id (expired acknowledgements are left out)."""
+
+
 class NamespaceStore(Protocol):
     """A technology's projection namespaces as a whole (the replay creates, fills and drops them)."""
 

@@ -3,7 +3,8 @@
 One call of `Projector.process` handles one micro-batch of ``downloads.ledger`` messages:
 1. decode each message (an undecodable one is logged and counted, never fatal);
 2. read the active projection namespace once; when it changed since the last batch, drop the cache
-   (the states cached are those of the old namespace);
+   (the states cached are those of the old namespace), and acknowledge the namespace (with
+   ProjectorAcks, the live projector): from now on this projector writes no other one;
 3. group the entries by member and take each member's current view state from the bounded LRU
    cache, else from the stores (Redis view and Cassandra summary, read concurrently; the one with
    the higher seq wins and the other is repaired in this batch), else `MemberState.empty`;
@@ -22,6 +23,11 @@ One call of `Projector.process` handles one micro-batch of ``downloads.ledger`` 
 
 Each store is fenced on its own, and a cache miss reads both, so a crash between the Redis and the
 Cassandra write is repaired by the redelivery even when every redelivered entry is a duplicate.
+
+Between batches, `Projector.heartbeat` (the worker calls it every quarter of ``ack_ttl_s``) renews
+the acknowledgement: while a batch is in flight, with that batch's namespace; else it first follows
+the pointer (an idle projector acknowledges a switch without waiting for an entry). A replay with
+``--drop-old`` drops the old namespace once no live projector acknowledges it.
 """
 from __future__ import annotations
 
@@ -43,6 +49,7 @@ from app.service.ports import (
     MessageCodec,
     NamespacePointer,
     ProgressStore,
+    ProjectorAcks,
     ReadModels,
     ViewStore,
 )
@@ -107,10 +114,15 @@ class Projector:
         cache_size: int = 50_000,
         progress: ProgressStore | None = None,
         cache_bytes: int | None = None,
+        acks: ProjectorAcks | None = None,
+        worker_id: str = "",
+        ack_ttl_s: float = 10.0,
     ):
         """``views_for(ns)`` / ``read_models_for(ns)`` build the stores of a namespace (called once per
         namespace); the ``pointer`` is read once per batch. The cache of (lean) member states keeps
-        at most ``cache_size`` states and, with ``cache_bytes``, at most that many estimated bytes."""
+        at most ``cache_size`` states and, with ``cache_bytes``, at most that many estimated bytes.
+        With ``acks`` (the live projector), the namespace it writes is acknowledged as ``worker_id``
+        for ``ack_ttl_s`` at a time."""
         self.event_store = event_store
         self.codec = codec
         self._views_for = views_for
@@ -120,6 +132,10 @@ class Projector:
         self._stores: dict[str, tuple[ViewStore, ReadModels]] = {}
         self._cache: MemberCache[MemberState] = member_state_cache(cache_size, cache_bytes)
         self._ns: str | None = None
+        self.acks = acks
+        self.worker_id = worker_id
+        self.ack_ttl_s = ack_ttl_s
+        self._in_flight = 0  # batches being processed (one at a time in the worker)
 
     @property
     def namespace(self) -> str | None:
@@ -137,17 +153,47 @@ class Projector:
     # --- one batch ----------------------------------------------------------------------
 
     async def process(self, messages: list[InputMessage]) -> ProjectionReport:
+        self._in_flight += 1
+        try:
+            return await self._process(messages)
+        finally:
+            self._in_flight -= 1
+
+    async def heartbeat(self) -> str | None:
+        """Renew this projector's acknowledgement; returns the namespace acknowledged (None: no
+        acks, or nothing to acknowledge yet). Between batches it follows the pointer first."""
+        if self.acks is None:
+            return None
+        if not self._in_flight:
+            ns = await self._pointer.active()
+            if not self._in_flight:  # a batch that began meanwhile read the pointer on its own
+                self._follow(ns)
+        if self._ns is None:
+            return None
+        await self.acks.acknowledge(self.worker_id, self._ns, self.ack_ttl_s)
+        return self._ns
+
+    def _follow(self, ns: str) -> bool:
+        """Make ``ns`` the namespace of the next writes; True when it changed (the cache is dropped)."""
+        if ns == self._ns:
+            return False
+        if self._ns is not None:
+            log.info("active namespace changed from %s to %s: dropping %d cached members",
+                     self._ns, ns, len(self._cache))
+        self._cache.clear()
+        self._ns = ns
+        return True
+
+    async def _process(self, messages: list[InputMessage]) -> ProjectionReport:
         result = ProjectionReport(messages=len(messages))
         entries, result.undecodable = decode_entries(messages, self.codec)
 
         ns = await self._pointer.active()
-        if ns != self._ns:
-            if self._ns is not None:
-                log.info("active namespace changed from %s to %s: dropping %d cached members",
-                         self._ns, ns, len(self._cache))
-                result.cache_dropped = True
-            self._cache.clear()
-            self._ns = ns
+        previous = self._ns
+        if self._follow(ns):
+            result.cache_dropped = previous is not None
+            if self.acks is not None:
+                await self.acks.acknowledge(self.worker_id, ns, self.ack_ttl_s)
         result.namespace = ns
         if not entries:
             await self._save_progress(messages)

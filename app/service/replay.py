@@ -18,17 +18,37 @@ Steps (each a method, so a test or an operator can run them one at a time; `Repl
                event store (`app.service.verify`). Events decided meanwhile make a view *behind*:
                accepted when it is the store's history up to its seq.
 4. `top_up`    write those members at the event store's seq (fenced), so nothing stays behind.
-5. `switch`    one atomic compare-and-set of ``ledger:active-namespace``: the API and the live
-               projector follow the pointer. Refused when the verification failed.
-6. `catch_up`  read the ledger from the captured end offsets to the new end and apply it to the new
+5. `switch`    record the replay next to the pointer (`ReplayRecords`: old and new namespace, the
+               end offsets, phase "catch-up"), then one atomic compare-and-set of
+               ``ledger:active-namespace``: the API and the live projector follow the pointer.
+               Refused when the verification failed.
+6. `catch_up`  read the ledger from the recorded end offsets to the new end and apply it to the new
                namespace with the projector's own code (fenced by seq: racing the live projector,
                which follows the pointer from its next batch, is harmless). Entries that arrived
-               during the rebuild are not lost.
-7. `drop_old`  after a short grace (a live batch that read the old pointer may still be writing),
-               delete the old namespace from every namespace store (Redis keys, Cassandra tables).
+               during the rebuild are not lost. Then the record goes (the replay is complete), or
+               moves to phase "drop-old" with ``--drop-old``.
+7. `drop_old`  wait until no live projector acknowledges the old namespace (`ProjectorAcks`: each
+               projector records the namespace its batches write, renewed by a heartbeat with a time
+               to live; one whose acknowledgement expired is not live), at most ``drop_timeout_s``;
+               then the readers' grace (the read API re-reads the pointer every 0.5 s), then delete
+               the old namespace from every namespace store and the record. On timeout the old
+               namespace and the record are kept.
 
 While it runs, the live projector keeps serving the old namespace untouched: the replay never
 writes to it.
+
+A stop after the switch. Between the switch and the end of the catch-up, the entries after the
+recorded end offsets that the live projector applied before it saw the new pointer are only in
+the old namespace; the projector's gap fill repairs a member only at its next entry. So the record
+is written before the switch, and `run` starts with `resume`: when a record exists and the pointer
+names its new namespace, the switch happened, and the run finishes that replay (the catch-up from
+the recorded offsets, then the drop with ``--drop-old``) instead of starting another one. When the
+pointer does not name it, the switch never happened: the record is discarded and the run replays
+afresh, skipping the half-built namespace (as it does with a record left at the drop by a run
+without ``--drop-old``: the old namespace is then kept). The other remedy, switching last (catching up before
+the switch), does not close the gap on its own: the live projector writes the old namespace until
+it reads the new pointer, so entries applied between the catch-up's end and the switch would need a
+second catch-up after it, which could stop just the same.
 """
 from __future__ import annotations
 
@@ -44,13 +64,18 @@ from app.domain.state import MemberState
 from app.domain.views import lean
 from app.service.ledger_fold import LedgerFold, decode_entries
 from app.service.ports import (
+    CATCH_UP,
+    DROP_OLD,
     EventStore,
     LedgerReadError,
     LedgerSource,
     MessageCodec,
     NamespacePointer,
     NamespaceStore,
+    ProjectorAcks,
     ReadModels,
+    ReplayRecord,
+    ReplayRecords,
     SwitchRefused,
     ViewStore,
 )
@@ -141,6 +166,9 @@ class ReplayRun:
     switched: bool = False
     caught_up_entries: int = 0
     caught_up_applied: int = 0
+    drop_old: bool = False  # the old namespace is to be dropped after the catch-up
+    resumed: bool = False  # this run finished a replay a previous run left after its switch
+    projectors: int = 0  # live projectors that had acknowledged the new namespace when the old one was dropped
     dropped: dict[str, int] = field(default_factory=dict)  # per namespace store: keys or tables deleted
     elapsed: float = 0.0
 
@@ -185,16 +213,24 @@ class ReplayStores:
     views_for: Callable[[str], ViewStore]
     read_models_for: Callable[[str], ReadModels]
     ledger: Callable[[], LedgerSource]  # opened on first use
+    records: ReplayRecords  # the unfinished replay, next to the pointer
+    acks: ProjectorAcks  # the namespace each live projector writes
     transient: tuple[type[BaseException], ...] = ()  # store errors worth retrying (the work is idempotent)
 
 
 class Replay:
     def __init__(self, stores: ReplayStores, *, observer: ReplayObserver | None = None, topic: str = "",
                  member_cache_size: int = 50_000, member_cache_bytes: int | None = None, redis_chunk: int = 500,
-                 cassandra_chunk: int = 50, concurrency: int = 4, drop_grace_s: float = 2.0):
+                 cassandra_chunk: int = 50, concurrency: int = 4, drop_grace_s: float = 1.0,
+                 drop_timeout_s: float = 60.0, ack_poll_s: float = 0.5):
         """``cassandra_chunk`` members per concurrent unit of Cassandra work and ``concurrency`` units
         at once bound the requests in flight (too many and the driver reports the connection
-        overloaded); a unit failing with a transient error is retried (the work is idempotent)."""
+        overloaded); a unit failing with a transient error is retried (the work is idempotent).
+
+        Dropping the old namespace waits at most ``drop_timeout_s`` (polling every ``ack_poll_s``)
+        for every live projector to acknowledge the new one, then ``drop_grace_s`` for the readers:
+        they hold no acknowledgement, but re-read the pointer within a known bound (the read API's
+        pointer cache)."""
         self.stores = stores
         self.event_store = stores.event_store
         self.topic = topic
@@ -206,6 +242,8 @@ class Replay:
         self.cassandra_chunk = cassandra_chunk
         self.concurrency = concurrency
         self.drop_grace_s = drop_grace_s
+        self.drop_timeout_s = drop_timeout_s
+        self.ack_poll_s = ack_poll_s
         self.last_run: ReplayRun | None = None  # the run in progress or last run (for error reports)
 
     @property
@@ -238,10 +276,17 @@ class Replay:
                   drop_old: bool = False, after_rebuild: Callable[[ReplayRun], Awaitable[None]] | None = None,
                   before_switch: Callable[[ReplayRun], Awaitable[None]] | None = None) -> ReplayRun:
         """Every step; returns with ``run.switched`` False when the verification failed (nothing is
-        switched nor dropped then; the new namespace is left for inspection)."""
+        switched nor dropped then; the new namespace is left for inspection).
+
+        A replay that a previous run left after its switch (its catch-up not done) is finished
+        instead, whatever the other options: see `resume`."""
         if drop_old and not switch:
             raise ReplayError("--drop-old needs the switch (it would drop the namespace readers use)")
+        resumed = await self.resume(drop_old=drop_old)
+        if resumed is not None:
+            return resumed
         run = await self.prepare(namespace=namespace, from_timestamp=from_timestamp)
+        run.drop_old = drop_old
         self.last_run = run
         await self.rebuild(run)
         if after_rebuild is not None:
@@ -256,6 +301,43 @@ class Replay:
                 await self.catch_up(run)
                 if drop_old:
                     await self.drop_old(run)
+        run.elapsed = time.monotonic() - run.started
+        return run
+
+    # --- 0. resume ----------------------------------------------------------------------
+
+    async def resume(self, *, drop_old: bool) -> ReplayRun | None:
+        """Finish the replay recorded by a previous run, if it switched readers; None when there is
+        nothing to finish. A record whose switch never happened (the pointer still names, or moved
+        past, another namespace) is discarded: the half-built namespace is skipped as after any
+        replay that stopped before its switch. A record left at the drop (the catch-up done) is
+        finished only with ``drop_old``; without it, the old namespace is kept and the record
+        discarded."""
+        records = self.stores.records
+        record = await self._retrying(records.load)
+        if record is None:
+            return None
+        active = await self._retrying(self.stores.pointer.active)
+        if active != record.new_ns or (record.phase == DROP_OLD and not drop_old):
+            await self._retrying(records.clear)
+            self.observer.note(
+                f"an earlier replay into {record.new_ns} did not switch readers (they are on {active}): starting afresh"
+                if active != record.new_ns else
+                f"namespace {record.old_ns} of the earlier replay into {record.new_ns} is kept (no --drop-old)")
+            return None
+        if record.topic != self.topic:
+            raise ReplayError(f"an unfinished replay of {record.topic} switched readers to {record.new_ns}: "
+                              f"finish it with that ledger topic (this one reads {self.topic})")
+        run = ReplayRun(old_ns=record.old_ns, new_ns=record.new_ns, topic=record.topic, from_timestamp=None,
+                        start=dict(record.end), end=dict(record.end), switched=True, resumed=True,
+                        drop_old=drop_old)
+        self.last_run = run
+        self.observer.note(f"finishing the replay that switched readers from {run.old_ns} to {run.new_ns} "
+                           f"({'catch up' if record.phase == CATCH_UP else 'drop the old namespace'})")
+        if record.phase == CATCH_UP:
+            await self.catch_up(run)
+        if drop_old:
+            await self.drop_old(run)
         run.elapsed = time.monotonic() - run.started
         return run
 
@@ -420,17 +502,24 @@ class Replay:
     # --- 5. switch, 6. catch up, 7. drop ------------------------------------------------
 
     async def switch(self, run: ReplayRun) -> None:
+        """Record the replay (its end offsets: where the catch-up starts), then switch. A stop
+        between the two leaves a record whose switch the pointer says did not happen."""
         if run.verification is None or not run.verification.ok:
             raise ReplayError(f"namespace {run.new_ns} is not verified: readers stay on {run.old_ns}")
+        records = self.stores.records
+        await self._retrying(lambda: records.save(
+            ReplayRecord(run.old_ns, run.new_ns, run.topic, dict(run.end), CATCH_UP)))
         try:
             await self.stores.pointer.switch(run.old_ns, run.new_ns)
         except SwitchRefused as exc:
+            await self._retrying(records.clear)
             raise ReplayError(str(exc)) from None
         run.switched = True
         self.observer.note(f"switched readers from {run.old_ns} to {run.new_ns}")
 
     async def catch_up(self, run: ReplayRun) -> None:
-        """Apply the ledger entries appended since the captured end offsets to the new namespace."""
+        """Apply the ledger entries appended since the captured end offsets to the new namespace.
+        Then the record moves on to the drop (``run.drop_old``) or goes: the replay is complete."""
         views, read_models = self._views(run.new_ns), self._read_models(run.new_ns)
         projector = Projector(self.event_store, self.stores.codec, lambda _: views, lambda _: read_models,
                               FixedPointer(run.new_ns), cache_size=self.member_cache_size,
@@ -442,8 +531,9 @@ class Replay:
         start = {p: run.end.get(p, 0) for p in new_end}
         total = sum(max(0, new_end[p] - start[p]) for p in new_end)
         self.observer.phase("catch up", total, f"{total:,} entries appended since the rebuild read the ledger")
-        batches = self.reader.read(start, new_end)
+        batches = None
         try:
+            batches = self.reader.read(start, new_end)
             while (batch := await asyncio.to_thread(next, batches, None)) is not None:
                 result = await self._retrying(lambda: projector.process(batch))  # fenced: safe to redo
                 run.caught_up_entries += len(batch)
@@ -456,10 +546,19 @@ class Replay:
             if close is not None:
                 close()
         run.end = new_end
+        records = self.stores.records
+        if run.drop_old:
+            await self._retrying(lambda: records.save(
+                ReplayRecord(run.old_ns, run.new_ns, run.topic, dict(new_end), DROP_OLD)))
+        else:
+            await self._retrying(records.clear)
 
     async def drop_old(self, run: ReplayRun) -> None:
+        """Once no live projector writes the old namespace any more, and the readers' grace has
+        passed, delete it; on timeout it is kept (ReplayError), and so is the record."""
         if not run.switched:
             raise ReplayError(f"not switched: namespace {run.old_ns} is still the active one")
+        await self.await_projectors(run)
         stores = self.stores.namespaces
         self.observer.phase("drop", len(stores), f"namespace {run.old_ns}: "
                             + ", ".join(store.name for store in stores))
@@ -467,3 +566,28 @@ class Replay:
         for done, store in enumerate(stores, 1):
             run.dropped[store.name] = await self._retrying(lambda: store.drop(run.old_ns))
             self.observer.advance(done, len(stores))
+        await self._retrying(self.stores.records.clear)
+
+    async def await_projectors(self, run: ReplayRun) -> None:
+        """Wait until no live projector acknowledges the old namespace: each has acknowledged the new
+        one (or a later one), or stopped being live (its acknowledgement expired). A projector
+        acknowledges only once no batch of the old namespace is in flight, so from then on nothing
+        writes the old namespace."""
+        deadline = time.monotonic() + self.drop_timeout_s
+        first = True
+        while True:
+            live = await self._retrying(self.stores.acks.live)
+            behind = sorted(w for w, ns in live.items() if ns == run.old_ns)
+            if not behind:
+                run.projectors = len(live)
+                return
+            if first:
+                self.observer.note(f"waiting for {len(behind)} live projector(s) to acknowledge {run.new_ns} "
+                                   f"(at most {self.drop_timeout_s:g} s)")
+                first = False
+            if time.monotonic() >= deadline:
+                raise ReplayError(
+                    f"{len(behind)} live projector(s) still write {run.old_ns} after {self.drop_timeout_s:g} s "
+                    f"({', '.join(behind[:3])}{', ...' if len(behind) > 3 else ''}): namespace {run.old_ns} is "
+                    f"kept, readers are on {run.new_ns}; run `ledger replay --drop-old` again to drop it")
+            await asyncio.sleep(self.ack_poll_s)

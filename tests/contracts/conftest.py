@@ -36,7 +36,8 @@ class Redis:
             client = self.client()
             keys = [k async for k in client.scan_iter(f"ledger:{self.prefix}*")]
             keys += [k async for k in client.scan_iter(f"ledger:member-clock:{self.prefix}*")]
-            keys += [k async for k in client.scan_iter("ledger:active-namespace")]
+            for single in ("ledger:active-namespace", "ledger:replay", "ledger:projectors"):
+                keys += [k async for k in client.scan_iter(single)]
             if keys:
                 await client.delete(*keys)
             await client.aclose()

@@ -32,6 +32,8 @@ from app.config import REPO_ROOT
 from app.domain import views
 from app.domain.state import MemberState
 from app.domain.views import digest
+from app.service.ports import LedgerReadError
+from app.service.replay import ReplayError
 from tests.support.domain_builders import DAY, HOUR, T0, acquire, event, plan, release, renew
 from tests.support.helpers import ledger, wait_until
 from tests.support.pipeline import expected_states, scripted_history
@@ -384,3 +386,59 @@ def test_from_timestamp_gives_the_same_digests_and_a_bad_copy_is_refused(pipelin
     assert repaired.switched and (repaired.old_ns, repaired.new_ns) == ("v2", "v4")  # v3 is left in place
     assert digests(views_of(pipeline, "v4")) == digests(expected)
     assert json.loads(pipeline.redis().hget(member_key("v4", victim), "state"))["seq"] == expected[victim].seq
+
+
+class CatchUpFails:
+    """The replay's ledger reader, whose second range read (the catch-up's) fails as a lost broker would."""
+
+    def __init__(self, reader):
+        self.reader = reader
+        self.reads = 0
+
+    def __getattr__(self, name):
+        return getattr(self.reader, name)
+
+    def read(self, start, end):  # a generator, like the reader's: the failure comes with the first batch
+        self.reads += 1
+        if self.reads == 2:
+            raise LedgerReadError("the broker went away")
+        yield from self.reader.read(start, end)
+
+
+def test_a_replay_stopped_in_its_catch_up_is_finished_by_the_next_run_which_drops_the_old_once_acknowledged(pipeline):
+    prefix = uuid.uuid4().hex[:6]
+    batch1 = scripted_history(prefix) + random_history(prefix, members=20, events=400, seed=12)
+    batch2 = follow_up(prefix, "b2", sorted({e.member_id for e in batch1}), 100, seed=13)
+    pipeline.start_worker(LEDGER_PROJECTOR_ACK_TTL_S="4")
+    pipeline.publish(batch1)
+    pipeline.wait_for_views(expected_states(batch1)[0])
+    expected, _ = expected_states(batch1 + batch2)
+
+    async def publish_meanwhile(run):  # applied by the live projector to v1: only the catch-up brings it to v2
+        pipeline.publish(batch2)
+        pipeline.wait_for_views(expected)
+
+    async def main():
+        client = redis_client(pipeline.settings)
+        stores = RuntimeStores(pipeline.settings, None, pipeline.cassandra, client)
+        replay = stores.replay(ledger=lambda: CatchUpFails(stores.ledger_reader()), drop_grace_s=0.2)
+        try:
+            with pytest.raises(ReplayError, match="catching up after the switch to v2: the broker went away"):
+                await replay.run(before_switch=publish_meanwhile, drop_old=True)
+        finally:
+            replay.close()
+            await client.aclose()
+
+    asyncio.run(main())
+    assert active(pipeline) == "v2"
+    assert json.loads(pipeline.redis().get("ledger:replay"))["phase"] == "catch-up"
+    assert digests(views_of(pipeline, "v2")) != digests(expected)  # batch 2 is only in v1
+
+    finished = ledger("replay", "--drop-old", env=pipeline.env)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert "finished the replay that switched readers v1 → v2" in finished.stdout
+    assert "(after 1 live projector(s) acknowledged v2)" in finished.stdout  # the worker's heartbeat
+    assert digests(views_of(pipeline, "v2")) == digests(expected)
+    assert read_models_of(pipeline, "v2", sorted(expected)) == digests(expected)
+    assert list(pipeline.redis().scan_iter(match="ledger:v1:*", count=1000)) == []
+    assert pipeline.redis().get("ledger:replay") is None

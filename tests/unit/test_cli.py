@@ -33,6 +33,16 @@ def test_a_bug_is_not_hidden(monkeypatch):
         cli.main(["topics", "diff"])
 
 
+def test_an_invalid_setting_is_one_line_naming_the_variable_not_its_value(monkeypatch, capsys):
+    monkeypatch.setenv("LEDGER_API_METRICS_PORT", "not-a-port-5ecret")
+    monkeypatch.setenv("LEDGER_API_MAX_BODY_BYTES", "0")
+    assert cli.main(["api"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "5ecret" not in err
+    assert err.startswith("ledger api: invalid settings: LEDGER_API_METRICS_PORT: ")
+    assert "LEDGER_API_MAX_BODY_BYTES: Input should be greater than or equal to 1" in err
+
+
 @pytest.mark.parametrize("partitions, flags, status", [
     (12, [], 0), (12, ["--exit-code"], 0),      # no drift
     (6, [], 0), (6, ["--exit-code"], 2),        # drift: partitions to raise
@@ -52,3 +62,18 @@ def test_topics_diff_exit_code_reports_drift(monkeypatch, capsys, partitions, fl
     monkeypatch.setattr(topic_admin, "describe", describe)
     monkeypatch.setenv("LEDGER_ENVIRONMENT", "local")
     assert cli.main(["topics", "diff", *flags]) == status
+
+
+@pytest.mark.parametrize("env, named", [
+    ({"LEDGER_BATCH_SIZE": "many"}, "LEDGER_BATCH_SIZE"),
+    ({"LEDGER_CASSANDRA_PASSWORD_FILE": "/nonexistent/password"}, "LEDGER_CASSANDRA_PASSWORD_FILE"),
+])
+def test_a_bad_setting_is_one_line_naming_it_and_never_a_secret(monkeypatch, capsys, env, named):
+    monkeypatch.setenv("LEDGER_REDIS_PASSWORD", "topsecret-value")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["topics", "diff"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ledger topics: invalid settings: ") and err.count("\n") == 1
+    assert named in err
+    assert "topsecret-value" not in err and "Traceback" not in err

@@ -35,6 +35,8 @@ WORKER_ROLES = ("decider", "projector")
 # Settings the manifests do not give through the ConfigMap, and where each comes from instead.
 NOT_IN_CONFIGMAP = {
     "api_tokens": "the Secret ledger-api-tokens, API container only",
+    "api_tokens_file": "unused: the tokens come from the Secret as LEDGER_API_TOKENS",
+    "api_metrics_port": "unset: the API's /metrics stays on its http port, where Prometheus scrapes it",
     "stack_dir": "the local stack only",
     "count_statements_to": "the bench only: counts a worker's Cassandra statements",
     "consumer_group_instance_id": "per pod: the worker StatefulSets pass the pod name (once Settings has it)",

@@ -345,3 +345,67 @@ def _state_at(recorded, seq):
     for r in recorded[:seq]:
         state = evolve(state, r)
     return state
+
+
+# --- acknowledging the namespace written ----------------------------------------------------
+
+
+class GatedViews(FakeViews):
+    """Views whose writes wait for ``gate`` (a batch held in flight)."""
+
+    def __init__(self):
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.writing = asyncio.Event()
+
+    async def write_many(self, states):
+        self.writing.set()
+        await self.gate.wait()
+        return await super().write_many(states)
+
+
+def test_the_projector_acknowledges_the_namespace_of_its_batches_and_follows_a_switch_when_idle():
+    from app.adapters.memory.projections import InMemoryProjectorAcks
+
+    world = World()
+    acks = InMemoryProjectorAcks()
+    recorded, decisions, _ = history(member_events())
+    projector = Projector(world.event_store, AvroMessageCodec(), world.views_for, world.models_for, world.pointer,
+                          acks=acks, worker_id="w1", ack_ttl_s=30)
+
+    async def scenario():
+        await world.event_store.append({"m1": decisions}, {"m1": (0, 0)})  # v2 starts empty: gaps are filled
+        assert await projector.heartbeat() == "v1"  # before any batch: the pointer's namespace
+        await projector.process(messages(recorded[:2]))
+        assert await acks.live() == {"w1": "v1"}
+        world.ns = "v2"
+        result = await projector.process(messages(recorded[2:4], start=2))  # a batch reads the new pointer
+        assert result.namespace == "v2" and await acks.live() == {"w1": "v2"}
+        world.ns = "v3"
+        assert await projector.heartbeat() == "v3"  # idle: no entry needed to follow the switch
+        assert projector.namespace == "v3" and projector.cached_members == 0
+
+    run(scenario())
+
+
+def test_a_batch_in_flight_on_the_old_namespace_keeps_its_acknowledgement_until_it_is_done():
+    from app.adapters.memory.projections import InMemoryProjectorAcks
+
+    world = World()
+    gated = world.views["v1"] = GatedViews()
+    acks = InMemoryProjectorAcks()
+    recorded, _, _ = history(member_events())
+    projector = Projector(world.event_store, AvroMessageCodec(), world.views_for, world.models_for, world.pointer,
+                          acks=acks, worker_id="w1", ack_ttl_s=30)
+
+    async def scenario():
+        batch = asyncio.create_task(projector.process(messages(recorded[:3])))
+        await asyncio.wait_for(gated.writing.wait(), 5)  # the batch read v1 and is writing it
+        world.ns = "v2"
+        assert await projector.heartbeat() == "v1" and await acks.live() == {"w1": "v1"}
+        gated.gate.set()
+        await asyncio.wait_for(batch, 5)
+        assert gated.states["m1"].seq == 3
+        assert await projector.heartbeat() == "v2" and await acks.live() == {"w1": "v2"}
+
+    run(scenario())

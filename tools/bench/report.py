@@ -68,6 +68,7 @@ def build(results: dict) -> dict:
     whatif = results.get("whatif")
     api = results.get("api")
     mem = results.get("memory")
+    tls = results.get("tls")
     e2e_rate = e2e["rate"] if e2e else None
 
     def vs_e2e(value, unit_note=""):
@@ -150,6 +151,18 @@ def build(results: dict) -> dict:
                                  "meaning": "background rate / sustained throughput"}],
                 {"decider_part_ms": lat.get(f"decider_{q}_ms"), "backlog_after": lat["backlog_after"],
                  "probes_unseen": lat["probes_unseen"], "background_rate_measured": lat["background_rate_measured"]})
+    if tls:
+        sec = tls["secured"]
+        fig("e2e.throughput_secured", "the end-to-end run repeated on the secure profile: Kafka SASL_SSL + "
+            "SCRAM-SHA-512 with ACLs, Cassandra password auth and client TLS, Redis TLS with an ACL user",
+            tls["secured_rate"], "events/s",
+            _params(events=sec["events"], members=sec["members"], partitions=P, batch_size=cfg["batch_size"],
+                    concurrency=1),
+            _bound(sec["cpu_share"], "worker", cores, "one `ledger worker --role all` process, encrypting and "
+                   "decrypting every Kafka, Cassandra and Redis exchange"),
+            [{"figure": "e2e.throughput", "ratio": _ratio(e2e_rate, tls["secured_rate"]),
+              "meaning": "plaintext / secured end-to-end throughput: the cost of TLS and authentication"}],
+            {"views_check": sec["views_check"]})
     if naive:
         fig("baseline.naive", "naive Faust agent, one event at a time, awaiting every read and write", naive["rate"],
             "events/s",

@@ -20,7 +20,7 @@ from pathlib import Path
 from app.bootstrap import kafka_connection
 from app.config import REPO_ROOT
 
-PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "memory")
+PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "tls", "memory")
 
 
 @dataclass
@@ -214,6 +214,12 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
                                      connections=cfg.api_connections, echo=echo)
 
             results["api"] = phase("api", do_api)
+
+            def do_tls():
+                from tools.bench import tls_cost
+                return tls_cost.run(settings, e2e["rate"], workload, cfg, run_id, work_dir, echo=echo)
+
+            results["tls"] = phase("tls", do_tls)
 
         if e2e and "memory" in want:
             small = memory.point("small", cfg.members, e2e["events"], cfg.cache_size, cfg.batch_size,

@@ -1,12 +1,16 @@
-"""In-memory views, read models and namespace pointer, for unit tests of the services.
+"""In-memory views, read models, namespace pointer, replay record and projector acknowledgements,
+for unit tests of the services.
 
 Fenced by seq like the Redis and Cassandra stores, and held to the same contract tests
 (tests/contracts).
 """
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 from app.domain.state import MemberState
-from app.service.ports import SwitchRefused
+from app.service.ports import ReplayRecord, SwitchRefused
 
 DEFAULT_NAMESPACE = "v1"
 
@@ -61,3 +65,33 @@ class InMemoryMemberClocks:
 
     async def read_many(self, member_ids: list[str]) -> dict[str, int]:
         return {m: self.clocks[m] for m in member_ids if m in self.clocks}
+
+
+class InMemoryReplayRecords:
+    def __init__(self) -> None:
+        self.record: ReplayRecord | None = None
+
+    async def load(self) -> ReplayRecord | None:
+        return self.record
+
+    async def save(self, record: ReplayRecord) -> None:
+        self.record = record
+
+    async def clear(self) -> None:
+        self.record = None
+
+
+class InMemoryProjectorAcks:
+    """Acknowledgements expiring on ``clock`` (monotonic seconds by default)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.acks: dict[str, tuple[str, float]] = {}  # worker id -> (namespace, expiry)
+
+    async def acknowledge(self, worker_id: str, ns: str, ttl_s: float) -> None:
+        self.acks[worker_id] = (ns, self.clock() + ttl_s)
+
+    async def live(self) -> dict[str, str]:
+        now = self.clock()
+        self.acks = {w: (ns, expiry) for w, (ns, expiry) in self.acks.items() if expiry > now}
+        return {w: ns for w, (ns, _) in self.acks.items()}

@@ -6,8 +6,13 @@ def create_api_from_environment():
     """The app of one worker process of `ledger api --workers N` (uvicorn imports it by name): its
     Settings from the LEDGER_* variables, read now, as the parent read them."""
     from app.config import Settings
+    from app.entrypoints.commands.api_cmd import listen
 
-    return create_api(Settings())
+    settings = Settings()
+    metrics_socket = None
+    if settings.api_metrics_port is not None:  # each worker serves its own metrics; the kernel spreads scrapes
+        metrics_socket = listen(settings.api_host, settings.api_metrics_port, reuse_port=True)
+    return create_api(settings, metrics_socket=metrics_socket)
 
 
 __all__ = ["create_api", "create_api_from_environment"]

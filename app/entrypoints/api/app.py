@@ -6,11 +6,14 @@ the what-if are the only endpoints that read Cassandra (the event store, through
 ``HistoryReader``); its connection is opened at their first use, so the Redis endpoints keep working
 while Cassandra is down (history and what-if then answer 503). Nothing here reads Kafka.
 
-Auth: ``/v1/*`` needs ``Authorization: Bearer <token>`` with a token of ``settings.api_tokens``;
-``/healthz``, ``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs`` are open.
+Auth (``auth.BearerAuth``, checked before routing and before any body is read): every path needs
+``Authorization: Bearer <token>`` with a token of ``settings.api_token_set``, except ``/healthz``,
+``/readyz``, ``/metrics``, ``/openapi.json`` and ``/docs``. Bodies over ``settings.api_max_body_bytes``
+are refused (``body_limit.BodyLimit``). With ``settings.api_metrics_port``, ``/metrics`` is served only
+on that port (``metrics_server``), from the socket the caller bound.
 """
 # No `from __future__ import annotations`: FastAPI must resolve the closures' Annotated parameters.
-import hmac
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +23,7 @@ from typing import Annotated
 import redis.asyncio
 from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from fastapi.responses import PlainTextResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import bootstrap
@@ -34,8 +37,11 @@ from app.domain.state import MemberState
 from app.domain.utc import year_of
 from app.domain.validation import INT_MAX
 from app.entrypoints.api import errors
+from app.entrypoints.api.auth import BearerAuth
+from app.entrypoints.api.body_limit import BodyLimit
 from app.entrypoints.api.errors import ApiError
 from app.entrypoints.api.metrics import ApiMetrics, MetricsMiddleware
+from app.entrypoints.api.metrics_server import MetricsServer
 from app.entrypoints.api.models import (
     HISTORY_LIMIT_MAX,
     ID_PATTERN,
@@ -79,6 +85,7 @@ def _error(description: str) -> dict:
 
 V1_ERRORS = {
     401: _error("missing or invalid bearer token"),
+    413: _error("the request body is larger than LEDGER_API_MAX_BODY_BYTES"),
     422: _error("an identifier or parameter is invalid"),
     500: _error("unexpected server error (no traceback is exposed)"),
     503: _error("the view store (Redis) is unavailable; for history and what-if, the event store (Cassandra)"),
@@ -99,9 +106,12 @@ def create_api(
     namespace_ttl: float = DEFAULT_NAMESPACE_TTL,
     now_ms: Callable[[], int] = wall_clock_ms,
     history: HistoryReader | None = None,
+    metrics_socket: socket.socket | None = None,
 ) -> FastAPI:
     """The read API. Tests may pass their own client, a test-only pointer key, a clock, and a
-    history (default: the event store of ``settings``, connected at first use)."""
+    history (default: the event store of ``settings``, connected at first use). With
+    ``settings.api_metrics_port`` set, ``/metrics`` is served on ``metrics_socket`` (bound by the
+    caller) while the app runs, and not on the app's own port."""
     owns_client = redis_client is None
     owned_history = bootstrap.history(settings) if history is None else None
     timeline: HistoryReader = history or owned_history
@@ -109,12 +119,22 @@ def create_api(
     reader = bootstrap.api_reader(settings, pointer_key=pointer_key, namespace_ttl=namespace_ttl, client=redis_client)
     client = reader.client
     metrics = ApiMetrics()
-    tokens = tuple(t.encode() for t in settings.api_token_set)
-    bearer = HTTPBearer(auto_error=False, description="one of the tokens in LEDGER_API_TOKENS")
+    tokens = settings.api_token_set
+    # Documents the scheme in /openapi.json; BearerAuth does the checking, before the body is read.
+    bearer = HTTPBearer(auto_error=False, description="one of the tokens of LEDGER_API_TOKENS(_FILE)")
+    separate_metrics = settings.api_metrics_port is not None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        yield
+        metrics_server = None
+        if separate_metrics and metrics_socket is not None:
+            metrics_server = MetricsServer(metrics.registry, metrics_socket)
+            metrics_server.start()
+        try:
+            yield
+        finally:
+            if metrics_server is not None:
+                metrics_server.stop()
         if owns_client:
             await client.aclose()
         if owned_history is not None:
@@ -133,15 +153,10 @@ def create_api(
     app.state.history = timeline
     app.state.metrics = metrics
     errors.install(app)
+    # The last added runs first: metrics count every answer, then auth, then the body limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    app.add_middleware(BearerAuth, tokens=tokens, routes=app.router.routes)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-
-    async def require_token(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
-        if credentials is None:
-            raise ApiError(401, "unauthorized", "missing bearer token", {"WWW-Authenticate": "Bearer"})
-        given = credentials.credentials.encode("utf-8", "surrogateescape")
-        if not any(hmac.compare_digest(given, token) for token in tokens):
-            raise ApiError(401, "unauthorized", "invalid bearer token",
-                           {"WWW-Authenticate": 'Bearer error="invalid_token"'})
 
     async def known_member(member_id: str) -> MemberState:
         state = await reader.member(member_id)
@@ -149,7 +164,7 @@ def create_api(
             raise ApiError(404, "member_not_found", f"member {member_id} has no view")
         return state
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], responses=V1_ERRORS, tags=["members"])
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer)], responses=V1_ERRORS, tags=["members"])
 
     @v1.get("/members/{member_id}", response_model=MemberSummary, responses=NOT_FOUND,
             summary="member summary at a time")
@@ -248,10 +263,11 @@ def create_api(
             raise ApiError(503, "no_views", f"the active namespace {namespace!r} holds no member views")
         return {"status": "ready", "namespace": namespace, "members": members}
 
-    @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
-             summary="Prometheus metrics: requests and latency by route and status")
-    async def metrics_endpoint():
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    if not separate_metrics:
+        @app.get("/metrics", response_class=PlainTextResponse, tags=["operations"],
+                 summary="Prometheus metrics: requests and latency by route and status")
+        async def metrics_endpoint():
+            return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

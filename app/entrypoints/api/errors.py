@@ -22,7 +22,8 @@ from app.service.ports import HistoryUnavailable
 
 log = logging.getLogger("ledger.api")
 
-_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 503: "unavailable"}
+_CODES = {401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
+          503: "unavailable"}
 
 
 class ApiError(Exception):

@@ -1,9 +1,12 @@
-"""`ledger api`: serve the read API (uvicorn) on LEDGER_API_HOST:LEDGER_API_PORT."""
+"""`ledger api`: serve the read API (uvicorn) on LEDGER_API_HOST:LEDGER_API_PORT, and its /metrics on
+LEDGER_API_METRICS_PORT when set."""
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
+from app.config import DEFAULT_API_TOKEN, ConfigError
 from app.entrypoints.commands.errors import CommandError
 
 
@@ -24,8 +27,9 @@ def register(sub) -> None:
 APP_FACTORY = "app.entrypoints.api:create_api_from_environment"
 
 
-def listen(host: str, port: int) -> socket.socket:
-    """Bind before uvicorn starts, so a taken port is one line here instead of uvicorn's exit."""
+def listen(host: str, port: int, reuse_port: bool = False) -> socket.socket:
+    """Bind before uvicorn starts, so a taken port is one line here instead of uvicorn's exit.
+    reuse_port: several processes each bind the port (the kernel spreads connections over them)."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
             host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
@@ -35,6 +39,8 @@ def listen(host: str, port: int) -> socket.socket:
     # without it every response waits ~40 ms on Nagle + delayed ACK (headers and body are two writes).
     sock = socket.socket(family, kind, proto or socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind(address)
         sock.listen(2048)
@@ -42,6 +48,21 @@ def listen(host: str, port: int) -> socket.socket:
         sock.close()
         raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return sock
+
+
+def check_tokens(settings) -> None:
+    """Refuses to serve with no token, or outside the local environment with the local development token.
+    The messages name settings, never a token."""
+    try:
+        tokens = settings.api_token_set
+    except ConfigError as exc:
+        raise CommandError(str(exc)) from None
+    if not tokens:
+        raise CommandError("no API token configured (LEDGER_API_TOKENS, LEDGER_API_TOKENS_FILE): no client could call "
+                           "/v1")
+    if settings.environment != "local" and DEFAULT_API_TOKEN in tokens:
+        raise CommandError(f"LEDGER_ENVIRONMENT={settings.environment}: refusing to serve with the local development "
+                           "token; set LEDGER_API_TOKENS_FILE (or LEDGER_API_TOKENS) to your own tokens, without it")
 
 
 def run(args, settings) -> int:
@@ -52,15 +73,25 @@ def run(args, settings) -> int:
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port
     workers = settings.api_workers if args.workers is None else args.workers
-    if not settings.api_token_set:
-        raise CommandError("LEDGER_API_TOKENS is empty: no client could call /v1")
+    check_tokens(settings)
     if workers < 1:
         raise CommandError(f"--workers must be at least 1, got {workers}")
+    metrics_port = settings.api_metrics_port
+    if metrics_port == 0 and workers > 1:
+        raise CommandError("LEDGER_API_METRICS_PORT=0 (any free port) needs --workers 1: each worker binds the port")
     sock = listen(host, port)
+    metrics_sock = None
+    if metrics_port is not None:
+        # One worker serves /metrics on this socket; several each bind the port themselves (SO_REUSEPORT),
+        # this check only makes a taken port one line here.
+        metrics_sock = listen(host, metrics_port, reuse_port=workers > 1)
+        if workers > 1:
+            metrics_sock.close()
+            os.environ["LEDGER_API_HOST"] = host  # the workers build their settings from the environment
     # One process: the app built here. Several: each worker process builds its own from the
     # environment (the same LEDGER_* variables), and they all accept on the socket bound above.
     config = uvicorn.Config(
-        create_api(settings) if workers == 1 else APP_FACTORY,
+        create_api(settings, metrics_socket=metrics_sock) if workers == 1 else APP_FACTORY,
         factory=workers > 1,
         workers=workers,
         host=host,
@@ -73,7 +104,9 @@ def run(args, settings) -> int:
         http=args.http,  # auto: httptools when installed (likewise), else h11
     )
     bound_host, bound_port = sock.getsockname()[:2]
-    print(f"ledger api: serving http://{bound_host}:{bound_port} with {workers} worker process(es) "
+    metrics_at = "" if metrics_port is None else \
+        f", /metrics on http://{bound_host}:{metrics_sock.getsockname()[1] if workers == 1 else metrics_port}"
+    print(f"ledger api: serving http://{bound_host}:{bound_port} with {workers} worker process(es){metrics_at} "
           "(Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         if workers == 1:
@@ -84,4 +117,6 @@ def run(args, settings) -> int:
             Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()
+        if metrics_sock is not None:
+            metrics_sock.close()
     return 0

@@ -19,7 +19,12 @@ namespace, verify it member by member against the event store, then switch reade
 and the live projector) to it with one atomic write of ledger:active-namespace, and apply the
 ledger entries appended meanwhile. The live projector keeps serving the old namespace until the
 switch. On a verification mismatch nothing is switched, the differences are listed and the exit
-status is 1 (the new namespace is left for inspection)."""
+status is 1 (the new namespace is left for inspection).
+
+A replay that stopped after its switch (its catch-up not done, or the drop of the old namespace with
+--drop-old) is recorded next to the pointer: the next `ledger replay` finishes it instead of starting
+another one. --drop-old deletes the old namespace once every live projector has acknowledged the new
+one."""
 
 
 def register(sub) -> None:
@@ -35,7 +40,11 @@ def register(sub) -> None:
                    help="namespace to build (a-z, 0-9, _; at most 28); default: the next free vN after the "
                         "active one. It must not hold views yet")
     p.add_argument("--drop-old", action="store_true",
-                   help="after the switch, delete the old namespace's Redis keys and drop its Cassandra tables")
+                   help="after the switch and the catch-up, once every live projector has acknowledged the new "
+                        "namespace, delete the old namespace's Redis keys and drop its Cassandra tables")
+    p.add_argument("--drop-timeout", type=float, default=60.0, metavar="S",
+                   help="how long --drop-old waits for the live projectors (default 60); after it the old "
+                        "namespace is kept and the exit status is 1")
     p.add_argument("--no-switch", action="store_true",
                    help="build and verify only; readers stay on the active namespace")
     p.add_argument("--concurrency", type=int, default=4, metavar="N",
@@ -50,6 +59,8 @@ def run(args, settings) -> int:
         raise CommandError("--from-timestamp must be epoch milliseconds (>= 0)")
     if args.concurrency < 1:
         raise CommandError("--concurrency must be at least 1")
+    if args.drop_timeout < 0:
+        raise CommandError("--drop-timeout must be seconds (>= 0)")
     return asyncio.run(_replay(args, settings))
 
 
@@ -79,7 +90,7 @@ async def _replay(args, settings) -> int:
     tty = sys.stdout.isatty()
     observer = RichObserver() if tty else PlainObserver()
     async with open_stores(settings) as stores:
-        replay = stores.replay(observer, concurrency=args.concurrency)
+        replay = stores.replay(observer, concurrency=args.concurrency, drop_timeout_s=args.drop_timeout)
         try:
             result = await replay.run(namespace=args.namespace, from_timestamp=args.from_timestamp,
                                       switch=not args.no_switch, drop_old=args.drop_old)
@@ -92,7 +103,7 @@ async def _replay(args, settings) -> int:
             replay.close()
     print_summary(result)
     verification = result.verification
-    if not verification.ok:
+    if verification is not None and not verification.ok:
         print_mismatches(verification)
         raise CommandError(f"verification failed: {len(verification.differing)} member(s) differ from the event "
                            f"store; readers stay on {result.old_ns}, namespace {result.new_ns} is left for inspection")
@@ -103,8 +114,8 @@ def _where(run) -> str:
     if run is None:
         return "nothing was written"
     if run.switched:
-        return (f"readers were switched from {run.old_ns} to {run.new_ns}: run `ledger verify`; "
-                f"the live projector keeps {run.new_ns} up to date")
+        return (f"readers were switched from {run.old_ns} to {run.new_ns}: run `ledger replay` again to finish "
+                f"this replay (catch-up{', drop' if run.drop_old else ''})")
     return f"readers stay on {run.old_ns}; namespace {run.new_ns} is incomplete"
 
 
@@ -113,23 +124,26 @@ def _where(run) -> str:
 
 def print_summary(run) -> None:
     v = run.verification
-    if run.switched:
+    if run.resumed:
+        outcome = f"finished the replay that switched readers {run.old_ns} → {run.new_ns}"
+    elif run.switched:
         outcome = f"verified and switched readers {run.old_ns} → {run.new_ns}"
     elif v is not None and v.ok:
         outcome = f"verified; readers stay on {run.old_ns} (--no-switch)"
     else:
         outcome = f"NOT switched: verification failed; readers stay on {run.old_ns}"
     since = "" if run.from_timestamp is None else f" from timestamp {run.from_timestamp}"
-    lines = [
-        f"replay of {run.topic}{since} into namespace {run.new_ns}: {outcome}",
-        f"  events read         {run.events_read:,} ({len(run.end)} partitions, {run.undecodable} undecodable)",
-        f"  members             {run.members:,} ({run.members_rebuilt:,} rebuilt from the ledger"
-        + (f", {run.members_copied:,} copied from {run.old_ns})" if run.from_timestamp is not None else ")"),
-        f"  duplicates skipped  {run.duplicates:,}",
-        f"  gaps filled         {run.gaps_filled:,} ({run.gap_entries:,} events from the event store)",
-        f"  rebuild             {run.rebuild_seconds:.2f} s (read and fold {run.read_seconds:.2f} s), "
-        f"{run.events_per_second:,.0f} events/s",
-    ]
+    lines = [f"replay of {run.topic}{since} into namespace {run.new_ns}: {outcome}"]
+    if not run.resumed:  # a resumed run read nothing but the catch-up
+        lines += [
+            f"  events read         {run.events_read:,} ({len(run.end)} partitions, {run.undecodable} undecodable)",
+            f"  members             {run.members:,} ({run.members_rebuilt:,} rebuilt from the ledger"
+            + (f", {run.members_copied:,} copied from {run.old_ns})" if run.from_timestamp is not None else ")"),
+            f"  duplicates skipped  {run.duplicates:,}",
+            f"  gaps filled         {run.gaps_filled:,} ({run.gap_entries:,} events from the event store)",
+            f"  rebuild             {run.rebuild_seconds:.2f} s (read and fold {run.read_seconds:.2f} s), "
+            f"{run.events_per_second:,.0f} events/s",
+        ]
     if v is not None:
         lines.append(f"  verified            {v.checked:,} members against the event store in {v.seconds:.2f} s: "
                      + ("all equal" if v.ok else f"{len(v.differing):,} differ")
@@ -139,7 +153,8 @@ def print_summary(run) -> None:
                      f"({run.caught_up_applied:,} applied)")
     if run.dropped:
         lines.append(f"  dropped             namespace {run.old_ns}: "
-                     + ", ".join(f"{store} {n:,}" for store, n in run.dropped.items()))
+                     + ", ".join(f"{store} {n:,}" for store, n in run.dropped.items())
+                     + f" (after {run.projectors} live projector(s) acknowledged {run.new_ns})")
     lines.append(f"  elapsed             {run.elapsed:.2f} s")
     print("\n".join(lines), flush=True)
 

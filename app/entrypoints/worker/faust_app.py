@@ -223,6 +223,14 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
     async def drop_revoked(sender, revoked, **kwargs):
         projector.drop_partitions({tp.partition for tp in revoked if tp.topic == ledger_topic})
 
+    @app.timer(interval=settings.projector_ack_ttl_s / 4, name="projector-heartbeat")
+    async def heartbeat():
+        # Keeps this projector live for `ledger replay --drop-old`, and follows a switch while idle.
+        try:
+            await projector.heartbeat()
+        except Exception as exc:  # noqa: BLE001 - the next beat tries again; an expired one only delays a drop
+            log.warning("projector heartbeat failed (%s: %s)", type(exc).__name__, exc)
+
 
 async def _until_done(stage: str, process, messages, health: WorkerHealth | None = None,
                       backoff: Backoff | None = None):
