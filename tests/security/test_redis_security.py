@@ -89,6 +89,17 @@ def test_the_worker_users_run_the_fenced_scripts_on_ledger_keys_only(client_of, 
                 refused()
 
 
+def test_the_projector_acknowledges_its_namespace_and_tools_read_the_acknowledgements(client_of, redis_prefix):
+    """The acknowledgement scripts read Redis's clock (TIME) and prune expired fields (HGETALL, HDEL)."""
+    from app.adapters.redis.projector_acks import _ACKNOWLEDGE, _LIVE
+
+    key = redis_prefix + "projectors"
+    projector = client_of("projector")
+    assert projector.evalsha(projector.script_load(_ACKNOWLEDGE.source), 1, key, "worker-1", "v9", 60_000) == 1
+    tools = client_of("tools")
+    assert tools.evalsha(tools.script_load(_LIVE.source), 1, key) == [b"worker-1", b"v9"]
+
+
 def test_the_tools_user_writes_and_unlinks_ledger_keys_but_nothing_dangerous(client_of, redis_prefix):
     from redis.exceptions import NoPermissionError
 
