@@ -6,8 +6,8 @@ PY := $(VENV)/bin/python
 LEDGER := $(VENV)/bin/ledger
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help tools venv stack-up stack-down stack-status stack-cluster stack-cluster-down lint test test-unit test-stack \
-	test-cluster run bench dashboard
+.PHONY: help tools venv stack-up stack-down stack-status stack-cluster stack-cluster-down stack-secure stack-secure-down \
+	lint test test-unit test-stack test-cluster test-secure run bench dashboard
 
 help:
 	@echo "make run        set up, start the local stack and run the pipeline with a demo load"
@@ -16,6 +16,8 @@ help:
 	@echo "make stack-up / stack-down / stack-status"
 	@echo "make stack-cluster / stack-cluster-down   3 Kafka, 3 Cassandra, a 6-node Redis Cluster (beside stack-up)"
 	@echo "make test-cluster   start the cluster profile, run the node-loss tests (tests/cluster), stop it"
+	@echo "make stack-secure / stack-secure-down   Kafka, Cassandra, Redis with TLS, logins and per-role ACLs"
+	@echo "make test-secure    start the secure profile and run its refusal tests (tests/security)"
 
 # Java 17 and Maven fetch and run Kafka and Cassandra; redis-server is installed by `ledger stack up`.
 # promtool (Debian's prometheus package) tests the alert rules in deploy/observability/.
@@ -55,6 +57,20 @@ stack-cluster: tools venv
 
 stack-cluster-down: venv
 	$(LEDGER) stack down --profile cluster
+
+# The secure profile: TLS, a login per principal, per-role ACLs (deploy/security/), in .stack-secure on
+# ports of its own. Topics and migrations run as admin; then the roles get their grants on the keyspace.
+SECURE_ENV = eval "$$($(LEDGER) stack env --profile secure)"
+
+stack-secure: tools venv
+	$(LEDGER) stack up --profile secure
+	$(SECURE_ENV) && $(LEDGER) topics apply && $(LEDGER) migrate && $(LEDGER) stack provision --profile secure
+
+stack-secure-down: venv
+	$(LEDGER) stack down --profile secure
+
+test-secure: stack-secure
+	$(VENV)/bin/pytest tests/security tests/unit/test_secure_profile.py -q
 
 # ruff (lint), mypy (strict on the domain and the services), import-linter (the layers).
 lint: venv

@@ -2,7 +2,8 @@
 
 Tests under tests/integration and tests/e2e need the local stack: they are marked ``stack`` here,
 so ``pytest -m "not stack"`` runs everything else with no service running. Tests under tests/cluster
-need the cluster profile: marked ``cluster``, they skip themselves when it is not running. Service fixtures import
+need the cluster profile: marked ``cluster``, they skip themselves when it is not running. Tests under
+tests/security need the secure profile: marked ``secure`` (and ``stack``), they skip themselves likewise. Service fixtures import
 their drivers when first used, so a pure test never needs them.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from app.config import Settings
 
 STACK_FOLDERS = ("integration", "e2e")
 CLUSTER_FOLDERS = ("cluster",)
+SECURE_FOLDERS = ("security",)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,6 +30,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.stack)
         if relative.parts and relative.parts[0] in CLUSTER_FOLDERS:
             item.add_marker(pytest.mark.cluster)
+        if relative.parts and relative.parts[0] in SECURE_FOLDERS:
+            item.add_marker(pytest.mark.stack)
+            item.add_marker(pytest.mark.secure)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
 """`ledger stack up|down|status|logs|reset` for the local Kafka, Cassandra and Redis.
 
-Two profiles: ``local`` (one node of each, in ``.stack``) and ``cluster`` (3 Kafka, 3 Cassandra, a
-Redis Cluster of 6, in ``.stack-cluster``, on ports of their own: both can run side by side; see
-`tools.stack.cluster_nodes`)."""
+Three profiles: ``local`` (one node of each, in ``.stack``, plaintext), ``cluster`` (3 Kafka, 3
+Cassandra, a Redis Cluster of 6, in ``.stack-cluster``; see `tools.stack.cluster_nodes`) and
+``secure`` (one node of each with TLS, authentication and per-role authorization, in
+``.stack-secure``; see `tools.stack.secure_profile`). Each has ports of its own: all can run side by
+side."""
 from __future__ import annotations
 
 import os
@@ -13,15 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.config import REPO_ROOT
-from tools.stack import cluster_nodes
+from tools.stack import cluster_nodes, credentials, tls
 from tools.stack.cassandra_server import CassandraServer
 from tools.stack.kafka_server import KafkaServer
 from tools.stack.process import port_open
 from tools.stack.redis_server import RedisServer
+from tools.stack.secure_cassandra import SecureCassandra
+from tools.stack.secure_kafka import SecureKafka
+from tools.stack.secure_redis import SecureRedis
 from tools.stack.service import LocalService
 
 READY_TIMEOUT_S = {"redis": 30.0, "kafka": 120.0, "cassandra": 240.0}
-PROFILES = ("local", "cluster")
+PROFILES = ("local", "cluster", "secure")
 
 
 class StackError(RuntimeError):
@@ -40,20 +45,30 @@ class Health:
 
 
 def stack_dir_of(base: Path, profile: str) -> Path:
-    """The folder of a profile: ``base`` (LEDGER_STACK_DIR, .stack) for local, ``base``-cluster for cluster."""
+    """The folder of a profile: ``base`` (LEDGER_STACK_DIR, .stack) for local, ``base``-cluster for
+    cluster, ``base``-secure for secure. A ``base`` that already names a profile's folder (the
+    LEDGER_STACK_DIR of `ledger stack env`) stands for its local folder."""
     if profile not in PROFILES:
-        raise StackError(f"unknown profile {profile!r}: choose {' or '.join(PROFILES)}")
-    return base if profile == "local" else base.with_name(base.name + "-cluster")
+        raise StackError(f"unknown profile {profile!r}: choose {', '.join(PROFILES)}")
+    for other in PROFILES[1:]:
+        base = base.with_name(base.name.removesuffix(f"-{other}"))
+    return base if profile == "local" else base.with_name(f"{base.name}-{profile}")
 
 
 def profile_of(stack_dir: Path) -> str:
-    return "cluster" if stack_dir.name.endswith("-cluster") else "local"
+    for profile in PROFILES[1:]:
+        if stack_dir.name.endswith(f"-{profile}"):
+            return profile
+    return "local"
 
 
 def services(stack_dir: Path) -> list[LocalService]:
-    if profile_of(stack_dir) == "cluster":
+    profile = profile_of(stack_dir)
+    if profile == "cluster":
         redis_nodes, kafka_nodes, cassandra_nodes = cluster_nodes.cluster_nodes(stack_dir)
         return [*redis_nodes, *kafka_nodes, *cassandra_nodes]
+    if profile == "secure":
+        return [SecureRedis(stack_dir), SecureKafka(stack_dir), SecureCassandra(stack_dir)]
     return [RedisServer(stack_dir), KafkaServer(stack_dir), CassandraServer(stack_dir)]
 
 
@@ -66,7 +81,7 @@ def _phases(stack_dir: Path, chosen: list[LocalService]) -> list[list[LocalServi
     the cluster profile the Redis nodes, then the Kafka nodes (a quorum needs two of them up, so
     they start together), then each Cassandra node alone (a node joins the ring only after the one
     before it, and two JVMs starting at once on 2 cores slow each other down)."""
-    if profile_of(stack_dir) == "local":
+    if profile_of(stack_dir) != "cluster":
         return [chosen]
     return ([[s for s in chosen if _kind(s) == "redis"], [s for s in chosen if _kind(s) == "kafka"]]
             + [[s] for s in chosen if _kind(s) == "cassandra"])
@@ -79,13 +94,16 @@ def _check(service: LocalService) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
 
 
-def up(stack_dir: Path, echo=print, only: str | None = None) -> dict[str, float]:
+def up(stack_dir: Path, echo=print, only: str | None = None, settings=None) -> dict[str, float]:
     """Start whatever is not running and wait until each one really answers; idempotent.
     ``only``: one service by name (kafka, cassandra, redis; on the cluster profile a node: kafka-2,
     cassandra-1, redis-17003). Returns the seconds each started service took to answer, and
-    ``total`` (with the Redis Cluster's formation on the cluster profile)."""
+    ``total`` (with the Redis Cluster's formation on the cluster profile, the provisioning of
+    users, ACLs and roles on the secure profile: ``settings`` name the topics, groups and keyspace)."""
     t0 = time.monotonic()
     all_services = [service_named(stack_dir, only)] if only else services(stack_dir)
+    if profile_of(stack_dir) == "secure":
+        _secure_files(stack_dir, echo)
     for service in all_services:
         installed = service.install()
         if installed:
@@ -115,8 +133,35 @@ def up(stack_dir: Path, echo=print, only: str | None = None) -> dict[str, float]
     if redis_nodes and not only:
         ready["redis-cluster"] = cluster_nodes.form_redis_cluster(redis_nodes, echo)
         echo(f"redis     cluster_state:ok on every node after {ready['redis-cluster']:.1f}s")
+    if profile_of(stack_dir) == "secure":
+        provision(stack_dir, settings, echo, only)
     ready["total"] = time.monotonic() - t0
     return ready
+
+
+def _secure_files(stack_dir: Path, echo) -> None:
+    """The certificates and the principals' passwords, made once (never printed)."""
+    _, made = tls.ensure(stack_dir / "tls")
+    if made:
+        echo(f"made a CA and a server certificate in {stack_dir / 'tls'}")
+    principals = credentials.ensure_passwords(stack_dir)
+    if principals:
+        echo(f"made passwords for {', '.join(principals)} in {credentials.secrets_dir(stack_dir)} (0600)")
+
+
+def provision(stack_dir: Path, settings=None, echo=print, only: str | None = None) -> None:
+    """Apply deploy/security/ to the running secure services (idempotent): Redis ACL users, Kafka
+    ACLs, Cassandra's admin, roles and grants (the grants once the keyspace exists)."""
+    if profile_of(stack_dir) != "secure":
+        raise StackError("provisioning is for --profile secure")
+    if settings is None:
+        from app.config import Settings
+
+        settings = Settings()
+    for service in [service_named(stack_dir, only)] if only else services(stack_dir):
+        if service.process.pid() is None:
+            raise StackError(f"{service.name} is not running: `ledger stack up --profile secure` first")
+        service.provision(settings, echo)  # type: ignore[attr-defined]
 
 
 def _wait_ready(service: LocalService, t0: float) -> float:
