@@ -10,9 +10,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 	lint test test-unit test-stack test-cluster test-secure run bench dashboard
 
 help:
-	@echo "make run        set up, start the local stack and run the pipeline with a demo load"
-	@echo "make test       set up, start the local stack and run every test"
-	@echo "make bench      set up, start the local stack and run the benchmarks"
+	@echo "make run        set up, start the secure stack and run the pipeline with a demo load"
+	@echo "make test       set up, start the secure stack and run every test against it"
+	@echo "make bench      set up, start the plaintext and the secure stack and run the benchmarks"
 	@echo "make stack-up / stack-down / stack-status"
 	@echo "make stack-cluster / stack-cluster-down   3 Kafka, 3 Cassandra, a 6-node Redis Cluster (beside stack-up)"
 	@echo "make test-cluster   start the cluster profile, run the node-loss tests (tests/cluster), stop it"
@@ -82,8 +82,9 @@ lint: venv
 test-unit: venv
 	$(VENV)/bin/pytest -m "not stack" -q
 
-test: lint stack-up
-	$(VENV)/bin/pytest tests -q
+# Every test runs against the secure profile, as production runs: TLS, a login, per-role ACLs.
+test: lint stack-secure
+	$(SECURE_ENV) && $(VENV)/bin/pytest tests -q
 
 # The node-loss tests: started and stopped here (the cluster takes ~4 GiB), whatever the outcome;
 # each node-loss test's figures (API errors and longest gap, restart and catch-up times) are printed.
@@ -94,10 +95,12 @@ test-cluster: stack-cluster
 	  tests/contracts -m cluster -q; status=$$?; cat $(NODE_LOSS_REPORT) 2>/dev/null; \
 	  $(LEDGER) stack down --profile cluster; exit $$status
 
-run: stack-up
-	$(LEDGER) demo
+run: stack-secure
+	$(SECURE_ENV) && $(LEDGER) demo
 
-bench: stack-up
+# The phases run on the plaintext local stack (comparable with earlier runs); the tls phase repeats the
+# end-to-end run on the secure profile for the cost of TLS and authentication.
+bench: stack-up stack-secure
 	$(LEDGER) bench
 
 # Regenerate the Grafana dashboard (checked in; a unit test fails when it is stale).

@@ -38,6 +38,7 @@ def pipeline(tmp_path, kafka_admin, cassandra, test_keyspace, settings, redis_db
         "events_topic": env["LEDGER_EVENTS_TOPIC"], "ledger_topic": env["LEDGER_LEDGER_TOPIC"],
         "rejections_topic": env["LEDGER_REJECTIONS_TOPIC"], "dlq_topic": env["LEDGER_DLQ_TOPIC"],
         "cassandra_keyspace": test_keyspace, "redis_url": env["LEDGER_REDIS_URL"],
+        "consumer_group": env["LEDGER_CONSUMER_GROUP"],
     })
     topics = [env[k] for k in ("LEDGER_EVENTS_TOPIC", "LEDGER_LEDGER_TOPIC", "LEDGER_REJECTIONS_TOPIC", "LEDGER_DLQ_TOPIC")]
     for f in kafka_admin.create_topics([NewTopic(t, PARTITIONS, 1) for t in topics]).values():

@@ -217,6 +217,11 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
 
             def do_tls():
                 from tools.bench import tls_cost
+                why_not = tls_cost.unavailable(settings)
+                if why_not:
+                    results["notes"].append(f"tls phase skipped: {why_not}")
+                    echo(f"  skipped: {why_not}")
+                    return None
                 return tls_cost.run(settings, e2e["rate"], workload, cfg, run_id, work_dir, echo=echo)
 
             results["tls"] = phase("tls", do_tls)

@@ -14,6 +14,17 @@ from pathlib import Path
 SECURE_PROFILE = "secure"
 
 
+def unavailable(base) -> str | None:
+    """Why the phase cannot compare (None: it can)."""
+    from tools.stack import manager
+
+    if manager.profile_of(base.stack_dir) == SECURE_PROFILE:
+        return "the bench already runs on the secure profile: start it on the local one to compare"
+    if secure_settings(base)[0] is None:
+        return "the secure profile is not running (make stack-secure)"
+    return None
+
+
 def secure_settings(base):
     """The settings of the running secure profile (its admin principal), or None when it is not up."""
     from app.config import Settings

@@ -21,8 +21,9 @@ def register(sub) -> None:
     p.add_argument("service", nargs="?",
                    help="up/down/logs: one service (default all); start/stop/kill/freeze/thaw: required. local: "
                         "kafka, cassandra, redis; cluster: kafka-1..3, cassandra-1..3, redis-17000..17005")
-    p.add_argument("--profile", choices=manager.PROFILES, default="local",
-                   help="local: one node of each in .stack; cluster: 3 Kafka, 3 Cassandra and a 6-node Redis "
+    p.add_argument("--profile", choices=manager.PROFILES, default=None,
+                   help="default: the profile of LEDGER_STACK_DIR (what `ledger stack env` sets), else local. "
+                        "local: one node of each in .stack; cluster: 3 Kafka, 3 Cassandra and a 6-node Redis "
                         "Cluster in .stack-cluster; secure: one node of each with TLS, passwords and per-role "
                         "ACLs in .stack-secure (each beside the others)")
     p.add_argument("--principal", choices=credentials.PRINCIPALS, default="admin",
@@ -32,7 +33,7 @@ def register(sub) -> None:
 
 
 def run(args, settings) -> int:
-    profile = getattr(args, "profile", "local")
+    profile = getattr(args, "profile", None) or manager.profile_of(settings.stack_dir)
     stack_dir = manager.stack_dir_of(settings.stack_dir, profile)
     if args.action in ("start", "stop", "kill", "freeze", "thaw") and not args.service:
         raise CommandError(f"`ledger stack {args.action}` needs a service: "
