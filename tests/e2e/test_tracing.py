@@ -40,7 +40,7 @@ def test_each_event_is_one_connected_trace_from_publish_to_the_view_write(pipeli
     members = [f"{uuid.uuid4().hex[:6]}-t{i}" for i in range(2)]
     events = [e for m in members for e in (event(plan(device_limit=2), at=T0, member=m),  # both accepted
                                            event(acquire(f"l-{m}", device="d1"), at=T0 + 1, member=m))]
-    publisher = EventPublisher(pipeline.settings.kafka_bootstrap, pipeline.settings.events_topic,
+    publisher = EventPublisher(bootstrap.kafka_connection(pipeline.settings), pipeline.settings.events_topic,
                                instrument=bootstrap.producer_instrumentation(pipeline.settings, provider))
     try:
         publisher.publish(events)

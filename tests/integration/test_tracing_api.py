@@ -6,7 +6,6 @@ import dataclasses
 import uuid
 
 import pytest
-import redis
 from fastapi.testclient import TestClient
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -14,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from app.adapters.redis.view_store import RedisViewStore
+from app.bootstrap import redis_sync_client
 from app.domain.state import MemberState
 from app.entrypoints.api import create_api
 
@@ -26,7 +26,7 @@ TOKEN = "test-token-trace"
 def traced_api(settings):
     ns = f"test-trace-{uuid.uuid4().hex[:12]}"
     pointer = f"test:{ns}:active-namespace"
-    sync = redis.Redis.from_url(settings.redis_url)
+    sync = redis_sync_client(settings)
     sync.set(pointer, ns)
     exporter = InMemorySpanExporter()
     provider = TracerProvider()

@@ -182,10 +182,21 @@ class Pipeline:
         raw = self.redis().hget(member_key(DEFAULT_NAMESPACE, member_id), "state")
         return None if raw is None else decode_view(raw)
 
-    def stored_rows(self, member_id: str):
-        return list(self.cassandra.execute(
-            f"SELECT seq, sub, kind, event_id FROM {self.settings.cassandra_keyspace}.member_events "
-            "WHERE member_id = %s", (member_id,)))
+    def stored_rows(self, member_id: str, timeout: float = 60.0):
+        """The member's event-store rows. After a Cassandra restart the harness's own session may still
+        be between reconnection attempts (the workers' may have been luckier): retried until ``timeout``."""
+        from cassandra.cluster import NoHostAvailable
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return list(self.cassandra.execute(
+                    f"SELECT seq, sub, kind, event_id FROM {self.settings.cassandra_keyspace}.member_events "
+                    "WHERE member_id = %s", (member_id,)))
+            except NoHostAvailable:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
 
     def wait_for_views(self, expected: dict[str, MemberState], timeout: float = 120.0) -> None:
         """Until every member's Redis view has reached the expected seq."""

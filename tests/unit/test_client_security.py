@@ -2,6 +2,7 @@
 are read from files once, and no password shows in a repr, a description or an error."""
 from __future__ import annotations
 
+import os
 import ssl
 import subprocess
 
@@ -15,6 +16,13 @@ from app.config import Settings
 from app.entrypoints.worker.faust_app import faust_credentials
 
 SECRET = "s3cr3t-Value-42"
+
+
+@pytest.fixture(autouse=True)
+def no_ledger_environment(monkeypatch):
+    """Only what a test gives: `make test` runs with the secure profile's LEDGER_* variables set."""
+    for name in [n for n in os.environ if n.startswith("LEDGER_")]:
+        monkeypatch.delenv(name)
 
 
 @pytest.fixture
