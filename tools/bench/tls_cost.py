@@ -51,8 +51,10 @@ def run(base_settings, plain_rate: float, workload, cfg, run_id: str, work_dir: 
     env = BenchEnv(settings, run_id, cfg.redis_db, work_dir / "tls", echo=echo)
     try:
         env.flush_redis()
+        # The pipeline names its own Redis database (the bench's); the profile's URL names database 0.
+        logins = {k: v for k, v in env_vars.items() if k != "LEDGER_REDIS_URL"}
         pipeline = env.pipeline("tls", cfg.batch_size, cfg.cache_size, cfg.partitions,
-                                {**env_vars, "LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
+                                {**logins, "LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
         publish = end_to_end.publish_workload(workload, kafka_connection(settings), pipeline.events_topic, echo)
         out, worker = end_to_end.run_throughput(env, pipeline, workload, timeout_s=cfg.e2e_timeout_s, echo=echo)
         worker.stop(30)
