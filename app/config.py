@@ -157,10 +157,7 @@ class Settings(BaseSettings):
             path = getattr(self, f"{name}_file")
             if path is None or getattr(self, name) is not None:
                 continue
-            try:
-                secret = Path(path).read_text().strip()
-            except OSError as exc:
-                raise ValueError(f"LEDGER_{name.upper()}_FILE: cannot read {path}: {exc.strerror}") from None
+            secret = read_secret_file(Path(path), f"LEDGER_{name.upper()}_FILE").strip()
             object.__setattr__(self, name, SecretStr(secret))
         return self
 
@@ -227,7 +224,8 @@ class Settings(BaseSettings):
             return frozenset({DEFAULT_API_TOKEN})
         tokens = set(_split_tokens(_secret_text(self.api_tokens), ","))
         if self.api_tokens_file is not None:
-            tokens.update(_split_tokens(read_tokens_file(self.api_tokens_file), "\n", comments=True))
+            tokens.update(_split_tokens(read_secret_file(self.api_tokens_file, "LEDGER_API_TOKENS_FILE"), "\n",
+                                        comments=True))
         return frozenset(tokens)
 
 
@@ -243,10 +241,12 @@ def _split_tokens(text: str, separator: str, comments: bool = False) -> list[str
     return [part for part in parts if part and not (comments and part.startswith("#"))]
 
 
-def read_tokens_file(path: Path) -> str:
+def read_secret_file(path: Path, variable: str) -> str:
+    """The text of a file holding secrets (a password, tokens). A file that cannot be read is named in the
+    error, its content never."""
     try:
         return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read LEDGER_API_TOKENS_FILE {path}: {exc.strerror or type(exc).__name__}") from None
+        raise ConfigError(f"cannot read {variable} {path}: {exc.strerror or type(exc).__name__}") from None
     except UnicodeDecodeError:
-        raise ConfigError(f"LEDGER_API_TOKENS_FILE {path} is not UTF-8 text") from None
+        raise ConfigError(f"{variable} {path} is not UTF-8 text") from None
