@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     producer = bootstrap.producer(settings)
     app = create_app(settings, stores, producer, args.stats)
     worker = faust.Worker(app, loglevel="WARNING", quiet=True)
+    worker.spinner = None  # as the pipeline's worker: no root logger left at DEBUG (faust_app.py)
     try:
         worker.execute_from_commandline()
     finally:

@@ -97,6 +97,9 @@ class _BoundedStopWorker(faust.Worker):
 
     def __init__(self, app: faust.App, *, stop_timeout_s: float, **kwargs):
         super().__init__(app, **kwargs)
+        # No start-up spinner: to feed it, Faust sets the root logger to DEBUG and never sets it
+        # back, so every library's log.debug would build a record for the worker's whole life.
+        self.spinner = None
         self.stop_timeout_s = stop_timeout_s
         self._watchdog: threading.Timer | None = None
 
