@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.config import REPO_ROOT
-from tests.support.helpers import free_port, wait_until
+from tests.support.helpers import wait_until
+from tools.stack.process import free_port
 
 TOKEN = "node-loss-token"
 

@@ -11,9 +11,10 @@ import uuid
 
 from app.config import REPO_ROOT
 from tests.support.domain_builders import HOUR, event, plan
-from tests.support.helpers import free_port, scrape, wait_until
+from tests.support.helpers import scrape, wait_until
 from tests.support.observability import exported_names, referenced_metric_names
 from tests.support.pipeline import expected_states
+from tools.stack.process import free_port
 
 
 def test_every_metric_the_dashboard_and_the_alerts_read_is_exported(pipeline):

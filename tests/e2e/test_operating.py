@@ -11,8 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from app.adapters.avro.mapping import encode_event
 from app.domain.views import digest
 from tests.support.domain_builders import DAY, HOUR, acquire, event, plan
-from tests.support.helpers import free_port, ledger, scrape, wait_until
+from tests.support.helpers import ledger, scrape, wait_until
 from tests.support.pipeline import expected_states
+from tools.stack.process import free_port
 
 MINUTE_MS = 60_000
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 
 from tests.support.blackhole import Blackhole
-from tests.support.helpers import free_port, http_get, metric, readiness, wait_until
+from tests.support.helpers import http_get, metric, readiness, wait_until
 from tests.support.pipeline import expected_states, scripted_history
+from tools.stack.process import free_port
 
 STALL_TIMEOUT_S = 5
 

@@ -15,8 +15,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from app import bootstrap
 from app.adapters.kafka.publisher import EventPublisher
 from tests.support.domain_builders import T0, acquire, event, plan
-from tests.support.helpers import free_port, scrape, wait_until
+from tests.support.helpers import scrape, wait_until
 from tests.support.pipeline import expected_states
+from tools.stack.process import free_port
 
 DECIDER_STAGES = {"decider.decode", "decider.load", "decider.decide", "decider.append", "decider.snapshot",
                   "decider.publish"}

@@ -23,7 +23,8 @@ import pytest
 import redis
 
 from app.adapters.redis.view_store import member_key
-from tests.support.helpers import free_port, wait_until
+from tests.support.helpers import wait_until
+from tools.stack.process import free_port
 
 TOKEN = "integ-token-7c1d2e"
 OTHER_TOKEN = "integ-token-b84f10"

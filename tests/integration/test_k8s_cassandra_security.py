@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import time
 
@@ -26,6 +25,7 @@ from app.adapters.cassandra.namespaces import CassandraNamespaces
 from app.config import REPO_ROOT, Settings
 from app.domain.state import MemberState
 from tools.k8s.kustomize import render
+from tools.stack.process import free_port
 
 START_TIMEOUT_S = 240.0
 LIB = Settings().stack_dir / "lib" / "cassandra"
@@ -33,12 +33,6 @@ KEYSPACE = "download_ledger"
 ROLES = ("ledger_decider", "ledger_projector", "ledger_api", "ledger_tools")
 pytestmark = pytest.mark.skipif(not any(LIB.glob("jamm-*.jar")) or not (shutil.which("java") and shutil.which("openssl")),
                                 reason=f"needs java, openssl and the local stack's Cassandra jars in {LIB}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _certificates(folder) -> None:
@@ -67,7 +61,7 @@ def node(tmp_path_factory):
     security = {k: v for k, v in dc["spec"]["config"]["cassandra-yaml"].items()
                 if k in ("authenticator", "authorizer", "role_manager", "client_encryption_options")}
     [volume] = [v for v in dc["spec"]["storageConfig"]["additionalVolumes"] if v["name"] == "client-tls"]
-    native, storage = _free_port(), _free_port()
+    native, storage = free_port(), free_port()
     local = (REPO_ROOT / "deploy" / "local" / "cassandra" / "cassandra.yaml").read_text().replace("{dir}", str(root))
     local = "\n".join(line for line in local.splitlines() if not line.startswith(("authenticator:", "authorizer:")))
     local = (local.replace("native_transport_port: 9042", f"native_transport_port: {native}")
@@ -80,7 +74,7 @@ def node(tmp_path_factory):
     process = subprocess.Popen([
         "java", *options, "-Xms768m", "-Xmx768m", f"-javaagent:{next(LIB.glob('jamm-*.jar'))}",
         f"-Dcassandra.config=file://{config}", f"-Dcassandra.logdir={root}", f"-Dcassandra.storagedir={root}",
-        f"-Dcassandra.jmx.local.port={_free_port()}", "-Dcassandra.superuser_setup_delay_ms=0",
+        f"-Dcassandra.jmx.local.port={free_port()}", "-Dcassandra.superuser_setup_delay_ms=0",
         f"-Dlogback.configurationFile={REPO_ROOT / 'deploy' / 'local' / 'cassandra' / 'logback.xml'}",
         "-cp", f"{LIB}/*", "org.apache.cassandra.service.CassandraDaemon"], stdout=log, stderr=subprocess.STDOUT)
     passwords = root / "passwords"

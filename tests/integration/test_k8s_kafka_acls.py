@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -39,6 +38,7 @@ from app.adapters.kafka.producer import BatchProducer, OutRecord, PublishError
 from app.config import REPO_ROOT, Settings
 from app.service.ports import LedgerReadError
 from tools.k8s.kustomize import render
+from tools.stack.process import free_port
 
 START_TIMEOUT_S = 120.0
 SETTINGS = Settings()
@@ -46,12 +46,6 @@ LIB = SETTINGS.stack_dir / "lib" / "kafka"
 pytestmark = pytest.mark.skipif(not any(LIB.glob("kafka_*.jar")) or shutil.which("java") is None,
                                 reason=f"needs java and the local stack's Kafka jars in {LIB}")
 ADMIN = "admin"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _acl_bindings(users: dict) -> list[AclBinding]:
@@ -74,7 +68,7 @@ def broker(tmp_path_factory):
     users = {o["metadata"]["name"]: o for o in render(REPO_ROOT / "deploy" / "k8s" / "overlays" / "production")
              if o["kind"] == "KafkaUser"}
     passwords = {name: uuid.uuid4().hex for name in [*users, ADMIN]}
-    client, controller = _free_port(), _free_port()
+    client, controller = free_port(), free_port()
     login = (f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" '
              f'password="{passwords[ADMIN]}";')
     config = root / "server.properties"

@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tools.stack.process import free_port
+
 TOKEN = "bench-token"
 
 
@@ -301,12 +303,6 @@ def parse_wrk(out: str) -> dict:
 
 
 # --- the bench side ------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_http(url: str, proc, timeout: float = 60) -> None:

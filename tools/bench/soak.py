@@ -36,6 +36,7 @@ from pathlib import Path
 from app.bootstrap import kafka_connection
 from tools.bench import end_to_end, soak_report
 from tools.bench.env import BenchEnv, BenchError, Pipeline, Process, machine
+from tools.stack.process import free_port
 
 MIB = 2**20
 SAMPLE_S = 1.0  # RSS samples, worker liveness
@@ -91,14 +92,6 @@ def check_views(views: end_to_end.Views, expected: dict[str, tuple[int, str]]) -
 
 
 # --- what is read from the worker ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int, timeout_s: float = 5.0) -> dict[str, float]:

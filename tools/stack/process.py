@@ -85,6 +85,13 @@ def _alive(pid: int) -> bool:
         return False
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free at the time of the call (bound to port 0, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
