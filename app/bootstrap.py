@@ -101,10 +101,18 @@ def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S, imme
 
 
 def redis_sync_client(settings: Settings, url: str | None = None, *, timeout_s: float = REDIS_TIMEOUT_S):
-    """A blocking client of one Redis (``url``, default LEDGER_REDIS_URL) with the settings' login and TLS:
-    for the tools and the tests."""
+    """A blocking client with the settings' login and TLS, for the tools and the tests: of one Redis
+    (``url``, default LEDGER_REDIS_URL), or a ``redis.cluster.RedisCluster`` when no ``url`` is given
+    and the settings name a cluster."""
     import redis
 
+    nodes = settings.redis_cluster_nodes
+    if url is None and nodes is not None:
+        from redis.cluster import ClusterNode, RedisCluster
+
+        tls = {"ssl": True} if settings.redis_tls else {}
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=timeout_s,
+                            socket_connect_timeout=timeout_s, **tls, **redis_security(settings))
     return redis.Redis.from_url(url or settings.redis_url, socket_timeout=timeout_s,
                                 socket_connect_timeout=timeout_s, **redis_security(settings))
 

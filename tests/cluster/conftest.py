@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from app.bootstrap import kafka_connection
+from app.bootstrap import kafka_connection, redis_sync_client
 from app.config import REPO_ROOT, Settings
 from tests.conftest import wait_for_topics
-from tests.support.pipeline import PARTITIONS, Pipeline, sync_redis
+from tests.support.pipeline import PARTITIONS, Pipeline
 from tools.stack import manager
 from tools.stack.cluster_nodes import CASSANDRA_ADDRESSES, KAFKA_PORT, REDIS_PORTS, client_env, cluster_info
 from tools.stack.process import port_open
@@ -74,7 +74,7 @@ def cluster_keyspace(cluster_cassandra, cluster_settings):
 def flush_redis_cluster(settings: Settings) -> None:
     from redis.cluster import RedisCluster
 
-    client = sync_redis(settings)
+    client = redis_sync_client(settings)
     try:
         client.flushall(target_nodes=RedisCluster.PRIMARIES)
     finally:

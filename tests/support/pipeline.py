@@ -175,7 +175,7 @@ class Pipeline:
     def redis(self):
         """A sync client of the pipeline's Redis: one node, or the cluster profile's Redis Cluster."""
         if self._redis_client is None:
-            self._redis_client = sync_redis(self.settings)
+            self._redis_client = redis_sync_client(self.settings)
         return self._redis_client
 
     def view(self, member_id: str) -> MemberState | None:
@@ -208,16 +208,6 @@ class Pipeline:
             seqs = pipe.execute()
             return all(s is not None and int(s) >= expected[m].seq for m, s in zip(expected, seqs))
         wait_until(caught_up, timeout, interval=0.5, message="views to reach the expected seq")
-
-
-def sync_redis(settings: Settings):
-    nodes = settings.redis_cluster_nodes
-    if nodes is None:
-        return redis_sync_client(settings)
-    from redis.cluster import ClusterNode, RedisCluster
-
-    return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=5,
-                        socket_connect_timeout=2)
 
 
 def expected_states(events) -> tuple[dict[str, MemberState], dict[str, str]]:
