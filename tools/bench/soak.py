@@ -180,7 +180,9 @@ def run(cfg, settings, command: str, echo=print) -> tuple[dict, int]:
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
         "machine": machine(),
-        "config": {k: v for k, v in asdict(cfg).items() if k in SOAK_CONFIG},
+        # the byte budget of each member cache comes from LEDGER_MEMBER_CACHE_MB, which the workers inherit
+        "config": {**{k: v for k, v in asdict(cfg).items() if k in SOAK_CONFIG},
+                   "member_cache_mb": settings.member_cache_mb},
         "errors": {},
         "notes": [],
     }

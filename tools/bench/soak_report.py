@@ -223,7 +223,8 @@ def markdown(report: dict) -> str:
         + f") at {wl.get('input_rate', 0):,.1f}/s plus probes at {wl.get('probes_per_s', 0):,.1f}/s "
         f"({wl.get('probe_members')} probe members). Measured input: {inp.get('rate_measured', 'n/a')} messages/s. "
         f"One `ledger worker --role all`, batch size {cfg['batch_size']}, batch wait {cfg['batch_wait_ms']} ms, "
-        f"cache {cfg['cache_size']:,}, {cfg['partitions']} partitions.",
+        f"cache {cfg['cache_size']:,} states and {cfg.get('member_cache_mb', 'n/a')} MiB (estimated) each, "
+        f"{cfg['partitions']} partitions.",
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---:" if i not in (4, 9) else "---" for i in range(len(COLUMNS))) + " |",
