@@ -26,10 +26,11 @@ FIGURES = {
     "ceiling.redis_fenced", "e2e.throughput", "e2e.latency_p50", "e2e.latency_p99", "baseline.naive",
     "replay.throughput", "whatif.throughput", "api.max", "api.fixed_p50", "api.fixed_p99", "api.generator_capacity",
     "api.generator_floor_p50", "api.generator_floor_p99", "memory.worker_hwm_small", "memory.worker_hwm_large",
+    "split.throughput", "split.latency_p50", "split.latency_p99",
 }
 PARAMS = ("events", "members", "partitions", "batch_size", "concurrency")
 TARGETS = {"e2e_vs_lwt", "e2e_vs_naive", "replay_vs_live", "api_p99", "latency_p99", "memory_bounded",
-           "statements_per_event"}  # tls_cost: only when the bench runs on the plaintext stack beside the secure one
+           "statements_per_event", "two_processes"}  # tls_cost: only when the bench runs on the plaintext stack beside the secure one
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def quick_run(tmp_path_factory):
     started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "app", "bench", "--quick", "--out", str(out), "--redis-db", str(REDIS_DB), "--no-docs"],
-        cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=240)
+        cwd=REPO_ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=360)
     elapsed = time.monotonic() - started
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     reports = sorted(out.glob("*.json"))
@@ -50,8 +51,8 @@ def test_the_quick_bench_finishes_without_errors_within_its_ceiling(quick_run):
     report, _, elapsed, stdout = quick_run
     assert report["errors"] == {}, stdout
     # A ceiling against a runaway quick bench, not a speed claim: ~70 s on an idle 2-core machine, 186 s
-    # measured while two other test sessions and a bench shared the cores.
-    assert elapsed < 300, f"quick bench took {elapsed:.0f} s"
+    # measured while two other test sessions and a bench shared the cores (before the split phase).
+    assert elapsed < 360, f"quick bench took {elapsed:.0f} s"
 
 
 def test_every_figure_is_there_with_its_parameters_and_bound(quick_run):

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from app.adapters.kafka.connection import KafkaConnection
 from app.bootstrap import kafka_connection
-from tools.bench.env import BenchEnv, BenchError, CpuMeter, Pipeline, Process, percentile
+from tools.bench.env import BenchEnv, BenchError, CpuMeter, Pipeline, Process, WorkerGroup, percentile
 from tools.bench.profiling import Profiler
 
 POLL_S = 0.2
@@ -153,7 +153,7 @@ def check_views(views: Views, expected: dict[str, object]) -> dict:
             "examples": (missing + differ)[:5], "ok": not missing and not differ}
 
 
-def _wait_rows(progress: DeciderProgress, worker: Process, deadline: float) -> None:
+def _wait_rows(progress: DeciderProgress, worker: Process | WorkerGroup, deadline: float) -> None:
     while not progress.offsets():
         worker.check_alive()
         if time.monotonic() > deadline:
@@ -164,10 +164,16 @@ def _wait_rows(progress: DeciderProgress, worker: Process, deadline: float) -> N
 # --- throughput -------------------------------------------------------------------------------
 
 
+def meter_pids(worker: Process | WorkerGroup) -> dict[str, int]:
+    """The pids a CpuMeter watches for a worker: ``worker``, or one per role of a group."""
+    return worker.meter_pids() if isinstance(worker, WorkerGroup) else {"worker": worker.pid}
+
+
 def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, timeout_s: float,
-                   profile_to=None, echo=print) -> tuple[dict, Process]:
-    """Start a worker on the pre-published workload and time it to the last view. Returns the
-    figures and the still-running worker (for the latency phase)."""
+                   profile_to=None, roles: tuple[str, ...] = ("all",),
+                   echo=print) -> tuple[dict, Process | WorkerGroup]:
+    """Start a worker (or a process per role of ``roles``) on the pre-published workload and time it
+    to the last view. Returns the figures and the still-running worker (for the latency phase)."""
     total = workload.size
     expected_seq = {m: s.seq for m, s in workload.expected.items()}
     members = list(expected_seq)
@@ -176,13 +182,14 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
     views = Views(redis_client)
 
     spawned = time.monotonic()
-    worker = env.start_worker(pipeline)
+    worker = env.start_workers(pipeline, roles)
     deadline = spawned + timeout_s
     _wait_rows(progress, worker, spawned + 120)
     t_start = time.monotonic()
     done_at_start = progress.done()
-    meter = CpuMeter({"worker": worker.pid, **env.stack}).start()
-    profiler = Profiler(worker.pid, profile_to, echo=echo).start() if profile_to else None
+    meter = CpuMeter({**meter_pids(worker), **env.stack}).start()
+    profiler = Profiler(worker.pid, profile_to, echo=echo).start() if profile_to and isinstance(worker, Process) \
+        else None
     echo(f"  worker up after {t_start - spawned:.1f} s; first batch: {done_at_start:,} events")
 
     last_echo = t_start
@@ -208,7 +215,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
     # worker on a 2-core machine. Near the end, one pass over every member, then only the members
     # still behind, every 20 ms.
     ledger_end = env.end_offsets(pipeline.ledger_topic)
-    group = pipeline.faust_group("all")
+    group = pipeline.faust_group("all" if roles == ("all",) else "projector")
     near = max(4 * pipeline.batch_size, 2_000)
     stall = _Stall(worker, "the projector")
     while (lag := _lag(env.committed_offsets(group, pipeline.ledger_topic), ledger_end)) > near:
@@ -260,6 +267,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
         "views_check": check,
         "profile": profile,
         "statements": statements,
+        "roles": list(roles),
     }
     if statements:
         echo(f"  Cassandra statements per input event: {statements['per_event']:.3f} "
@@ -281,7 +289,7 @@ class _Stall:
     """Fails the phase when a progress measure has not moved for ``seconds`` (a Faust agent that
     crashed leaves its worker process alive: waiting for the deadline would take many minutes)."""
 
-    def __init__(self, worker: Process, what: str, seconds: float = STALL_S):
+    def __init__(self, worker: Process | WorkerGroup, what: str, seconds: float = STALL_S):
         self.worker = worker
         self.what = what
         self.seconds = seconds
@@ -399,7 +407,7 @@ class Probes:
         self._redis.close()
 
 
-def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_args: dict, rate: float,
+def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process | WorkerGroup, workload_args: dict, rate: float,
                 seconds: float, warmup_s: float, probes_per_s: float, probe_members: int, echo=print) -> dict:
     """Probe latency while the input runs at ``rate`` events/s: `ledger simulate` publishes most of it
     in its own process, the probes (at most a tenth of it) the rest."""
@@ -425,7 +433,7 @@ def run_latency(env: BenchEnv, pipeline: Pipeline, worker: Process, workload_arg
     ledger_start = env.end_offsets(pipeline.ledger_topic)
     sent_wall: dict[str, float] = {}  # event id -> wall-clock send time (ledger timestamps are wall clock)
     probes = Probes(env, pipeline, probe_members).start()
-    meter = CpuMeter({"worker": worker.pid, **env.stack})
+    meter = CpuMeter({**meter_pids(worker), **env.stack})
     metering = False
     interval = 1.0 / probes_per_s
     t0 = time.monotonic()

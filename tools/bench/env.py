@@ -176,6 +176,48 @@ class Process:
                              f"last lines of {self.log}:\n{self.tail()}")
 
 
+@dataclass
+class WorkerGroup:
+    """The worker processes of one pipeline, one per role (`--role decider` and `--role projector`),
+    watched as one worker: alive while all are, memory summed, CPU metered per role."""
+
+    roles: tuple[str, ...]
+    processes: list[Process]
+
+    @property
+    def name(self) -> str:
+        return "+".join(p.name for p in self.processes)
+
+    @property
+    def log(self) -> str:
+        return ", ".join(str(p.log) for p in self.processes)
+
+    @property
+    def alive(self) -> bool:
+        return all(p.alive for p in self.processes)
+
+    def meter_pids(self) -> dict[str, int]:
+        return {role: p.pid for role, p in zip(self.roles, self.processes)}
+
+    def status(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for p in self.processes:
+            for key, value in p.status().items():
+                total[key] = total.get(key, 0) + value
+        return total
+
+    def stop(self, timeout: float = 30.0) -> None:
+        for p in self.processes:
+            p.stop(timeout)
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(f"--- {p.name}\n{p.tail(lines)}" for p in self.processes)
+
+    def check_alive(self) -> None:
+        for p in self.processes:
+            p.check_alive()
+
+
 class BenchError(RuntimeError):
     """A bench phase cannot go on (a worker died, a deadline passed, the stack is not there)."""
 
@@ -350,14 +392,32 @@ class BenchEnv:
         return self.spawn(name, [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],
                           {**pipeline.env(), "LEDGER_COUNT_STATEMENTS_TO": str(counts)})
 
+    def start_workers(self, pipeline: Pipeline, roles: tuple[str, ...]) -> Process | WorkerGroup:
+        """One `ledger worker --role all` for ``("all",)``, else a process per role."""
+        if roles == ("all",):
+            return self.start_worker(pipeline)
+        return WorkerGroup(roles, [self.start_worker(pipeline, role=r, name=f"worker-{pipeline.label}-{r}")
+                                   for r in roles])
+
     def statement_counts_file(self, process_name: str) -> Path:
         return self.work_dir / f"statements-{process_name}.json"
 
-    def statement_counts(self, process: Process, after: float | None = None, timeout: float = 5.0) -> dict | None:
+    def statement_counts(self, process: Process | WorkerGroup, after: float | None = None,
+                         timeout: float = 5.0) -> dict | None:
         """The Cassandra statements a worker sent so far, by kind, as its counting session last wrote
-        them (every 0.5 s); with ``after`` (a time.time()), a file written after it."""
+        them (every 0.5 s); with ``after`` (a time.time()), a file written after it. A group's are
+        summed (None unless every process wrote its count)."""
         import json
 
+        if isinstance(process, WorkerGroup):
+            counts = [self.statement_counts(p, after, timeout) for p in process.processes]
+            if any(c is None for c in counts):
+                return None
+            by_kind: dict[str, int] = {}
+            for c in counts:
+                for kind, n in c["by_kind"].items():
+                    by_kind[kind] = by_kind.get(kind, 0) + n
+            return {"statements": sum(c["statements"] for c in counts), "by_kind": by_kind}
         path = self.statement_counts_file(process.name)
         deadline = time.monotonic() + timeout
         while True:

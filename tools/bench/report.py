@@ -69,6 +69,7 @@ def build(results: dict) -> dict:
     api = results.get("api")
     mem = results.get("memory")
     tls = results.get("tls")
+    split = results.get("split")
     e2e_rate = e2e["rate"] if e2e else None
 
     def vs_e2e(value, unit_note=""):
@@ -151,6 +152,31 @@ def build(results: dict) -> dict:
                                  "meaning": "background rate / sustained throughput"}],
                 {"decider_part_ms": lat.get(f"decider_{q}_ms"), "backlog_after": lat["backlog_after"],
                  "probes_unseen": lat["probes_unseen"], "background_rate_measured": lat["background_rate_measured"]})
+    if split:
+        roles = "`" + "` and `".join(f"--role {r}" for r in split["roles"]) + "`"
+        fig("split.throughput", f"sustained throughput with the decider and the projector in a process each ({roles}), "
+            "the same workload, first decider batch to the last Redis view complete", split["rate"], "events/s",
+            _params(events=split["events"], members=split["members"], partitions=P, batch_size=cfg["batch_size"],
+                    concurrency=1, cache_size=cfg["cache_size"], events_counted=split["events_counted"],
+                    seconds=split["seconds"], worker_processes=len(split["roles"])),
+            _bound(split["cpu_share"], "decider", cores, f"two `ledger worker` processes ({roles}) sharing the "
+                   "machine with Kafka, Cassandra and Redis"),
+            [{"figure": "e2e.throughput", "ratio": _ratio(split["rate"], e2e_rate),
+              "meaning": "two processes / one worker"}] if e2e_rate else [],
+            {"decider_rate": split["decider_rate"], "views_lag_after_decider_s": split["views_lag_after_decider_s"],
+             "views_check": split["views_check"]})
+        if slat := split.get("latency"):
+            for q in ("p50", "p99"):
+                fig(f"split.latency_{q}", f"publish-to-view latency {q} at half the two processes' sustained rate",
+                    slat[f"{q}_ms"], "ms",
+                    _params(events=slat["background_events_published"], members=cfg["latency_members"], partitions=P,
+                            batch_size=cfg["batch_size"], concurrency=1, rate=slat["rate_target"],
+                            probes=slat["probes"], seconds=slat["seconds"], worker_processes=len(split["roles"])),
+                    _bound(slat["cpu_share"], "decider", cores, "the decider's and the projector's micro-batches, "
+                           "each on an event loop of its own"),
+                    [{"figure": "split.throughput", "ratio": _ratio(slat["rate_target"], split["rate"]),
+                      "meaning": "background rate / sustained throughput"}],
+                    {"decider_part_ms": slat.get(f"decider_{q}_ms"), "backlog_after": slat["backlog_after"]})
     if tls:
         sec = tls["secured"]
         fig("e2e.throughput_secured", "the end-to-end run repeated on the secure profile: Kafka SASL_SSL + "
@@ -273,6 +299,13 @@ def build(results: dict) -> dict:
         targets.append({"id": "latency_p99", "target": "publish-to-view p99 <= 250 ms at half the sustained rate",
                         "measured": f"p99 {lat['p99_ms']} ms at {lat['rate_target']:,.0f} events/s", "ratio": r,
                         "threshold": 1.0, "met": r is not None and r <= 1.0})
+    if split and e2e:
+        r = _ratio(split["rate"], e2e_rate)
+        targets.append({"id": "two_processes", "target": "2 worker processes (decider, projector) >= 1.6x one "
+                        "worker, when the machine has cores to spare (this one has "
+                        f"{cores}, shared with the stack)",
+                        "measured": f"{split['rate']:,.0f} vs {e2e_rate:,.0f} events/s", "ratio": r,
+                        "threshold": 1.6, "met": r is not None and r >= 1.6})
     if tls and e2e:
         r = _ratio(e2e_rate, tls["secured_rate"])
         targets.append({"id": "tls_cost", "target": "the cost of TLS and authentication, measured (plaintext / "

@@ -3,8 +3,10 @@
 Order (each phase isolated by `BenchEnv`): ceilings of Cassandra and Redis; the naive baseline on
 its own pipeline; the end-to-end run (publish, Kafka consume ceiling on its events topic,
 throughput, latency at half the throughput); the replay of that run's ledger; the what-if over that
-run's event store; the read API over that run's views; the memory run with ten times the members. A failing phase is reported and the others
-still run when they do not depend on it.
+run's event store; the read API over that run's views; the end-to-end run and its latency again with
+the decider and the projector in a process each (split); the cost of TLS (tls); the memory run with
+ten times the members. A failing phase is reported and the others still run when they do not
+depend on it.
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ from pathlib import Path
 from app.bootstrap import kafka_connection
 from app.config import REPO_ROOT
 
-PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "tls", "memory")
+PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "split", "tls", "memory")
+
+
+SPLIT_ROLES = ("decider", "projector")  # the split phase's worker processes
 
 
 @dataclass
@@ -214,6 +219,31 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
                                      connections=cfg.api_connections, echo=echo)
 
             results["api"] = phase("api", do_api)
+
+            def do_split():
+                """The end-to-end run and its latency again, with the decider and the projector in a
+                process each: what a second process buys on this machine."""
+                env.flush_redis()  # the same members and seqs as the main pipeline's views
+                p = env.pipeline("split", cfg.batch_size, cfg.cache_size, cfg.partitions,
+                                 {"LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
+                end_to_end.publish_workload(workload, kafka_connection(settings), p.events_topic, echo)
+                out, workers = end_to_end.run_throughput(env, p, workload, timeout_s=cfg.e2e_timeout_s,
+                                                         roles=SPLIT_ROLES, echo=echo)
+                try:
+                    rate = max(1.0, out["rate"] / 2)
+                    args = {"members": cfg.latency_members, "seed": cfg.seed + 1, "id_prefix": "lat"}
+                    out["latency"] = end_to_end.run_latency(env, p, workers, args, rate, cfg.latency_seconds,
+                                                            cfg.latency_warmup_s, cfg.probes_per_s,
+                                                            cfg.probe_members, echo)
+                finally:
+                    workers.stop(30)
+                lat = out["latency"]
+                echo(f"  two processes: {out['rate']:,.0f} events/s end to end ({out['rate'] / e2e['rate']:.2f}x one "
+                     f"worker); latency at {lat['rate_target']:,.0f} events/s: p50 {_ms(lat['p50_ms'])}, "
+                     f"p99 {_ms(lat['p99_ms'])}")
+                return out
+
+            results["split"] = phase("split", do_split)
 
             def do_tls():
                 from tools.bench import tls_cost
