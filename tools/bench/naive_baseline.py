@@ -115,10 +115,9 @@ def create_app(settings, stores, producer, stats_path: Path):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import faust
-
     from app import bootstrap
     from app.config import Settings
+    from app.entrypoints.worker.faust_app import run_worker
 
     parser = argparse.ArgumentParser(description="naive one-event-at-a-time baseline agent")
     parser.add_argument("--stats", required=True, type=Path)
@@ -127,10 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     stores = bootstrap.Stores.open(settings)
     producer = bootstrap.producer(settings)
     app = create_app(settings, stores, producer, args.stats)
-    worker = faust.Worker(app, loglevel="WARNING", quiet=True)
-    worker.spinner = None  # as the pipeline's worker: no root logger left at DEBUG (faust_app.py)
     try:
-        worker.execute_from_commandline()
+        run_worker(app, "warning", settings.stop_timeout_s)  # the pipeline's own Faust worker
     finally:
         producer.close()
         stores.cluster.shutdown()
