@@ -14,10 +14,9 @@ import sys
 import time
 
 import pytest
-from confluent_kafka.admin import AdminClient
 
-from app.bootstrap import kafka_connection, redis_sync_client
-from app.config import REPO_ROOT, Settings
+from app.config import REPO_ROOT
+from tests.support.bench_run import assert_nothing_left_behind
 
 pytestmark = pytest.mark.stack
 
@@ -127,15 +126,4 @@ def test_the_markdown_report(soak_run):
 
 def test_the_soak_leaves_no_topics_keyspaces_or_views_behind(soak_run, cassandra):
     report, _, _, _ = soak_run
-    run_id = report["run_id"]
-    admin = AdminClient(kafka_connection(Settings()).librdkafka())
-    deadline = time.monotonic() + 20  # topic deletion reaches the metadata a moment later
-    while (left := [t for t in admin.list_topics(timeout=10).topics if t.startswith(f"bench.{run_id}.")]) \
-            and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not left
-    keyspaces = [r.keyspace_name for r in cassandra.execute("SELECT keyspace_name FROM system_schema.keyspaces")]
-    assert not [k for k in keyspaces if k.startswith(f"bench_{run_id}")]
-    settings = Settings()
-    client = redis_sync_client(settings, settings.redis_url_for(REDIS_DB))
-    assert client.dbsize() == 0
+    assert_nothing_left_behind(report["run_id"], cassandra, REDIS_DB)

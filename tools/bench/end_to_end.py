@@ -51,16 +51,19 @@ class Workload:
         return self.outcomes.get("accepted", 0)
 
 
-def prepare_workload(config) -> Workload:
-    """Generate the items and decide them with the pure domain (the oracle of the run)."""
+def decide_items(items) -> tuple[dict, Counter[str], Counter[str]]:
+    """The pure domain's decision of ``items`` (any iterable, consumed once): the final state of every
+    member with a well-formed event, the items by kind, and the outcomes (accepted / rejected /
+    duplicate / dead_letter)."""
     from app.domain.decide import Accepted, Rejected, step
     from app.domain.state import MemberState
-    from tools.simulate.workload import EVENT_KINDS, generate
+    from tools.simulate.workload import EVENT_KINDS
 
-    items = list(generate(config))
     states: dict[str, MemberState] = {}
+    kinds: Counter[str] = Counter()
     outcomes: Counter[str] = Counter()
     for item in items:
+        kinds[item.kind.value] += 1
         if item.kind not in EVENT_KINDS:
             outcomes["dead_letter"] += 1
             continue
@@ -73,7 +76,15 @@ def prepare_workload(config) -> Workload:
             outcomes["rejected"] += 1
         else:
             outcomes["duplicate"] += 1
-    kinds = Counter(i.kind.value for i in items)
+    return states, kinds, outcomes
+
+
+def prepare_workload(config) -> Workload:
+    """Generate the items and decide them with the pure domain (the oracle of the run)."""
+    from tools.simulate.workload import generate
+
+    items = list(generate(config))
+    states, kinds, outcomes = decide_items(items)
     expected = {m: s for m, s in states.items() if s.seq > 0}
     return Workload(config, items, expected, dict(kinds), dict(outcomes), len(states))
 

@@ -53,28 +53,10 @@ TRACEBACK = b"Traceback (most recent call last)"
 def decide_workload(config) -> dict:
     """The pure domain's decision of the whole workload, streamed (the items are not kept): per member
     with a view, its final seq and view digest; the items by kind and the outcomes."""
-    from app.domain.decide import Accepted, Rejected, step
-    from app.domain.state import MemberState
     from app.domain.views import digest
-    from tools.simulate.workload import EVENT_KINDS, generate
+    from tools.simulate.workload import generate
 
-    states: dict[str, MemberState] = {}
-    kinds: Counter[str] = Counter()
-    outcomes: Counter[str] = Counter()
-    for item in generate(config):
-        kinds[item.kind.value] += 1
-        if item.kind not in EVENT_KINDS:
-            outcomes["dead_letter"] += 1
-            continue
-        ev = item.event
-        state = states.get(ev.member_id) or MemberState.empty(ev.member_id)
-        decision, states[ev.member_id] = step(state, ev)
-        if isinstance(decision, Accepted):
-            outcomes["accepted"] += 1
-        elif isinstance(decision, Rejected):
-            outcomes["rejected"] += 1
-        else:
-            outcomes["duplicate"] += 1
+    states, kinds, outcomes = end_to_end.decide_items(generate(config))
     expected = {m: (s.seq, digest(s)) for m, s in states.items() if s.seq > 0}
     return {"expected": expected, "kinds": dict(kinds), "outcomes": dict(outcomes), "members_touched": len(states)}
 
