@@ -90,14 +90,11 @@ def redis_client(settings: Settings, *, timeout_s: float = REDIS_TIMEOUT_S, imme
     if nodes is not None:
         from redis.asyncio.cluster import ClusterNode, RedisCluster
 
-        tls = {"ssl": True} if settings.redis_tls else {}
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=timeout_s,
-                            **tls, **redis_security(settings),
-                            socket_connect_timeout=timeout_s,
-                            retry=Retry(ExponentialBackoff(cap=1.0, base=0.25), CLUSTER_RETRIES))
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes],
+                            retry=Retry(ExponentialBackoff(cap=1.0, base=0.25), CLUSTER_RETRIES),
+                            **_redis_options(settings, timeout_s, cluster=True))
     extra = {"retry": Retry(NoBackoff(), 1)} if immediate_retry else {}  # a pooled connection may be stale
-    return aioredis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s,
-                                   socket_connect_timeout=timeout_s, **redis_security(settings), **extra)
+    return aioredis.Redis.from_url(settings.redis_url, **_redis_options(settings, timeout_s, cluster=False), **extra)
 
 
 def redis_sync_client(settings: Settings, url: str | None = None, *, timeout_s: float = REDIS_TIMEOUT_S):
@@ -110,11 +107,16 @@ def redis_sync_client(settings: Settings, url: str | None = None, *, timeout_s: 
     if url is None and nodes is not None:
         from redis.cluster import ClusterNode, RedisCluster
 
-        tls = {"ssl": True} if settings.redis_tls else {}
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], socket_timeout=timeout_s,
-                            socket_connect_timeout=timeout_s, **tls, **redis_security(settings))
-    return redis.Redis.from_url(url or settings.redis_url, socket_timeout=timeout_s,
-                                socket_connect_timeout=timeout_s, **redis_security(settings))
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes],
+                            **_redis_options(settings, timeout_s, cluster=True))
+    return redis.Redis.from_url(url or settings.redis_url, **_redis_options(settings, timeout_s, cluster=False))
+
+
+def _redis_options(settings: Settings, timeout_s: float, *, cluster: bool) -> dict:
+    """Timeouts, login and TLS of every Redis client of ours (a URL carries TLS as rediss://; a
+    cluster client is told with ssl=True)."""
+    tls = {"ssl": True} if cluster and settings.redis_tls else {}
+    return {"socket_timeout": timeout_s, "socket_connect_timeout": timeout_s, **tls, **redis_security(settings)}
 
 
 def transient_errors() -> tuple[type[BaseException], ...]:
