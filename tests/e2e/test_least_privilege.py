@@ -18,14 +18,10 @@ from tools.stack import manager, secure_profile
 
 pytestmark = pytest.mark.stack
 
-# What a role's process is given by `ledger stack env --principal ROLE`, less what the test's pipeline
-# sets itself (its Redis database; the stack folder is the same).
-PIPELINE_OWNS = ("LEDGER_REDIS_URL", "LEDGER_STACK_DIR")
-
-
 def role_env(stack_dir, principal: str) -> dict[str, str]:
-    env = secure_profile.client_env(stack_dir, principal)
-    return {k: v for k, v in env.items() if k not in PIPELINE_OWNS}
+    """What `ledger stack env --principal ROLE` gives a role's process, less the Redis URL (the test's
+    pipeline names its own database)."""
+    return secure_profile.login_env(stack_dir, principal)
 
 
 def role_settings(pipeline, principal: str) -> Settings:

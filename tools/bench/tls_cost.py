@@ -20,7 +20,7 @@ def unavailable(base) -> str | None:
 
     if manager.profile_of(base.stack_dir) == SECURE_PROFILE:
         return "the bench already runs on the secure profile: start it on the local one to compare"
-    if secure_settings(base)[0] is None:
+    if secure_settings(base) is None:
         return "the secure profile is not running (make stack-secure)"
     return None
 
@@ -32,18 +32,19 @@ def secure_settings(base):
 
     stack_dir = manager.stack_dir_of(base.stack_dir, SECURE_PROFILE)
     if not all(health.healthy for health in manager.status(stack_dir)):
-        return None, {}
+        return None
     env = secure_profile.client_env(stack_dir, "admin")
     values = {k.removeprefix("LEDGER_").lower(): v for k, v in env.items() if k.startswith("LEDGER_")}
-    return Settings(**values), env
+    return Settings(**values)
 
 
 def run(base_settings, plain_rate: float, workload, cfg, run_id: str, work_dir: Path, echo=print) -> dict:
     from app.bootstrap import kafka_connection
     from tools.bench import end_to_end
     from tools.bench.env import BenchEnv
+    from tools.stack import secure_profile
 
-    settings, env_vars = secure_settings(base_settings)
+    settings = secure_settings(base_settings)
     if settings is None:
         raise RuntimeError("the secure profile is not running (`ledger stack up --profile secure`)")
     settings = settings.model_copy(update={"batch_size": cfg.batch_size, "batch_wait_ms": cfg.batch_wait_ms,
@@ -51,8 +52,7 @@ def run(base_settings, plain_rate: float, workload, cfg, run_id: str, work_dir: 
     env = BenchEnv(settings, run_id, cfg.redis_db, work_dir / "tls", echo=echo)
     try:
         env.flush_redis()
-        # The pipeline names its own Redis database (the bench's); the profile's URL names database 0.
-        logins = {k: v for k, v in env_vars.items() if k != "LEDGER_REDIS_URL"}
+        logins = secure_profile.login_env(settings.stack_dir)  # the pipeline names its own Redis database
         pipeline = env.pipeline("tls", cfg.batch_size, cfg.cache_size, cfg.partitions,
                                 {**logins, "LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
         publish = end_to_end.publish_workload(workload, kafka_connection(settings), pipeline.events_topic, echo)

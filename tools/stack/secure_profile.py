@@ -54,6 +54,12 @@ def client_env(stack_dir: Path, principal: str = "admin") -> dict[str, str]:
     return env
 
 
+def login_env(stack_dir: Path, principal: str = "admin") -> dict[str, str]:
+    """``client_env`` less the Redis URL: for a pipeline that names its own Redis database (the
+    bench's, the tests'), which keeps the profile's addresses, logins and CA files."""
+    return {k: v for k, v in client_env(stack_dir, principal).items() if k != "LEDGER_REDIS_URL"}
+
+
 def kafka_config(stack_dir: Path, principal: str | None = "admin", *, password: str | None = None,
                  **extra) -> dict:
     """confluent-kafka settings for ``principal`` (None: TLS with no SASL, which the broker refuses);
