@@ -14,8 +14,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
-import inspect
 import json
 import re
 import shutil
@@ -30,10 +28,8 @@ import yaml
 
 from app import bootstrap
 from app.adapters.cassandra import migrations
-from app.adapters.kafka import lag as kafka_lag
-from app.adapters.kafka import ledger_reader
-from app.adapters.kafka.connection import KafkaConnection
 from app.config import REPO_ROOT, Settings
+from tests.support.kafka_acls import expected_kafka_acls
 from tools.k8s import crd_schema, topics
 from tools.k8s.kustomize import identity, render
 
@@ -344,47 +340,14 @@ def test_one_kafka_user_per_component_with_acls_on_real_topics_and_groups(overla
                 f"{name}: the Topic Operator owns the topics")
 
 
-# A consumer that is only assigned still looks up its (random, never joined) group's coordinator: the
-# lag readers' group ids (app/adapters/kafka/lag.py) and the replay's and DLQ's (ledger_reader.py).
-LAG_GROUP_PREFIX = "ledger-lag-"
-REPLAY_GROUP_PREFIX = ledger_reader.consumer_config(KafkaConnection("unused:9092"))["group.id"].rsplit("-", 1)[0] + "-"
-
-
-def expected_kafka_acls(settings: Settings) -> dict[str, set[tuple[str, str, str, str]]]:
-    """What each KafkaUser needs, derived from the code: (resource type, name, pattern type, operation)."""
-    assert f'"group.id": f"{LAG_GROUP_PREFIX}' in inspect.getsource(kafka_lag), "the lag readers' group id changed"
-    groups = bootstrap.worker_groups(settings)
-    every_topic = (settings.events_topic, settings.ledger_topic, settings.rejections_topic, settings.dlq_topic)
-    lag_reader = {("group", LAG_GROUP_PREFIX, "prefix", "Describe")}
-
-    def worker(role: str) -> set:
-        own = bootstrap.group_id(settings, role)
-        return ({("topic", t, "literal", op) for t in bootstrap.role_topics(settings, role) for op in ("Describe", "Read")}
-                | {("group", own, "literal", "Read")}
-                | {("group", g, "literal", "Describe") for g in groups if g != own}     # the lag exporter
-                | lag_reader)
-
-    outputs = dataclasses.astuple(bootstrap.output_topics(settings))
-    describe = {("topic", t, "literal", op) for t in every_topic for op in ("Describe", "DescribeConfigs")}
-    return {
-        "ledger-decider": worker("decider") | {("topic", t, "literal", op) for t in outputs for op in ("Describe", "Write")},
-        "ledger-projector": worker("projector"),
-        "ledger-topics-check": describe,                                                  # ledger topics diff
-        "ledger-tools": (describe
-                         | {("topic", t, "literal", "Read") for t in every_topic}        # status, replay, dlq
-                         | {("topic", settings.events_topic, "literal", "Write")}       # dlq redrive, publish
-                         | {("group", g, "literal", "Describe") for g in groups}         # status
-                         | lag_reader | {("group", REPLAY_GROUP_PREFIX, "prefix", "Describe")}),
-    }
-
-
 def test_every_kafka_user_may_do_what_its_component_does_and_nothing_else(overlay):
     _, objects = overlay
     settings = settings_of(objects)
     granted = {u["metadata"]["name"]: {(a["resource"]["type"], a["resource"]["name"], a["resource"]["patternType"], op)
                                        for a in u["spec"]["authorization"]["acls"] for op in a["operations"]}
                for u in find(objects, "KafkaUser")}
-    for user, wanted in expected_kafka_acls(settings).items():
+    for role, wanted in expected_kafka_acls(settings).items():
+        user = f"ledger-{role}"
         assert granted[user] == wanted, f"{user}: missing {sorted(wanted - granted[user])}, extra {sorted(granted[user] - wanted)}"
     assert ("topic", settings.events_topic, "literal", "Write") not in granted["ledger-projector"]
     assert not any(op == "Write" for *_, op in granted["ledger-projector"] | granted["ledger-topics-check"])

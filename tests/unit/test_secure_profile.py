@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from app.config import Settings
+from tests.support.kafka_acls import expected_kafka_acls, with_implied
 from tools.stack import credentials, manager, secure_profile, security_policy, tls
 from tools.stack.secure_cassandra import SecureCassandra
 from tools.stack.secure_kafka import SecureKafka
@@ -48,6 +50,23 @@ def test_kafka_acls_hold_each_role_to_its_topics_and_groups(values):
                 or r.resource_type == "CLUSTER"]
     for rule in rules:
         security_policy.acl_binding(rule)  # every line names a real operation, resource and pattern type
+
+
+def test_kafka_acls_grant_each_role_what_its_code_needs_like_the_kubernetes_users(values):
+    """The local policy and the KafkaUsers are held to one expectation derived from the code
+    (tests/support/kafka_acls.py): a grant missing here fails a command only on the secure profile."""
+    settings = Settings(events_topic="t.events", ledger_topic="t.ledger", rejections_topic="t.rej",
+                        dlq_topic="t.dlq", consumer_group="grp")
+    pattern = {"LITERAL": "literal", "PREFIXED": "prefix"}
+    granted: dict[str, set] = {}
+    for r in security_policy.kafka_acls(values):
+        op = "".join(word.capitalize() for word in r.operation.split("_"))
+        granted.setdefault(r.principal, set()).add((r.resource_type.lower(), r.name, pattern[r.pattern_type], op))
+    for role, wanted in expected_kafka_acls(settings).items():
+        if role == "topics-check":  # a Kubernetes Job's own login; locally `ledger topics diff` runs as tools
+            continue
+        got, want = with_implied(granted[role]), with_implied(wanted)
+        assert got == want, f"{role}: missing {sorted(want - got)}, extra {sorted(got - want)}"
 
 
 def test_cassandra_roles_grant_no_drop_alter_or_role_management(values):
