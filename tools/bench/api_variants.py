@@ -31,7 +31,7 @@ def write_views(settings, redis_url: str, expected: dict) -> None:
     pipe = client.pipeline(transaction=False)
     for i, (m, state) in enumerate(expected.items()):
         pipe.hset(member_key("v1", m), mapping={"seq": state.seq, "state": encode_view(state)})
-        pipe.sadd(members_key("v1"), m)
+        pipe.sadd(members_key("v1", m), m)
         if i % 1000 == 999:
             pipe.execute()
     pipe.execute()

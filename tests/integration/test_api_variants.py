@@ -1,0 +1,46 @@
+"""`python -m tools.bench.api_variants` writes its views straight to Redis, beside the worker's code
+path: a change of the view keys broke it once without a test noticing. Its writer must leave views
+that the API's own reader finds."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from app.adapters.redis.view_reader import ViewReader
+from app.bootstrap import redis_client, redis_sync_client
+from app.config import Settings
+from app.domain.state import MemberState
+from app.domain.views import digest
+from tests.support.domain_builders import event, plan, run
+from tools.bench.api_variants import write_views
+
+pytestmark = pytest.mark.stack
+
+REDIS_DB = 6  # the e2e tests use 10-15, a full `make bench` 9, the bench tests 7-8
+
+
+def test_the_views_it_writes_are_the_ones_the_api_reads():
+    settings = Settings()
+    settings = settings.model_copy(update={"redis_url": settings.redis_url_for(REDIS_DB)})
+    states = {f"m{i}": run([event(plan(device_limit=i + 1), member=f"m{i}")], MemberState.empty(f"m{i}"))[1]
+              for i in range(3)}
+    sync = redis_sync_client(settings, settings.redis_url)
+    sync.flushdb()
+    try:
+        write_views(settings, settings.redis_url, states)
+
+        async def read():
+            client = redis_client(settings)
+            try:
+                reader = ViewReader(client)
+                return await reader.member_count(), {m: await reader.member(m) for m in states}
+            finally:
+                await client.aclose()
+
+        (namespace, count), got = asyncio.run(read())
+        assert (namespace, count) == ("v1", 3)
+        assert {m: digest(s) for m, s in got.items()} == {m: digest(s) for m, s in states.items()}
+    finally:
+        sync.flushdb()
+        sync.close()
