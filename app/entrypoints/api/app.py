@@ -20,10 +20,10 @@ from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
+import orjson
 import redis.asyncio
-from fastapi import APIRouter, Depends, FastAPI, Path, Query
+from fastapi import APIRouter, FastAPI, Path, Query
 from fastapi.responses import PlainTextResponse, Response
-from fastapi.security import HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app import bootstrap
@@ -37,7 +37,7 @@ from app.domain.state import MemberState
 from app.domain.utc import year_of
 from app.domain.validation import INT_MAX
 from app.entrypoints.api import errors, tracing
-from app.entrypoints.api.auth import BearerAuth
+from app.entrypoints.api.auth import BearerAuth, document_bearer
 from app.entrypoints.api.body_limit import BodyLimit
 from app.entrypoints.api.errors import ApiError
 from app.entrypoints.api.metrics import ApiMetrics, MetricsMiddleware
@@ -94,6 +94,13 @@ NOT_FOUND = {404: _error("no view of this member in the active namespace")}
 NO_HISTORY = {404: _error("no decided event of this member in the event store")}
 
 
+def view_response(payload: dict) -> Response:
+    """A view answer encoded once by orjson: FastAPI returns a Response as it is, without validating
+    it against the route's response model again (the model documents the shape; tests/unit/
+    test_api_models.py holds the views to it). Used by the three reads that carry the load."""
+    return Response(orjson.dumps(payload), media_type="application/json")
+
+
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -122,8 +129,6 @@ def create_api(
     client = reader.client
     metrics = ApiMetrics()
     tokens = settings.api_token_set
-    # Documents the scheme in /openapi.json; BearerAuth does the checking, before the body is read.
-    bearer = HTTPBearer(auto_error=False, description="one of the tokens of LEDGER_API_TOKENS(_FILE)")
     separate_metrics = settings.api_metrics_port is not None
 
     @asynccontextmanager
@@ -150,6 +155,9 @@ def create_api(
                     "Errors are always {\"error\": {\"code\": ..., \"message\": ...}}.",
         lifespan=lifespan,
         redoc_url=None,
+        # The API's telemetry is its Prometheus metrics and, when configured, tracing.instrument's
+        # spans; FastAPI's native OpenTelemetry would look up the global providers on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.reader = reader
     app.state.history = timeline
@@ -169,29 +177,29 @@ def create_api(
             raise ApiError(404, "member_not_found", f"member {member_id} has no view")
         return state
 
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer)], responses=V1_ERRORS, tags=["members"])
+    v1 = APIRouter(prefix="/v1", responses=V1_ERRORS, tags=["members"])
 
     @v1.get("/members/{member_id}", response_model=MemberSummary, responses=NOT_FOUND,
             summary="member summary at a time")
     async def member_summary(member_id: MemberId, at: At = None):
         state = await known_member(member_id)
-        return views.summary(state, now_ms() if at is None else at)
+        return view_response(views.summary(state, now_ms() if at is None else at))
 
     @v1.get("/members/{member_id}/licenses", response_model=MemberLicenses, responses=NOT_FOUND,
             summary="licenses of a member with their state at a time")
     async def member_licenses(member_id: MemberId, state_filter: StateFilter = None, at: At = None):
         state = await known_member(member_id)
         at = now_ms() if at is None else at
-        return {"member_id": member_id, "at": at, "seq": state.seq, "state": state_filter,
-                "licenses": views.licenses(state, at, state_filter)}
+        return view_response({"member_id": member_id, "at": at, "seq": state.seq, "state": state_filter,
+                              "licenses": views.licenses(state, at, state_filter)})
 
     @v1.get("/members/{member_id}/titles/{title_id}/downloads", response_model=TitleDownloads,
             responses=NOT_FOUND, summary="downloads of a title by a member in a year")
     async def title_downloads(member_id: MemberId, title_id: TitleId, year: Year = None):
         state = await known_member(member_id)
         year = year_of(now_ms()) if year is None else year
-        return {"member_id": member_id, "title_id": title_id, "year": year, "seq": state.seq,
-                "downloads": views.title_year_count(state, title_id, year)}
+        return view_response({"member_id": member_id, "title_id": title_id, "year": year, "seq": state.seq,
+                              "downloads": views.title_year_count(state, title_id, year)})
 
     @v1.post("/members/{member_id}/eligibility", response_model=EligibilityResponse,
              summary="would this LicenseAcquired be accepted?",
@@ -254,6 +262,7 @@ def create_api(
         }
 
     app.include_router(v1)
+    document_bearer(app, "/v1/", "one of the tokens of LEDGER_API_TOKENS(_FILE)")
 
     @app.get("/healthz", response_model=Health, tags=["operations"], summary="the process is alive (no Redis)")
     async def healthz():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Iterable
 
+from fastapi import FastAPI
 from starlette.routing import Match
 
 from app.entrypoints.api.errors import error_response
@@ -76,3 +77,23 @@ def _endpoints(routes):
             yield from _endpoints(nested)
         elif isinstance(getattr(route, "path", None), str):
             yield route
+
+
+def document_bearer(app: FastAPI, prefix: str, description: str) -> None:
+    """Declares the bearer scheme in /openapi.json for every operation under ``prefix``, as a
+    ``Depends(HTTPBearer())`` would, without a dependency to solve on each request: BearerAuth has
+    already checked the token by then."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = build()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["HTTPBearer"] = {"type": "http", "scheme": "bearer", "description": description}
+            for path, operations in schema["paths"].items():
+                if path.startswith(prefix):
+                    for operation in operations.values():
+                        operation["security"] = [{"HTTPBearer": []}]
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
