@@ -1,6 +1,6 @@
-"""`python -m tools.bench.api_variants` writes its views straight to Redis, beside the worker's code
-path: a change of the view keys broke it once without a test noticing. Its writer must leave views
-that the API's own reader finds."""
+"""The read API's measuring tools. `python -m tools.bench.api_variants` writes its views straight to
+Redis, beside the worker's code path: a change of the view keys broke it once without a test
+noticing. Its writer must leave views that the API's own reader finds."""
 from __future__ import annotations
 
 import asyncio
@@ -44,3 +44,16 @@ def test_the_views_it_writes_are_the_ones_the_api_reads():
     finally:
         sync.flushdb()
         sync.close()
+
+
+def test_the_in_process_measure_answers_every_request_with_200(capsys):
+    """`python -m tools.bench.api_inprocess` on a small workload: each request of the bench's mix is
+    answered 200 (a 404 or 422 would mean it measures the wrong thing), and its database is left empty."""
+    from tools.bench import api_inprocess
+
+    assert api_inprocess.main(["--members", "50", "--events", "200", "--requests", "300", "--rounds", "1",
+                               "--redis-db", str(REDIS_DB)]) == 0
+    out = capsys.readouterr().out
+    assert "us of CPU per request over 300 requests (statuses {200: 300})" in out
+    settings = Settings()
+    assert redis_sync_client(settings, settings.redis_url_for(REDIS_DB)).dbsize() == 0
