@@ -18,14 +18,12 @@ from tools.stack import manager, secure_profile
 
 pytestmark = pytest.mark.stack
 
-def role_env(stack_dir, principal: str) -> dict[str, str]:
-    """What `ledger stack env --principal ROLE` gives a role's process, less the Redis URL (the test's
-    pipeline names its own database)."""
-    return secure_profile.login_env(stack_dir, principal)
-
 
 def role_settings(pipeline, principal: str) -> Settings:
-    values = {k.removeprefix("LEDGER_").lower(): v for k, v in role_env(pipeline.settings.stack_dir, principal).items()}
+    """The pipeline's settings as ``principal`` logs in: `ledger stack env --principal` less the Redis
+    URL (the test's pipeline names its own database)."""
+    env = secure_profile.login_env(pipeline.settings.stack_dir, principal)
+    values = {k.removeprefix("LEDGER_").lower(): v for k, v in env.items()}
     role = Settings(**values)  # reads the role's password files
     secrets = {"kafka_sasl_password", "cassandra_password", "redis_password"}
     return pipeline.settings.model_copy(update={k: getattr(role, k) for k in {*values, *secrets}})
@@ -36,8 +34,8 @@ def test_each_role_runs_as_its_own_principal_and_the_outputs_are_exact(pipeline)
     if manager.profile_of(stack_dir) != "secure":
         pytest.skip("runs on the secure profile, as `make test` does")
     manager.provision(stack_dir, settings=pipeline.settings, echo=lambda *_: None)
-    deciders = pipeline.start_worker(role="decider", **role_env(stack_dir, "decider"))
-    projectors = pipeline.start_worker(role="projector", **role_env(stack_dir, "projector"))
+    deciders = pipeline.start_worker(role="decider", **secure_profile.login_env(stack_dir, "decider"))
+    projectors = pipeline.start_worker(role="projector", **secure_profile.login_env(stack_dir, "projector"))
 
     events = random_history(uuid.uuid4().hex[:6], members=30, events=600, seed=21)
     publisher = bootstrap.event_publisher(role_settings(pipeline, "tools"), pipeline.settings.events_topic)

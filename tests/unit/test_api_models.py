@@ -7,18 +7,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from app.domain.decide import step
-from app.domain.state import MemberState
 from app.domain.views import licenses, summary, title_year_count
 from app.entrypoints.api.models import MemberLicenses, MemberSummary, TitleDownloads
+from tests.support.domain_builders import run
 from tests.support.strategies import HOUR, START, streams
-
-
-def fold(events) -> MemberState:
-    state = MemberState.empty("m1")
-    for ev in events:
-        _, state = step(state, ev)
-    return state
 
 
 def same_as_model(model, payload: dict) -> bool:
@@ -29,7 +21,7 @@ def same_as_model(model, payload: dict) -> bool:
 @settings(max_examples=150, deadline=None)
 @given(streams(), st.integers(0, 24 * 200), st.sampled_from([None, "active", "expired", "released"]))
 def test_the_busy_reads_send_exactly_what_their_models_document(events, hours, state_filter):
-    state = fold(events)
+    _, state = run(events)
     at = START + hours * HOUR
     assert same_as_model(MemberSummary, summary(state, at))
     assert same_as_model(MemberLicenses, {"member_id": "m1", "at": at, "seq": state.seq, "state": state_filter,

@@ -9,21 +9,14 @@ from hypothesis import given, settings
 from app.adapters import view_json
 from app.adapters.view_json import decode_view, encode_view
 from app.domain import MemberState, state_to_dict
-from app.domain.decide import step
+from tests.support.domain_builders import run
 from tests.support.strategies import streams
-
-
-def _fold(events) -> MemberState:
-    state = MemberState.empty("m1")
-    for e in events:
-        _, state = step(state, e)
-    return state
 
 
 @settings(max_examples=200, deadline=None)
 @given(streams())
 def test_the_view_json_is_the_standard_librarys_sorted_compact_json_and_reads_back(events) -> None:
-    state = _fold(events)
+    _, state = run(events)
     text = encode_view(state)
 
     assert text == json.dumps(state_to_dict(state, include_processed=False), separators=(",", ":"), sort_keys=True)

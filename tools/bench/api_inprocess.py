@@ -1,7 +1,7 @@
 """The read API's own CPU per request, without HTTP: the ASGI app called in-process.
 
 ``python -m tools.bench.api_inprocess [--members N] [--requests N] [--profile]`` writes views of a
-simulator workload to a Redis database of its own (as ``api_variants`` does), builds the app with
+simulator workload to a Redis database of its own (``api_variants.views_in_redis``), builds the app with
 ``create_api`` and calls it directly with the bench's request mix (``api_bench.request_paths``),
 authorised, one request at a time. It prints the process CPU time per request (``time.process_time``:
 what the app and the Redis client cost, not the wait for Redis, and little moved by a noisy
@@ -57,11 +57,8 @@ async def measure(settings, paths: list[str], profile: cProfile.Profile | None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app.config import Settings
-    from tools.bench import api_bench, end_to_end
-    from tools.bench.api_variants import write_views
-    from tools.bench.env import BenchEnv
-    from tools.simulate.workload import WorkloadConfig
+    from tools.bench import api_bench
+    from tools.bench.api_variants import views_in_redis
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=5_000)
@@ -71,16 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--redis-db", type=int, default=5)
     p.add_argument("--profile", action="store_true", help="print the 30 functions with the most own time")
     args = p.parse_args(argv)
-    base = Settings()
-    run_id = "inproc" + time.strftime("%H%M%S")
-    env = BenchEnv(base, run_id, args.redis_db, base.stack_dir / "bench" / run_id)
-    try:
-        env.flush_redis()
-        workload = end_to_end.prepare_workload(WorkloadConfig(seed=1, members=args.members, events=args.events))
-        write_views(env.settings, env.redis_url, workload.expected)
+    with views_in_redis("inproc", args.members, args.events, args.redis_db) as (env, workload):
         paths = api_bench.request_paths(workload.expected, n=len(workload.expected))
         paths = (paths * (args.requests // len(paths) + 1))[:args.requests]
-        settings = base.model_copy(update={"redis_url": env.redis_url})
+        settings = env.settings.model_copy(update={"redis_url": env.redis_url})
         for i in range(args.rounds):
             profile = cProfile.Profile() if args.profile and i == args.rounds - 1 else None
             per_request, statuses = asyncio.run(measure(settings, paths, profile))
@@ -88,8 +79,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"(statuses {statuses})", flush=True)
             if profile:
                 pstats.Stats(profile).sort_stats("tottime").print_stats(30)
-    finally:
-        env.close()
     return 0
 
 

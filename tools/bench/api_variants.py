@@ -13,6 +13,8 @@ import argparse
 import json
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 VARIANTS = {
@@ -38,11 +40,29 @@ def write_views(settings, redis_url: str, expected: dict) -> None:
     client.close()
 
 
-def main(argv: list[str] | None = None) -> int:
+@contextmanager
+def views_in_redis(label: str, members: int, events: int, redis_db: int) -> Iterator[tuple]:
+    """(env, workload): a BenchEnv of its own (run id ``label`` + the time) whose Redis database holds
+    the views of a simulator workload decided by the pure domain; everything deleted on exit."""
     from app.config import Settings
-    from tools.bench import api_bench, end_to_end
+    from tools.bench import end_to_end
     from tools.bench.env import BenchEnv
     from tools.simulate.workload import WorkloadConfig
+
+    settings = Settings()
+    run_id = label + time.strftime("%H%M%S") + uuid.uuid4().hex[:3]
+    env = BenchEnv(settings, run_id, redis_db, settings.stack_dir / "bench" / run_id)
+    try:
+        env.flush_redis()
+        workload = end_to_end.prepare_workload(WorkloadConfig(seed=1, members=members, events=events))
+        write_views(env.settings, env.redis_url, workload.expected)
+        yield env, workload
+    finally:
+        env.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tools.bench import api_bench
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--members", type=int, default=10_000)
@@ -56,15 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="extra environment of the API processes (repeatable)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    settings = Settings()
-    run_id = "api" + time.strftime("%H%M%S") + uuid.uuid4().hex[:3]
-    env = BenchEnv(settings, run_id, args.redis_db, settings.stack_dir / "bench" / run_id)
-    results: dict = {"run_id": run_id, "variants": {}}
-    try:
-        env.flush_redis()
+    with views_in_redis("api", args.members, args.events, args.redis_db) as (env, workload):
+        results: dict = {"run_id": env.run_id, "variants": {}}
         pipeline = env.pipeline("api", 500, 1000, 1)
-        workload = end_to_end.prepare_workload(WorkloadConfig(seed=1, members=args.members, events=args.events))
-        write_views(env.settings, env.redis_url, workload.expected)
         extra = dict(e.split("=", 1) for e in args.env)
         for i, (name, server_args) in enumerate(VARIANTS.items()):
             if args.only and name not in args.only:
@@ -84,8 +98,6 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name}: max {v['max_rate']:,.0f} req/s on {v['max_server_cores']} cores "
                   f"({v['per_core'] or 0:,.0f} per core); at {args.rate:,.0f} req/s p50 {v['fixed_p50_ms']} ms, "
                   f"p99 {v['fixed_p99_ms']} ms", flush=True)
-    finally:
-        env.close()
     if args.out:
         args.out.write_text(json.dumps(results, indent=1, default=str))
     return 0
