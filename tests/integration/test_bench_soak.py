@@ -71,6 +71,9 @@ def test_every_minute_has_its_figures_and_was_printed(soak_run):
         assert 0 < m["p50_ms"] <= m["p99_ms"] <= m["max_ms"], m
         assert m["input_rate"] > 0 and isinstance(m["dead_letters"], int), m
         assert set(m["errors"]) == ERROR_KINDS and all(isinstance(v, int) for v in m["errors"].values()), m
+        # the decider works through 100 events/s: its batches take some of every minute, never more than all
+        assert 0 < m["busy"]["decider"] <= 1.05 and 0 < m["busy"]["projector"] <= 1.05, m
+        assert 0 <= m["steal"] <= 1, m
     lines = stdout.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("min | input/s | RSS MiB"))
     rows = [line for line in lines[header + 1:] if line.split(" | ")[0].strip().isdigit()]

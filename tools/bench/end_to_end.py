@@ -341,12 +341,13 @@ class _ProbeState:
 class Probes:
     """Probe events (PlanChanged, always accepted) for dedicated probe members. A probe's latency is
     from the moment it is handed to the producer to the moment its member's Redis view shows its seq
-    (a thread polls the views of the members with probes in flight every 2 ms). Used by the latency
-    phase and by the soak (which buckets the latencies by the minute the probe was sent in)."""
+    (a thread polls the views of the members with probes in flight every ``poll_interval_ms``, 2 ms by
+    default: a latency is at most that much late). Used by the latency phase and by the soak (which
+    buckets the latencies by the minute the probe was sent in)."""
 
     POLL_INTERVAL_MS = 2
 
-    def __init__(self, env: BenchEnv, pipeline: Pipeline, members: int):
+    def __init__(self, env: BenchEnv, pipeline: Pipeline, members: int, poll_interval_ms: float = POLL_INTERVAL_MS):
         from confluent_kafka import Producer
 
         from app.adapters.kafka.producer import producer_config
@@ -360,7 +361,8 @@ class Probes:
         self.delivery_failures = 0  # probes the producer could not deliver
         self.state = _ProbeState()
         self._redis = env.redis()
-        self._poller = threading.Thread(target=_poll_probes, args=(self.state, Views(self._redis)), daemon=True)
+        self._poller = threading.Thread(target=_poll_probes, args=(self.state, Views(self._redis), poll_interval_ms / 1000),
+                                        daemon=True)
 
     def start(self) -> Probes:
         self._poller.start()
@@ -548,7 +550,7 @@ def _decider_latencies(env: BenchEnv, topic: str, start: dict[int, int], sent_wa
     return out
 
 
-def _poll_probes(state: _ProbeState, views: Views) -> None:
+def _poll_probes(state: _ProbeState, views: Views, interval_s: float) -> None:
     while not state.stop:
         with state.lock:
             outstanding = list(state.outstanding.items())
@@ -562,4 +564,4 @@ def _poll_probes(state: _ProbeState, views: Views) -> None:
                         del state.outstanding[event_id]
                         if probe.sent >= 0:
                             state.timed.append((probe.sent, now - probe.sent))
-        time.sleep(0.002)
+        time.sleep(interval_s)

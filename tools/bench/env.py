@@ -463,6 +463,23 @@ class BenchEnv:
 # --- machine ----------------------------------------------------------------------------
 
 
+def cpu_times() -> tuple[int, int] | None:
+    """(all, stolen) CPU time of the machine since boot, in ticks (/proc/stat): on a virtual machine
+    the hypervisor's steal is time this machine's cores were runnable and got no CPU."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    except (OSError, ValueError, IndexError):
+        return None
+    return sum(fields), fields[7]
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of the machine's CPU time the hypervisor took between two cpu_times()."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    return round((after[1] - before[1]) / (after[0] - before[0]), 3)
+
+
 def machine() -> dict:
     """Cores, memory and CPU model of this machine, read now."""
     model = ""

@@ -35,16 +35,23 @@ from pathlib import Path
 
 from app.bootstrap import kafka_connection
 from tools.bench import end_to_end, soak_report
-from tools.bench.env import BenchEnv, BenchError, Pipeline, Process, machine
+from tools.bench.env import BenchEnv, BenchError, Pipeline, Process, cpu_times, machine, steal_share
 from tools.stack.process import free_port
 
 MIB = 2**20
 SAMPLE_S = 1.0  # RSS samples, worker liveness
 ROW_GRACE_S = 30.0  # a minute's row waits at most this long for its probes
+# The soak's latencies are seconds: polling the probes' views every 20 ms (a latency is at most 20 ms
+# late) instead of the latency phase's 2 ms keeps the measuring thread from taking a tenth of a core
+# beside the worker it measures.
+PROBE_POLL_MS = 20
 READY_TIMEOUT_S = 180.0
 INPUT_PREFIX = "soak"
 SATURATION_PREFIX = "sat"
 TRACEBACK = b"Traceback (most recent call last)"
+# A stage's busy share of a minute: the seconds its batches took (ledger_batch_seconds) over 60. The
+# decider's is how close the worker runs to what it sustains on the store as it is by then.
+BUSY_STAGES = ("decider", "projector")
 
 
 # --- the oracle ---------------------------------------------------------------------------------
@@ -85,11 +92,13 @@ def scrape(port: int, timeout_s: float = 5.0) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as r:
         text = r.read().decode()
     wanted = {"ledger_batch_failures_total": "failed_batches", "ledger_decider_dead_letters_total": "dead_letters"}
-    out = dict.fromkeys(wanted.values(), 0.0)
+    out = dict.fromkeys([*wanted.values(), *(f"{s}_busy_s" for s in BUSY_STAGES)], 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in wanted:
                 out[wanted[sample.name]] += sample.value
+            elif sample.name == "ledger_batch_seconds_sum" and sample.labels.get("stage") in BUSY_STAGES:
+                out[f"{sample.labels['stage']}_busy_s"] += sample.value
     return out
 
 
@@ -272,6 +281,7 @@ class Soak:
         self.rows: list[dict] = []
         self.logscan = LogScan()
         self.failures = CounterDelta()
+        self.busy = {stage: CounterDelta() for stage in BUSY_STAGES}
         self.restarts: list[dict] = []
         self._restarts_counted = 0
         self._publish_failures_counted = 0
@@ -297,7 +307,7 @@ class Soak:
                          "members_touched": oracle["members_touched"], "members_with_views": len(self.expected),
                          "dead_letters_expected": oracle["outcomes"].get("dead_letter", 0),
                          "input_rate": round(self.input_rate, 3), "probes_per_s": round(self.probes_per_s, 3),
-                         "probe_members": cfg.probe_members}
+                         "probe_members": cfg.probe_members, "probe_poll_ms": PROBE_POLL_MS}
         env.flush_redis()
         self.pipeline = env.pipeline("soak", cfg.batch_size, cfg.cache_size, cfg.partitions,
                                      {"LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
@@ -313,6 +323,8 @@ class Soak:
         self.worker = self.env.start_worker(self.pipeline, "all", name=f"worker-soak-{n}", metrics_port=self.port)
         self.workers.append(self.worker)
         self.failures.reset()
+        for counter in self.busy.values():
+            counter.reset()
 
     def wait_ready(self) -> None:
         began = time.monotonic()
@@ -343,7 +355,7 @@ class Soak:
             time.sleep(0.05)
         self.t0 = time.monotonic()
         self.events_before = before
-        self.probes = end_to_end.Probes(self.env, p, self.cfg.probe_members).start()
+        self.probes = end_to_end.Probes(self.env, p, self.cfg.probe_members, PROBE_POLL_MS).start()
         self._probe_thread = threading.Thread(target=self._send_probes, name="soak-probes", daemon=True)
         self._probe_thread.start()
         self._lag = consumer_lag(self.settings)
@@ -374,6 +386,7 @@ class Soak:
         last_events = self.events_before
         last_dlq = self.dlq_before
         last_cpu, cpu_pid = self.worker.cpu_seconds(), self.worker.pid
+        last_times = cpu_times()
         for minute in range(1, self.minutes + 1):
             boundary = self.t0 + 60 * minute
             rss_max = 0
@@ -394,6 +407,9 @@ class Soak:
             row["worker_cpu"] = round(max(0.0, cpu - last_cpu) / 60, 3)
             last_cpu = cpu
             row["load_average"] = round(os.getloadavg()[0], 2)
+            times = cpu_times()
+            row["steal"] = steal_share(last_times, times)
+            last_times = times
             events = self._try(lambda: self.env.end_offset_total(p.events_topic), "reading the input offsets")
             row["input_events"] = None if events is None else events - last_events
             row["input_rate"] = None if events is None else round((events - last_events) / 60, 1)
@@ -402,7 +418,9 @@ class Soak:
             row["dead_letters"] = None if dlq is None else dlq - last_dlq
             last_dlq = dlq if dlq is not None else last_dlq
             row.update(self.read_lag())
-            row["errors"] = self.read_errors()
+            metrics = self.read_metrics()
+            row["busy"] = self.read_busy(metrics)
+            row["errors"] = self.read_errors(metrics)
             row["errors_total"] = sum(v for v in row["errors"].values() if v)
             row["_boundary"] = boundary
             self.rows.append(row)
@@ -439,15 +457,23 @@ class Soak:
         return {"lag_messages": lag.total(), "lag_by_stage": stages, "lag_oldest_s": round(lag.oldest_seconds(), 2),
                 "lag_read_s": round(time.monotonic() - began, 2)}
 
-    def read_errors(self) -> dict:
-        restarts = len(self.restarts) - self._restarts_counted
-        self._restarts_counted = len(self.restarts)
-        failed = None
+    def read_metrics(self) -> dict | None:
         try:
-            failed = int(self.failures.delta(scrape(self.port)["failed_batches"]))
+            return scrape(self.port)
         except Exception as exc:  # noqa: BLE001
             if self.worker.alive:
                 self.results["notes"].append(f"minute at {time.monotonic() - self.t0:.0f} s: /metrics not read: {exc}")
+            return None
+
+    def read_busy(self, metrics: dict | None) -> dict | None:
+        if metrics is None:
+            return None
+        return {stage: round(self.busy[stage].delta(metrics[f"{stage}_busy_s"]) / 60, 3) for stage in BUSY_STAGES}
+
+    def read_errors(self, metrics: dict | None) -> dict:
+        restarts = len(self.restarts) - self._restarts_counted
+        self._restarts_counted = len(self.restarts)
+        failed = None if metrics is None else int(self.failures.delta(metrics["failed_batches"]))
         st = soak_input_status(self.status_path) or {}
         publish = st.get("publish_failures", 0) - self._publish_failures_counted
         self._publish_failures_counted = st.get("publish_failures", 0)
@@ -547,7 +573,7 @@ class Soak:
             self.fill_latency(row)
             row.pop("_boundary", None)
         # errors after the last minute (the drain) count too
-        after = self.read_errors()
+        after = self.read_errors(self.read_metrics())
         with self.env.redis() as client:
             views = end_to_end.Views(client)
             check = check_views(views, self.expected)

@@ -5,8 +5,11 @@ Minute ``k`` of the table covers ``[k-1, k)`` minutes after the input started. T
 - **rss**: the mean of the worker's per-minute RSS over the last 5 minutes is at most 10% above its
   mean over minutes 6-10 (5:00 to 10:00 after the input started: the first 5 minutes are warm-up,
   the caches filling). A fall is reported, and is not a failure.
-- **p99**: the p99 of every probe sent in the last 5 minutes is at most 10% above the p99 of every
-  probe sent in minutes 6-10 (pooled, not a mean of per-minute p99s).
+- **p99**: the median of the per-minute p99s of the last 5 minutes (each minute's p99 over the probes
+  sent in it) is at most 10% above the median of those of minutes 6-10. A median, so that one
+  stalled minute carries neither window: pooled over a window, the 1% tail is one bad minute's
+  probes, and a stall in minutes 6-10 then excused any later slowdown (soak run 5). The pooled p99s
+  are reported beside it, with the CPU the hypervisor took in each window.
 - **lag**: bounded: the consumer lag (messages, every stage of the worker's group) at the end of the
   last minute is below one minute of input (rate x 60), and it never grew for 5 consecutive minutes
   (each of 5 minutes ending above the one before).
@@ -41,6 +44,23 @@ def _mean(values: list) -> float | None:
     return sum(xs) / len(xs) if xs else None
 
 
+def _median(values: list[float]) -> float | None:
+    xs = sorted(values)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def _minute_p99s(latencies_ms: dict[int, list[float]], minutes: list[int]) -> list[float]:
+    """Each minute's p99 (over the probes sent in it), for the minutes that had probes."""
+    return [round(percentile(sorted(latencies_ms[m]), 99), 2) for m in minutes if latencies_ms.get(m)]
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 2)
+
+
 def _windows(n: int) -> tuple[list[int], list[int]]:
     return list(range(BASELINE[0], BASELINE[1] + 1)), list(range(n - LAST + 1, n + 1))
 
@@ -55,6 +75,16 @@ def _stable(cid: str, what: str, base: float | None, last: float | None, unit: s
                         "limit": 1 + TOLERANCE},
             "text": f"{what}: last 5 minutes {last:,.1f} {unit} vs minutes 6-10 {base:,.1f} {unit} "
                     f"(ratio {ratio:.3f}, limit {1 + TOLERANCE:.2f})"}
+
+
+def _with_steal(criterion: dict, base: list, last: list) -> dict:
+    """The windows' CPU steal beside a latency criterion: the machine it ran on, not the verdict."""
+    base_s, last_s = _mean(base), _mean(last)
+    if base_s is None or last_s is None:
+        return criterion
+    criterion["figures"].update(baseline_steal=round(base_s, 3), last_steal=round(last_s, 3))
+    criterion["text"] += f"; CPU stolen by the hypervisor {last_s:.0%} vs {base_s:.0%}"
+    return criterion
 
 
 def _not_evaluated(cid: str, n: int) -> dict:
@@ -87,12 +117,16 @@ def verdict(report: dict, latencies_ms: dict[int, list[float]]) -> dict:
         criteria.append(_stable("rss", "worker RSS (mean of the per-minute figures)",
                                 _mean([by[m]["rss_mib"] for m in base_m]), _mean([by[m]["rss_mib"] for m in last_m]),
                                 "MiB", {"baseline_minutes": base_m, "last_minutes": last_m}))
+        base_p99, last_p99 = _minute_p99s(latencies_ms, base_m), _minute_p99s(latencies_ms, last_m)
         base_l = sorted(x for m in base_m for x in latencies_ms.get(m, []))
         last_l = sorted(x for m in last_m for x in latencies_ms.get(m, []))
-        criteria.append(_stable("p99", "publish-to-view p99 (every probe of the window)", percentile(base_l, 99),
-                                percentile(last_l, 99), "ms",
-                                {"baseline_minutes": base_m, "last_minutes": last_m, "baseline_probes": len(base_l),
-                                 "last_probes": len(last_l)}))
+        p99 = _stable("p99", "publish-to-view p99 (the median minute of the window)", _median(base_p99),
+                      _median(last_p99), "ms",
+                      {"baseline_minutes": base_m, "last_minutes": last_m, "baseline_probes": len(base_l),
+                       "last_probes": len(last_l), "baseline_minutes_p99": base_p99, "last_minutes_p99": last_p99,
+                       "baseline_pooled": _round(percentile(base_l, 99)),
+                       "last_pooled": _round(percentile(last_l, 99))})
+        criteria.append(_with_steal(p99, [by[m].get("steal") for m in base_m], [by[m].get("steal") for m in last_m]))
     else:
         criteria += [_not_evaluated("rss", n), _not_evaluated("p99", n)]
 
@@ -169,8 +203,8 @@ def verdict_text(v: dict) -> str:
 
 # --- the per-minute table -------------------------------------------------------------------------
 
-COLUMNS = ("min", "input/s", "RSS MiB", "CPU", "lag msgs (dec/proj/clk)", "probes", "p50 ms", "p99 ms",
-           "dead letters", "errors (restarts/failed batches/publish/tracebacks)", "load")
+COLUMNS = ("min", "input/s", "RSS MiB", "CPU", "busy (dec/proj)", "lag msgs (dec/proj/clk)", "probes", "p50 ms", "p99 ms",
+           "dead letters", "errors (restarts/failed batches/publish/tracebacks)", "load", "steal")
 
 
 def _n(x, fmt="{:,.0f}") -> str:
@@ -185,11 +219,13 @@ def _cells(row: dict) -> list[str]:
     probes = _n(row.get("probes"))
     if row.get("probes_pending"):
         probes += f" (+{row['probes_pending']} pending)"
+    busy = row.get("busy")
+    busy_cell = "n/a" if not busy else f"{busy['decider']:.0%}/{busy['projector']:.0%}"
     return [str(row["minute"]), _n(row.get("input_rate"), "{:,.1f}"), _n(row.get("rss_mib"), "{:,.1f}"),
-            _n(row.get("worker_cpu"), "{:.2f}"), lag, probes, _n(row.get("p50_ms"), "{:,.1f}"),
+            _n(row.get("worker_cpu"), "{:.2f}"), busy_cell, lag, probes, _n(row.get("p50_ms"), "{:,.1f}"),
             _n(row.get("p99_ms"), "{:,.1f}"), _n(row.get("dead_letters")),
             f"{row.get('errors_total', 0)} ({'/'.join(_n(errs.get(k)) for k in ERROR_KINDS)})",
-            _n(row.get("load_average"), "{:.1f}")]
+            _n(row.get("load_average"), "{:.1f}"), _n(None if row.get("steal") is None else 100 * row["steal"], "{:.0f}%")]
 
 
 def table_header() -> str:
@@ -221,7 +257,8 @@ def markdown(report: dict) -> str:
         f"(seed {wl.get('seed')}, {wl.get('members', 0):,} members, {wl.get('events', 0):,} items: "
         + ", ".join(f"{k} {n:,}" for k, n in (wl.get("kinds") or {}).items())
         + f") at {wl.get('input_rate', 0):,.1f}/s plus probes at {wl.get('probes_per_s', 0):,.1f}/s "
-        f"({wl.get('probe_members')} probe members). Measured input: {inp.get('rate_measured', 'n/a')} messages/s. "
+        f"({wl.get('probe_members')} probe members, views polled every {wl.get('probe_poll_ms', 2)} ms). "
+        f"Measured input: {inp.get('rate_measured', 'n/a')} messages/s. "
         f"One `ledger worker --role all`, batch size {cfg['batch_size']}, batch wait {cfg['batch_wait_ms']} ms, "
         f"cache {cfg['cache_size']:,} states and {cfg.get('member_cache_mb', 'n/a')} MiB (estimated) each, "
         f"{cfg['partitions']} partitions.",
