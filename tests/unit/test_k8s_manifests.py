@@ -441,6 +441,7 @@ def test_cassandra_requires_logins_and_tls_and_each_role_has_its_grants(overlay)
     [dc] = find(objects, "CassandraDatacenter")
     yaml_config = dc["spec"]["config"]["cassandra-yaml"]
     assert yaml_config["authenticator"] == "PasswordAuthenticator" and yaml_config["authorizer"] == "CassandraAuthorizer"
+    assert yaml_config["memtable_allocation_type"] == "offheap_objects"  # as the local stack's
     encryption = yaml_config["client_encryption_options"]
     assert encryption["enabled"] is True and encryption["optional"] is False
     [tls] = [v for v in dc["spec"]["storageConfig"]["additionalVolumes"] if v["mountPath"] == "/etc/cassandra-tls"]
