@@ -138,15 +138,26 @@ def test_the_printed_row_shows_every_figure():
     assert len(soak_report.table_header().split(" | ")) == len(soak_report.table_row(row).split(" | "))
 
 
-def test_the_p99_criterion_shows_the_cpu_the_hypervisor_took_in_each_window_without_changing_the_verdict():
-    minutes = [{**minute(k), "steal": 0.1 if k <= 10 else 0.4} for k in range(1, 21)]
+def test_the_p99_criterion_shows_the_cpu_the_hypervisor_took_in_each_window():
+    minutes = [{**minute(k), "steal": 0.01 if k <= 10 else 0.02} for k in range(1, 21)]
     v = soak_report.verdict(report(minutes), latencies(20, last_ms=150.0))
     p99 = criteria(v)["p99"]
-    assert not p99["met"]
-    assert (p99["figures"]["baseline_steal"], p99["figures"]["last_steal"]) == (0.1, 0.4)
-    assert p99["text"].endswith("CPU stolen by the hypervisor 40% vs 10%")
+    assert p99["evaluated"] and not p99["met"]
+    assert (p99["figures"]["baseline_steal"], p99["figures"]["last_steal"]) == (0.01, 0.02)
+    assert p99["text"].endswith("CPU stolen by the hypervisor 2% vs 1%")
     assert "stolen" not in criteria(soak_report.verdict(report([minute(k) for k in range(1, 21)]), latencies(20)))[
         "p99"]["text"]
+
+
+def test_p99_is_not_judged_when_the_hypervisor_took_more_cpu_in_one_window_than_in_the_other():
+    """Soak run 8: steal 11% in minutes 6-10 and 3% at the end; its p99 'held' at 0.458, and a steal
+    in the other window would fail a steady pipeline the same way."""
+    minutes = [{**minute(k), "steal": 0.11 if k <= 10 else 0.03} for k in range(1, 21)]
+    v = soak_report.verdict(report(minutes), latencies(20, 3_000.0, last_ms=1_400.0))
+    p99 = criteria(v)["p99"]
+    assert not p99["evaluated"] and p99["met"] is None
+    assert "11%" in p99["text"] and "3%" in p99["text"]
+    assert v["verdict"] == soak_report.INCONCLUSIVE and "hypervisor" in v["note"]
 
 
 def test_steal_is_the_share_of_the_machines_cpu_time_between_two_readings():
