@@ -29,6 +29,7 @@ judged when the windows' steal differs by more than 2 points.
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 from tools.bench.env import percentile
@@ -51,11 +52,7 @@ def _mean(values: list) -> float | None:
 
 
 def _median(values: list[float]) -> float | None:
-    xs = sorted(values)
-    if not xs:
-        return None
-    mid = len(xs) // 2
-    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+    return statistics.median(values) if values else None
 
 
 def _minute_p99s(latencies_ms: dict[int, list[float]], minutes: list[int]) -> list[float]:
