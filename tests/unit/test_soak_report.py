@@ -2,6 +2,9 @@
 `ledger bench --soak` refuses. The soak itself runs in tests/integration/test_bench_soak.py."""
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
 
 from app.entrypoints import cli
@@ -192,8 +195,53 @@ def test_tracebacks_are_counted_once_even_when_a_line_is_split_between_looks(tmp
     (["bench", "--soak", "5", "--soak-rate", "0"], "--soak-rate must be > 0"),
     (["bench", "--soak", "5", "--quick"], "--soak does not take --quick"),
     (["bench", "--soak", "5", "--events", "10"], "--soak does not take --events"),
-    (["bench", "--soak", "5", "--soak-rate", "9", "--soak-saturation-events", "9"], "use one of them"),
+    (["bench", "--soak-warmup-events", "9"], "--soak-warmup-events applies to --soak only"),
+    (["bench", "--soak", "5", "--soak-warmup-events", "-1"], "--soak-warmup-events must be at least 0"),
+    (["bench", "--soak", "5", "--soak-warmup-events", "0"], "give --soak-rate"),
 ])
 def test_the_soak_refuses_options_that_do_not_apply(capsys, argv, message):
     assert cli.main(argv) == 1
     assert message in capsys.readouterr().err
+
+
+def warm_up(rate: float) -> dict:
+    return {"items": 100_000, "messages": 100_000, "measured_from": 50_000, "rate": rate}
+
+
+def test_the_measured_input_is_70_percent_of_the_warm_ups_second_half_and_fits_the_stream():
+    from tools.bench.runner import BenchConfig
+    from tools.bench.soak import Soak
+
+    results: dict = {}
+    soak = Soak(SimpleNamespace(work_dir=Path("unused")), BenchConfig(soak_minutes=30), None, results, echo=lambda _: None)
+    soak.set_rate(warm_up(400.0))
+    assert results["rate"]["value"] == pytest.approx(280.0) and results["rate"]["source"] == "measured"
+    assert "70% of the sustained rate 400 events/s" in results["rate"]["text"]
+    assert "last 50,000 messages" in results["rate"]["text"]
+    assert results["rate"]["sustained"] == 400.0 and results["warmup"]["rate"] == 400.0
+    # the minutes' items follow the warm-up's in a stream sized before the rate was known
+    assert soak.warmup_events + soak.input_events <= soak.stream_events
+
+
+def test_a_measured_rate_above_what_the_stream_was_sized_for_is_clamped_and_said():
+    from tools.bench.runner import BenchConfig
+    from tools.bench.soak import RATE_CAP, Soak
+
+    results: dict = {}
+    soak = Soak(SimpleNamespace(work_dir=Path("unused")), BenchConfig(soak_minutes=30), None, results, echo=lambda _: None)
+    soak.set_rate(warm_up(10 * RATE_CAP))
+    assert results["rate"]["value"] == RATE_CAP and "clamped" in results["rate"]["text"]
+    assert soak.warmup_events + soak.input_events <= soak.stream_events
+
+
+def test_an_explicit_rate_sizes_the_stream_and_needs_no_warm_up():
+    from tools.bench.runner import BenchConfig
+    from tools.bench.soak import Soak
+
+    results: dict = {}
+    soak = Soak(SimpleNamespace(work_dir=Path("unused")), BenchConfig(soak_minutes=2, soak_rate=100.0, soak_warmup_events=0), None, results,
+                echo=lambda _: None)
+    soak.set_rate(None)
+    assert results["rate"] == {"value": 100.0, "source": "explicit", "share_of_sustained": None, "sustained": None,
+                               "text": "explicit: --soak-rate 100"}
+    assert soak.input_events <= soak.stream_events == 12_000

@@ -46,12 +46,13 @@ def register(sub) -> None:
                    help="profile the end-to-end worker with py-spy (pip install -e '.[bench]')")
     p.add_argument("--soak", type=int, metavar="MINUTES",
                    help="instead of the phases: a soak of one worker for MINUTES minutes at 70%% of the sustained "
-                        "rate (measured first by a short saturation run), a per-minute table, a verdict "
-                        "(bench/results/soak-*.json|md)")
+                        "rate (measured by its warm-up), a per-minute table, a verdict (bench/results/soak-*.json|md)")
     p.add_argument("--soak-rate", type=float, metavar="N",
-                   help="input rate of the soak in events/s, instead of measuring the sustained rate")
-    p.add_argument("--soak-saturation-events", type=int, metavar="N",
-                   help="events of the saturation run that measures the sustained rate (default 30000)")
+                   help="input rate of the soak in events/s, instead of 70%% of the rate its warm-up measures")
+    p.add_argument("--soak-warmup-events", type=int, metavar="N",
+                   help="the first N items of the soak's workload, published at once before its first minute: the "
+                        "worker decides them at full speed, which fills the store and measures the sustained rate "
+                        "(default 200000; 0 needs --soak-rate)")
     p.add_argument("--out", help="results folder (default bench/results)")
     p.add_argument("--no-docs", action="store_true", help="do not refresh the table in BENCHMARKS.md")
     p.set_defaults(handler=run)
@@ -64,11 +65,11 @@ OPTION_FIELDS = {
     "api_seconds": "api_seconds", "cassandra_plain_rows": "cassandra_plain_rows",
     "cassandra_lwt_rows": "cassandra_lwt_rows", "cassandra_concurrency": "cassandra_concurrency",
     "redis_db": "redis_db", "out": "out_dir", "soak": "soak_minutes", "soak_rate": "soak_rate",
-    "soak_saturation_events": "soak_saturation_events",
+    "soak_warmup_events": "soak_warmup_events",
 }
 # what a soak uses besides its own options; the phases' sizes do not apply to it
 SOAK_OPTIONS = ("members", "seed", "batch_size", "cache_size", "redis_db", "out", "soak_rate",
-                "soak_saturation_events")
+                "soak_warmup_events")
 
 
 def run(args, settings) -> int:
@@ -120,7 +121,7 @@ def _check_soak_options(args) -> None:
     from app.entrypoints.commands.errors import CommandError
 
     if args.soak is None:
-        given = [o for o in ("soak_rate", "soak_saturation_events") if getattr(args, o) is not None]
+        given = [o for o in ("soak_rate", "soak_warmup_events") if getattr(args, o) is not None]
         if given:
             raise CommandError(f"--{given[0].replace('_', '-')} applies to --soak only")
         return
@@ -128,10 +129,10 @@ def _check_soak_options(args) -> None:
         raise CommandError("--soak must be at least 1 minute")
     if args.soak_rate is not None and not args.soak_rate > 0:
         raise CommandError("--soak-rate must be > 0")
-    if args.soak_saturation_events is not None and args.soak_saturation_events < 1:
-        raise CommandError("--soak-saturation-events must be at least 1")
-    if args.soak_rate is not None and args.soak_saturation_events is not None:
-        raise CommandError("--soak-saturation-events measures the rate that --soak-rate gives: use one of them")
+    if args.soak_warmup_events is not None and args.soak_warmup_events < 0:
+        raise CommandError("--soak-warmup-events must be at least 0")
+    if args.soak_warmup_events == 0 and args.soak_rate is None:
+        raise CommandError("--soak-warmup-events 0 measures no sustained rate: give --soak-rate")
     others = [o for o in OPTION_FIELDS if o not in SOAK_OPTIONS and o != "soak" and getattr(args, o) is not None]
     others += [flag for flag, on in (("quick", args.quick), ("skip", args.skip), ("profile", args.profile),
                                      ("replay_verify", args.replay_verify)) if on]

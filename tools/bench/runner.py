@@ -66,9 +66,9 @@ class BenchConfig:
     update_docs: bool = True
     # --soak (tools/bench/soak.py): minutes of steady input, instead of the phases above
     soak_minutes: int | None = None
-    soak_rate: float | None = None  # None: soak_load_share of the rate a saturation run measures
+    soak_rate: float | None = None  # None: soak_load_share of the rate its warm-up measures
     soak_load_share: float = 0.7
-    soak_saturation_events: int = 30_000
+    soak_warmup_events: int = 200_000
     soak_probes_per_s: float = 20.0
     soak_drain_timeout_s: float = 600.0
 

@@ -1,12 +1,14 @@
 """`ledger bench --soak MINUTES`: one worker under steady input for a long time, measured every minute.
 
-The input rate is 70% of the sustained rate, measured first by a short saturation run (the
-end-to-end phase's measure on a pre-published workload of ``--soak-saturation-events`` events), or
-given with ``--soak-rate``; the report says which. The input is the simulator's realistic mix,
-bad input included, published at that rate by ``tools.bench.soak_input`` in its own process, plus
-the end-to-end phase's probes (a tenth of the rate at most) whose publish-to-view latency is bucketed
-by the minute each probe was sent in. One ``ledger worker --role all`` serves /metrics on a port of
-its own.
+The workload is one stream of the simulator's realistic mix, bad input included. Its first
+``--soak-warmup-events`` items are the warm-up: published at once before the first minute, decided
+by the soak's worker at full speed. The warm-up fills the store the minutes then run on (a soak that
+starts on an empty keyspace measures the store's first growth, not a steady state), and the rate of
+its second half, when the store already holds the first, is the sustained rate. The input rate is
+70% of that rate, or ``--soak-rate``; the report says which. The minutes' items are published at that
+rate by ``tools.bench.soak_input`` in its own process, plus the end-to-end phase's probes (a tenth
+of the rate at most) whose publish-to-view latency is bucketed by the minute each probe was sent in.
+One ``ledger worker --role all`` serves /metrics on a port of its own.
 
 Every minute: the worker's RSS (/proc), its CPU, the consumer lag of its group (messages, per stage,
 read like ``ledger status`` does), p50/p99 of the probes sent that minute, the dead letters (the DLQ
@@ -22,6 +24,7 @@ with the probes sent. The criteria and the verdict are in ``tools.bench.soak_rep
 """
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 import threading
@@ -47,7 +50,10 @@ ROW_GRACE_S = 30.0  # a minute's row waits at most this long for its probes
 PROBE_POLL_MS = 20
 READY_TIMEOUT_S = 180.0
 INPUT_PREFIX = "soak"
-SATURATION_PREFIX = "sat"
+# The stream's size fixes its items, and it is fixed before the warm-up measures the rate: it is sized
+# for this rate, and a faster measured one is clamped to it (said in the report).
+RATE_CAP = 1_000.0
+WARMUP_POLL_S = 0.2
 TRACEBACK = b"Traceback (most recent call last)"
 # A stage's busy share of a minute: the seconds its batches took (ledger_batch_seconds) over 60. The
 # decider's is how close the worker runs to what it sustains on the store as it is by then.
@@ -57,13 +63,13 @@ BUSY_STAGES = ("decider", "projector")
 # --- the oracle ---------------------------------------------------------------------------------
 
 
-def decide_workload(config) -> dict:
-    """The pure domain's decision of the whole workload, streamed (the items are not kept): per member
-    with a view, its final seq and view digest; the items by kind and the outcomes."""
+def decide_workload(config, count: int) -> dict:
+    """The pure domain's decision of the workload's first ``count`` items, streamed (the items are not
+    kept): per member with a view, its final seq and view digest; the items by kind and the outcomes."""
     from app.domain.views import digest
     from tools.simulate.workload import generate
 
-    states, kinds, outcomes = end_to_end.decide_items(generate(config))
+    states, kinds, outcomes = end_to_end.decide_items(itertools.islice(generate(config), count))
     expected = {m: (s.seq, digest(s)) for m, s in states.items() if s.seq > 0}
     return {"expected": expected, "kinds": dict(kinds), "outcomes": dict(outcomes), "members_touched": len(states)}
 
@@ -191,20 +197,7 @@ def run(cfg, settings, command: str, echo=print) -> tuple[dict, int]:
     soak: Soak | None = None
     interrupted: BaseException | None = None
     try:
-        if cfg.soak_rate is None:
-            echo("[saturation] measuring the sustained rate (one worker, a pre-published workload)")
-            sat = saturation(env, cfg, settings, echo)
-            rate = cfg.soak_load_share * sat["rate"]
-            results["rate"] = {"value": rate, "source": "measured", "share_of_sustained": cfg.soak_load_share,
-                               "sustained": sat["rate"], "saturation": sat,
-                               "text": f"{cfg.soak_load_share:.0%} of the sustained rate {sat['rate']:,.0f} events/s "
-                                       f"measured by a saturation run of {sat['events']:,} events"}
-        else:
-            rate = cfg.soak_rate
-            results["rate"] = {"value": rate, "source": "explicit", "share_of_sustained": None, "sustained": None,
-                               "saturation": None, "text": f"explicit: --soak-rate {rate:g}"}
-        echo(f"[rate] soak input: {rate:,.1f} events/s ({results['rate']['text']})")
-        soak = Soak(env, cfg, settings, rate, results, echo)
+        soak = Soak(env, cfg, settings, results, echo)
         soak.run()
     except Exception as exc:  # noqa: BLE001 - reported, with the minutes measured until then
         results["errors"]["soak"] = f"{type(exc).__name__}: {exc}"
@@ -234,40 +227,24 @@ def run(cfg, settings, command: str, echo=print) -> tuple[dict, int]:
 
 
 SOAK_CONFIG = ("seed", "members", "partitions", "batch_size", "batch_wait_ms", "cache_size", "probe_members",
-               "redis_db", "soak_minutes", "soak_rate", "soak_saturation_events", "soak_load_share",
+               "redis_db", "soak_minutes", "soak_rate", "soak_warmup_events", "soak_load_share",
                "soak_probes_per_s", "soak_drain_timeout_s", "out_dir")
 
 
-def saturation(env: BenchEnv, cfg, settings, echo) -> dict:
-    """The sustained rate of one worker, as the end-to-end phase measures it, on a short workload."""
-    from tools.simulate.workload import WorkloadConfig
-
-    env.flush_redis()
-    p = env.pipeline("sat", cfg.batch_size, cfg.cache_size, cfg.partitions,
-                     {"LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
-    w = end_to_end.prepare_workload(WorkloadConfig(seed=cfg.seed, members=cfg.members,
-                                                   events=cfg.soak_saturation_events, id_prefix=SATURATION_PREFIX))
-    end_to_end.publish_workload(w, kafka_connection(settings), p.events_topic, echo)
-    out, worker = end_to_end.run_throughput(env, p, w, timeout_s=cfg.e2e_timeout_s, echo=echo)
-    worker.stop(30)
-    env.flush_redis()
-    return {"rate": out["rate"], "events": out["events"], "events_counted": out["events_counted"],
-            "members": out["members"], "seconds": out["seconds"], "views_ok": out["views_check"]["ok"],
-            "worker_vm_hwm_mib": round(out["worker_vm_hwm_bytes"] / MIB, 1)}
-
-
 class Soak:
-    def __init__(self, env: BenchEnv, cfg, settings, rate: float, results: dict, echo):
+    def __init__(self, env: BenchEnv, cfg, settings, results: dict, echo):
         self.env = env
         self.cfg = cfg
         self.settings = settings
-        self.rate = rate
         self.results = results
         self.echo = echo
         self.minutes = cfg.soak_minutes
-        self.probes_per_s = min(cfg.soak_probes_per_s, rate / 10)
-        self.input_rate = rate - self.probes_per_s  # the simulator's share; the probes are the rest
-        self.input_events = max(1, round(self.input_rate * 60 * self.minutes))
+        self.warmup_events = cfg.soak_warmup_events
+        top = cfg.soak_rate if cfg.soak_rate is not None else RATE_CAP
+        self.stream_events = self.warmup_events + max(1, round(top * 60 * self.minutes))
+        self.rate = self.probes_per_s = self.input_rate = 0.0  # set_rate, once the warm-up has run
+        self.input_events = 0
+        self.warmup_dead_letters = 0
         self.pipeline: Pipeline | None = None
         self.worker: Process | None = None
         self.workers: list[Process] = []
@@ -294,20 +271,9 @@ class Soak:
     # -- set-up --
 
     def run(self) -> None:
-        from tools.simulate.workload import WorkloadConfig
+        from app.bootstrap import consumer_lag
 
-        cfg, env, r = self.cfg, self.env, self.results
-        config = WorkloadConfig(seed=cfg.seed, members=cfg.members, events=self.input_events, id_prefix=INPUT_PREFIX)
-        self.echo(f"[oracle] deciding the soak's {self.input_events:,} input items over {cfg.members:,} members "
-                  "with the pure domain")
-        oracle = decide_workload(config)
-        self.expected = oracle["expected"]
-        r["workload"] = {"seed": cfg.seed, "members": cfg.members, "events": self.input_events,
-                         "id_prefix": INPUT_PREFIX, "kinds": oracle["kinds"], "outcomes": oracle["outcomes"],
-                         "members_touched": oracle["members_touched"], "members_with_views": len(self.expected),
-                         "dead_letters_expected": oracle["outcomes"].get("dead_letter", 0),
-                         "input_rate": round(self.input_rate, 3), "probes_per_s": round(self.probes_per_s, 3),
-                         "probe_members": cfg.probe_members, "probe_poll_ms": PROBE_POLL_MS}
+        cfg, env = self.cfg, self.env
         env.flush_redis()
         self.pipeline = env.pipeline("soak", cfg.batch_size, cfg.cache_size, cfg.partitions,
                                      {"LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
@@ -315,8 +281,114 @@ class Soak:
         self.echo("[worker] starting one `ledger worker --role all` on the soak's pipeline")
         self.start_worker()
         self.wait_ready()
+        self._lag = consumer_lag(self.settings)
+        warmup = self.warm_up()
+        self.set_rate(warmup)
+        self.decide_oracle()
         self.measure_loop()
         self.drain_and_check()
+
+    def workload_config(self):
+        from tools.simulate.workload import WorkloadConfig
+
+        return WorkloadConfig(seed=self.cfg.seed, members=self.cfg.members, events=self.stream_events,
+                              id_prefix=INPUT_PREFIX)
+
+    def warm_up(self) -> dict | None:
+        """Publish the stream's first items at once and time the worker through them: the sustained rate
+        is that of the second half, when the store holds the first. Returns once the pipeline is drained."""
+        from tools.simulate.publish import publish
+        from tools.simulate.workload import EVENT_KINDS, generate
+
+        n, p = self.warmup_events, self.pipeline
+        if n == 0:
+            return None
+
+        def counted(items):
+            for item in items:
+                if item.kind not in EVENT_KINDS:
+                    self.warmup_dead_letters += 1
+                yield item
+
+        self.echo(f"[warm-up] publishing the workload's first {n:,} items at once; the worker decides them at "
+                  "full speed")
+        stats = publish(counted(itertools.islice(generate(self.workload_config()), n)),
+                        kafka_connection(self.settings), p.events_topic)
+        messages = self.env.end_offset_total(p.events_topic)
+        progress = end_to_end.DeciderProgress(self.env.session, p.keyspace, p.events_topic)
+        began = time.monotonic()
+        half: tuple[float, int] | None = None
+        last, since = -1, began
+        while (done := progress.done()) < messages:
+            now = time.monotonic()
+            self.worker.check_alive()
+            if half is None and done >= messages / 2:
+                half = (now, done)
+            if done != last:
+                last, since = done, now
+            elif now - since > end_to_end.STALL_S:
+                raise BenchError(f"warm-up: the decider made no progress for {end_to_end.STALL_S:.0f} s at "
+                                 f"{done:,} of {messages:,} messages; log {self.worker.log}:\n{self.worker.tail()}")
+            time.sleep(WARMUP_POLL_S)
+        decided = time.monotonic()
+        start, start_done = half or (began, 0)
+        rate = (messages - start_done) / max(decided - start, WARMUP_POLL_S)
+        self.wait_drained(decided + self.cfg.soak_drain_timeout_s)
+        drained = time.monotonic()
+        metrics = self.read_metrics()  # the minutes' busy shares start from here; failures and tracebacks
+        self.read_busy(metrics)        # of the warm-up are counted in the first minute's errors
+        out = {"items": n, "messages": messages, "publish_s": round(stats.elapsed_s, 1),
+               "decided_s": round(decided - began, 1), "drained_s": round(drained - decided, 1),
+               "measured_from": start_done, "rate": round(rate, 1), "dead_letters": self.warmup_dead_letters}
+        self.echo(f"  decided {messages:,} messages in {out['decided_s']:.0f} s; sustained rate {rate:,.1f} "
+                  f"events/s over the last {messages - start_done:,}; drained {out['drained_s']:.0f} s later")
+        return out
+
+    def wait_drained(self, deadline: float) -> None:
+        """Until every stage's consumer lag is 0 (the projector and the clocks follow the decider)."""
+        while (lag := self.read_lag()["lag_messages"]) != 0:
+            self.worker.check_alive()
+            if time.monotonic() > deadline:
+                raise BenchError(f"warm-up: the pipeline was not drained within {self.cfg.soak_drain_timeout_s:.0f} s "
+                                 f"(lag {lag} messages)")
+            time.sleep(0.5)
+
+    def set_rate(self, warmup: dict | None) -> None:
+        cfg = self.cfg
+        if cfg.soak_rate is not None:
+            rate = cfg.soak_rate
+            text = f"explicit: --soak-rate {rate:g}"
+        else:
+            measured = cfg.soak_load_share * warmup["rate"]
+            rate = min(measured, RATE_CAP)
+            text = (f"{cfg.soak_load_share:.0%} of the sustained rate {warmup['rate']:,.0f} events/s measured by "
+                    f"the warm-up's last {warmup['messages'] - warmup['measured_from']:,} messages"
+                    + (f", clamped to {RATE_CAP:,.0f}" if rate < measured else ""))
+        self.results["rate"] = {"value": rate, "source": "explicit" if cfg.soak_rate is not None else "measured",
+                                "share_of_sustained": None if cfg.soak_rate is not None else cfg.soak_load_share,
+                                "sustained": warmup["rate"] if warmup else None, "text": text}
+        self.results["warmup"] = warmup
+        self.echo(f"[rate] soak input: {rate:,.1f} events/s ({text})")
+        self.rate = rate
+        self.probes_per_s = min(cfg.soak_probes_per_s, rate / 10)
+        self.input_rate = rate - self.probes_per_s  # the simulator's share; the probes are the rest
+        self.input_events = max(1, round(self.input_rate * 60 * self.minutes))
+
+    def decide_oracle(self) -> None:
+        cfg = self.cfg
+        total = self.warmup_events + self.input_events
+        self.echo(f"[oracle] deciding the workload's {total:,} items (warm-up {self.warmup_events:,}, minutes "
+                  f"{self.input_events:,}) over {cfg.members:,} members with the pure domain")
+        oracle = decide_workload(self.workload_config(), total)
+        self.expected = oracle["expected"]
+        self.results["workload"] = {
+            "seed": cfg.seed, "members": cfg.members, "events": self.input_events,
+            "warmup_events": self.warmup_events, "stream_events": self.stream_events, "id_prefix": INPUT_PREFIX,
+            "kinds": oracle["kinds"], "outcomes": oracle["outcomes"], "members_touched": oracle["members_touched"],
+            "members_with_views": len(self.expected),
+            "dead_letters_expected": oracle["outcomes"].get("dead_letter", 0) - self.warmup_dead_letters,
+            "input_rate": round(self.input_rate, 3), "probes_per_s": round(self.probes_per_s, 3),
+            "probe_members": cfg.probe_members, "probe_poll_ms": PROBE_POLL_MS}
 
     def start_worker(self) -> None:
         n = len(self.workers) + 1
@@ -338,14 +410,13 @@ class Soak:
                   f"(metrics on 127.0.0.1:{self.port})")
 
     def start_input(self) -> None:
-        from app.bootstrap import consumer_lag
-
         p = self.pipeline
         before = self.env.end_offset_total(p.events_topic)
         self.dlq_before = self.env.end_offset_total(p.topics["dlq"])
         argv = [sys.executable, "-m", "tools.bench.soak_input", "--topic", p.events_topic,
                 "--rate", f"{self.input_rate:.3f}", "--events", str(self.input_events), "--seed", str(self.cfg.seed),
-                "--members", str(self.cfg.members), "--id-prefix", INPUT_PREFIX, "--status", str(self.status_path)]
+                "--members", str(self.cfg.members), "--id-prefix", INPUT_PREFIX, "--status", str(self.status_path),
+                "--skip", str(self.warmup_events), "--stream-events", str(self.stream_events)]
         self.publisher = self.env.spawn("soak-input", argv, {"LEDGER_KAFKA_BOOTSTRAP": self.env.settings.kafka_bootstrap})
         began = time.monotonic()
         while self.env.end_offset_total(p.events_topic) <= before:
@@ -358,7 +429,6 @@ class Soak:
         self.probes = end_to_end.Probes(self.env, p, self.cfg.probe_members, PROBE_POLL_MS).start()
         self._probe_thread = threading.Thread(target=self._send_probes, name="soak-probes", daemon=True)
         self._probe_thread.start()
-        self._lag = consumer_lag(self.settings)
 
     def _send_probes(self) -> None:
         interval = 1.0 / self.probes_per_s

@@ -1,8 +1,10 @@
 """The soak's input: the simulator's workload published at a fixed rate, in a process of its own.
 
 ``python -m tools.bench.soak_input --topic T --rate R --events N --seed S --members M --id-prefix P
---status FILE`` generates the same items as ``ledger simulate`` (good, limit-breaking, duplicate,
-malformed and undecodable) and publishes them with the simulator's rate-limited publisher. Unlike
+--status FILE [--skip K --stream-events TOTAL]`` generates the same items as ``ledger simulate``
+(good, limit-breaking, duplicate, malformed and undecodable) and publishes them with the simulator's
+rate-limited publisher: N items after the first K of a stream of TOTAL (default K + N) items, so that
+the soak's warm-up and its minutes are one workload. Unlike
 ``ledger simulate`` it does not stop at a failed delivery: the soak counts publish failures per
 minute, so a failed chunk is recorded and publishing goes on with the next items. ``FILE`` is
 rewritten (atomically) about once a second: items acknowledged, failures, the last errors, done.
@@ -10,6 +12,7 @@ rewritten (atomically) about once a second: items acknowledged, failures, the la
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -62,12 +65,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--members", type=int, default=100_000)
     p.add_argument("--id-prefix", default="")
     p.add_argument("--status", required=True)
+    p.add_argument("--skip", type=int, default=0, help="items of the stream before the first published")
+    p.add_argument("--stream-events", type=int, help="size of the whole stream (default: skip + events)")
     args = p.parse_args(argv)
 
-    config = WorkloadConfig(seed=args.seed, members=args.members, events=args.events, id_prefix=args.id_prefix)
+    total = args.skip + args.events if args.stream_events is None else args.stream_events
+    if total < args.skip + args.events:
+        p.error("--stream-events must be at least --skip + --events")
+    config = WorkloadConfig(seed=args.seed, members=args.members, events=total, id_prefix=args.id_prefix)
     status = _Status(Path(args.status), args.events, args.rate)
     data = status.data
-    items = generate(config)
+    items = itertools.islice(generate(config), args.skip, args.skip + args.events)
 
     def counted():
         for item in items:
