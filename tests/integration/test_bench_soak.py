@@ -54,6 +54,8 @@ def test_the_soak_runs_at_the_explicit_rate_and_says_so(soak_run):
     # the warm-up: the stream's first items, decided at full speed before the first minute
     warm = report["warmup"]
     assert warm["items"] == WARMUP and warm["messages"] == WARMUP and warm["rate"] > 0, warm
+    assert [h["items"] for h in warm["halves"]] == [WARMUP // 2, WARMUP - WARMUP // 2], warm
+    assert warm["measured_messages"] == warm["halves"][1]["messages"], warm
     assert report["rate"]["sustained"] == warm["rate"]
     assert report["workload"]["warmup_events"] == WARMUP
     assert report["workload"]["stream_events"] >= WARMUP + report["workload"]["events"]

@@ -205,7 +205,7 @@ def test_the_soak_refuses_options_that_do_not_apply(capsys, argv, message):
 
 
 def warm_up(rate: float) -> dict:
-    return {"items": 100_000, "messages": 100_000, "measured_from": 50_000, "rate": rate}
+    return {"items": 100_000, "messages": 100_000, "measured_messages": 50_000, "rate": rate}
 
 
 def test_the_measured_input_is_70_percent_of_the_warm_ups_second_half_and_fits_the_stream():
@@ -217,7 +217,7 @@ def test_the_measured_input_is_70_percent_of_the_warm_ups_second_half_and_fits_t
     soak.set_rate(warm_up(400.0))
     assert results["rate"]["value"] == pytest.approx(280.0) and results["rate"]["source"] == "measured"
     assert "70% of the sustained rate 400 events/s" in results["rate"]["text"]
-    assert "last 50,000 messages" in results["rate"]["text"]
+    assert "warm-up's second half (50,000 messages)" in results["rate"]["text"]
     assert results["rate"]["sustained"] == 400.0 and results["warmup"]["rate"] == 400.0
     # the minutes' items follow the warm-up's in a stream sized before the rate was known
     assert soak.warmup_events + soak.input_events <= soak.stream_events
