@@ -54,6 +54,7 @@ INPUT_PREFIX = "soak"
 # for this rate, and a faster measured one is clamped to it (said in the report).
 RATE_CAP = 1_000.0
 WARMUP_POLL_S = 0.2
+WARMUP_ECHO_S = 30.0
 TRACEBACK = b"Traceback (most recent call last)"
 # A stage's busy share of a minute: the seconds its batches took (ledger_batch_seconds) over 60. The
 # decider's is how close the worker runs to what it sustains on the store as it is by then.
@@ -342,9 +343,13 @@ class Soak:
     def wait_decided(self, progress, messages: int) -> None:
         """Until the decider's durable progress reaches ``messages``; a stall of STALL_S is an error."""
         last, since = -1, time.monotonic()
+        shown = since
         while (done := progress.done()) < messages:
             now = time.monotonic()
             self.worker.check_alive()
+            if now - shown >= WARMUP_ECHO_S:
+                shown = now
+                self.echo(f"  decided {done:,} of {messages:,} messages")
             if done != last:
                 last, since = done, now
             elif now - since > end_to_end.STALL_S:
