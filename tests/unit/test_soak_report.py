@@ -245,3 +245,12 @@ def test_an_explicit_rate_sizes_the_stream_and_needs_no_warm_up():
     assert results["rate"] == {"value": 100.0, "source": "explicit", "share_of_sustained": None, "sustained": None,
                                "text": "explicit: --soak-rate 100"}
     assert soak.input_events <= soak.stream_events == 12_000
+
+
+def test_the_report_says_what_the_warm_up_did_or_that_there_was_none():
+    warm = {**warm_up(464.5), "halves": [{"messages": 50_000, "decided_s": 150.0, "drained_s": 185.0},
+                                          {"messages": 50_000, "decided_s": 204.0, "drained_s": 215.2}]}
+    text = soak_report.warmup_text(warm)
+    assert "first 100,000 items" in text and "half 2: 50,000 messages decided in 204 s" in text
+    assert "drained in 215 s" in text and "464.5 events/s" in text
+    assert "empty keyspace" in soak_report.warmup_text(None)

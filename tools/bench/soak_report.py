@@ -262,7 +262,9 @@ def markdown(report: dict) -> str:
         f"average at start {m['load_average_at_start']}, at end {m.get('load_average_at_end')}.",
         "",
         f"Input: **{rate.get('value', 0):,.1f} events/s**, {rate.get('text', 'n/a')}; the simulator's mix "
-        f"(seed {wl.get('seed')}, {wl.get('members', 0):,} members, {wl.get('events', 0):,} items: "
+        f"(seed {wl.get('seed')}, {wl.get('members', 0):,} members, "
+        f"{wl.get('warmup_events', 0) + wl.get('events', 0):,} items, of which the warm-up's "
+        f"{wl.get('warmup_events', 0):,} and the minutes' {wl.get('events', 0):,}: "
         + ", ".join(f"{k} {n:,}" for k, n in (wl.get("kinds") or {}).items())
         + f") at {wl.get('input_rate', 0):,.1f}/s plus probes at {wl.get('probes_per_s', 0):,.1f}/s "
         f"({wl.get('probe_members')} probe members, views polled every {wl.get('probe_poll_ms', 2)} ms). "
@@ -270,6 +272,8 @@ def markdown(report: dict) -> str:
         f"One `ledger worker --role all`, batch size {cfg['batch_size']}, batch wait {cfg['batch_wait_ms']} ms, "
         f"cache {cfg['cache_size']:,} states and {cfg.get('member_cache_mb', 'n/a')} MiB (estimated) each, "
         f"{cfg['partitions']} partitions.",
+        "",
+        warmup_text(report.get("warmup")),
         "",
         "| " + " | ".join(COLUMNS) + " |",
         "| " + " | ".join("---:" if i not in (4, 9) else "---" for i in range(len(COLUMNS))) + " |",
@@ -306,3 +310,12 @@ def write(report: dict, out_dir: Path) -> tuple[Path, Path]:
     json_path.write_text(json.dumps(report, indent=2, default=str) + "\n")
     md_path.write_text(markdown(report))
     return json_path, md_path
+
+
+def warmup_text(warmup: dict | None) -> str:
+    if not warmup:
+        return "Warm-up: none (`--soak-warmup-events 0`): the minutes started on an empty keyspace."
+    halves = "; ".join(f"half {k}: {h['messages']:,} messages decided in {h['decided_s']:.0f} s, every stage "
+                       f"drained in {h['drained_s']:.0f} s" for k, h in enumerate(warmup.get("halves", []), start=1))
+    return (f"Warm-up: the workload's first {warmup['items']:,} items, each half published at once before minute 1 "
+            f"({halves}); sustained rate end to end on the second half: {warmup['rate']:,.1f} events/s.")
