@@ -205,7 +205,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
 
     last_echo = t_start
     done = done_at_start
-    stall = _Stall(worker, "the decider")
+    stall = Stall(worker, "the decider")
     while done < total:
         worker.check_alive()
         if time.monotonic() > deadline:
@@ -228,7 +228,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
     ledger_end = env.end_offsets(pipeline.ledger_topic)
     group = pipeline.faust_group("all" if roles == ("all",) else "projector")
     near = max(4 * pipeline.batch_size, 2_000)
-    stall = _Stall(worker, "the projector")
+    stall = Stall(worker, "the projector")
     while (lag := _lag(env.committed_offsets(group, pipeline.ledger_topic), ledger_end)) > near:
         worker.check_alive()
         stall.check(-lag)
@@ -296,7 +296,7 @@ def statements_per_event(counts: dict | None, events: int) -> dict | None:
             "by_kind": {k: {"statements": n, "per_event": round(n / events, 4)} for k, n in by_kind}}
 
 
-class _Stall:
+class Stall:
     """Fails the phase when a progress measure has not moved for ``seconds`` (a Faust agent that
     crashed leaves its worker process alive: waiting for the deadline would take many minutes)."""
 

@@ -342,19 +342,14 @@ class Soak:
 
     def wait_decided(self, progress, messages: int) -> None:
         """Until the decider's durable progress reaches ``messages``; a stall of STALL_S is an error."""
-        last, since = -1, time.monotonic()
-        shown = since
+        stall = end_to_end.Stall(self.worker, "warm-up: the decider")
+        shown = time.monotonic()
         while (done := progress.done()) < messages:
-            now = time.monotonic()
             self.worker.check_alive()
-            if now - shown >= WARMUP_ECHO_S:
-                shown = now
+            stall.check(done)
+            if time.monotonic() - shown >= WARMUP_ECHO_S:
+                shown = time.monotonic()
                 self.echo(f"  decided {done:,} of {messages:,} messages")
-            if done != last:
-                last, since = done, now
-            elif now - since > end_to_end.STALL_S:
-                raise BenchError(f"warm-up: the decider made no progress for {end_to_end.STALL_S:.0f} s at "
-                                 f"{done:,} of {messages:,} messages; log {self.worker.log}:\n{self.worker.tail()}")
             time.sleep(WARMUP_POLL_S)
 
     def wait_drained(self, deadline: float) -> None:
