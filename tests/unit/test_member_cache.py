@@ -161,7 +161,7 @@ class _PreparingSession:
     def execute_async(self, cql, params=None, timeout=None):
         from types import SimpleNamespace
 
-        row = SimpleNamespace(value=12)
+        row = SimpleNamespace(value=48)
         return SimpleNamespace(result=lambda: SimpleNamespace(one=lambda: row))
 
 

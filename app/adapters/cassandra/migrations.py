@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-DEFAULT_EVENT_BUCKETS = 12  # an environment that does not say (deploy/cql/environments.yaml)
+DEFAULT_EVENT_BUCKETS = 48  # an environment that does not say (deploy/cql/environments.yaml)
 MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
 
 
