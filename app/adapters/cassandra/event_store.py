@@ -129,29 +129,30 @@ class CassandraEventStore:
     # --- reading ------------------------------------------------------------------------
 
     async def load(self, member_id: str) -> MemberState:
-        return (await self.load_many([member_id]))[member_id].state
+        return (await self._load_chunk([member_id]))[member_id].state
 
     async def load_many(self, member_ids: list[str]) -> dict[str, LoadedState]:
-        """The newest snapshots of the members, LOAD_CHUNK members per read; then every row of the
-        members without a readable one, one read per bucket (and LOAD_CHUNK of its members), and the
-        rows after the snapshot of each member with one. A member the store does not hold (most
-        cache misses of a stream of new members) costs no statement of its own: it is absent from
-        the answers of its chunk's and its bucket's IN reads."""
+        """Members LOAD_CHUNK at a time, the chunks concurrently. A member the store does not hold
+        (most cache misses of a stream of new members) costs no statement of its own: it is absent
+        from the answers of its chunk's IN reads."""
         wanted = list(dict.fromkeys(member_ids))
-        snapshots: dict[str, MemberState] = {}
-        for found in await asyncio.gather(*(self._latest_snapshots(wanted[i:i + LOAD_CHUNK])
-                                            for i in range(0, len(wanted), LOAD_CHUNK))):
-            snapshots.update(found)
+        chunks = [wanted[i:i + LOAD_CHUNK] for i in range(0, len(wanted), LOAD_CHUNK)]
+        loaded: dict[str, LoadedState] = {}
+        for part in await asyncio.gather(*(self._load_chunk(c) for c in chunks)):
+            loaded.update(part)
+        return loaded
+
+    async def _load_chunk(self, member_ids: list[str]) -> dict[str, LoadedState]:
+        snapshots = await self._latest_snapshots(member_ids)
         bare: dict[int, list[str]] = defaultdict(list)
-        for m in wanted:
+        for m in member_ids:
             if m not in snapshots:
                 bare[self.bucket(m)].append(m)
+        rows: dict[str, list] = {m: [] for m in member_ids}
         reads = [execute(self.session, self._after, (self.bucket(m), m, s.seq, s.rejections_since_seq))
                  for m, s in snapshots.items()]
-        reads += [execute(self.session, self._all_in, (b, ms[i:i + LOAD_CHUNK]))
-                  for b, ms in bare.items() for i in range(0, len(ms), LOAD_CHUNK)]
+        reads += [execute(self.session, self._all_in, (b, ms)) for b, ms in bare.items()]
         answers = await asyncio.gather(*reads)
-        rows: dict[str, list] = {m: [] for m in wanted}
         for m, after in zip(snapshots, answers):
             rows[m] = after
         for answer in answers[len(snapshots):]:
@@ -159,7 +160,7 @@ class CassandraEventStore:
                 rows[r.member_id].append(r)
         return {m: LoadedState(fold(snapshots.get(m) or MemberState.empty(m), (_decision(r) for r in rows[m])),
                                len(rows[m]))
-                for m in wanted}
+                for m in member_ids}
 
     async def _latest_snapshots(self, member_ids: list[str]) -> dict[str, MemberState]:
         """The newest readable snapshot of each member that has one (newest first per partition)."""

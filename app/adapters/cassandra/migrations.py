@@ -99,11 +99,7 @@ def migrate(session, directory: Path, environment: str, keyspace: str, echo=prin
                 raise MigrationError(f"{m.path.name} failed: {exc}") from None
         step = DATA_STEPS.get(m.path.name)
         if step is not None:
-            try:
-                step(session, keyspace, echo)
-            except Exception as exc:  # a timeout or an unavailable node: the next run redoes the step
-                raise MigrationError(f"{m.path.name} data step failed (run `ledger migrate` again): "
-                                     f"{type(exc).__name__}: {exc}") from None
+            step(session, keyspace, echo)
         session.execute(
             f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations "
             "(version int PRIMARY KEY, name text, checksum text, applied_at timestamp)", timeout=60)
