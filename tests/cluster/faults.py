@@ -133,34 +133,3 @@ def report(tmp: Path, name: str, figures: dict) -> None:
     if summary:  # make test-cluster collects every test's figures in one file
         with open(summary, "a") as f:
             f.write(json.dumps({"test": name, **figures}) + "\n")
-
-
-def restore_preferred_leaders(settings, timeout: float = 90.0) -> None:
-    """Leave Kafka as the test found it: every partition led by its preferred replica again. A broker
-    that comes back takes its partitions' leadership back only at the controller's next periodic
-    preferred-leader election (every 5 minutes): in the middle of whichever test runs then, it moved
-    the group coordinator of that test's workers (seen in CI, 2026-11-29). Elected here instead, and
-    waited for, once the restarted replica is back in sync."""
-    from confluent_kafka import ElectionType, KafkaException, TopicPartition
-    from confluent_kafka.admin import AdminClient
-
-    from app.bootstrap import kafka_connection
-
-    admin = AdminClient(kafka_connection(settings).librdkafka())
-
-    def off_preferred() -> list:
-        topics = admin.list_topics(timeout=10).topics
-        return [TopicPartition(t, p) for t, meta in topics.items() for p, pm in meta.partitions.items()
-                if pm.replicas and pm.leader != pm.replicas[0]]
-
-    def elected() -> bool:
-        off = off_preferred()
-        if not off:
-            return True
-        try:
-            admin.elect_leaders(ElectionType.PREFERRED, off).result(timeout=30)
-        except KafkaException:
-            pass  # the preferred replica not in sync yet: asked again on the next poll
-        return False
-
-    wait_until(elected, timeout, interval=1.0, message="every partition led by its preferred replica")

@@ -16,7 +16,7 @@ from collections import Counter
 import pytest
 
 from app.adapters.redis.view_store import DEFAULT_NAMESPACE, member_key
-from tests.cluster.faults import ApiProbe, ApiProcess, publish_paced, report, restore_preferred_leaders
+from tests.cluster.faults import ApiProbe, ApiProcess, publish_paced, report
 from tests.support.helpers import wait_until
 from tests.support.pipeline import assert_exact_outputs
 from tests.support.random_history import random_history
@@ -91,6 +91,4 @@ def test_a_node_killed_mid_stream_loses_nothing_and_the_api_keeps_answering(kind
     report(tmp_path, kind, figures)
     assert all(w.alive for w in pipeline.workers), "a worker died"
     assert api_figures["longest_gap_s"] < API_GAP_BOUND_S, figures
-    if kind == "kafka":
-        restore_preferred_leaders(pipeline.settings)
     assert api_figures["requests"] > 100, figures
