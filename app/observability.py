@@ -56,6 +56,11 @@ LAST_PROGRESS = Gauge("ledger_last_progress_timestamp_seconds",
                       "Unix time the stage last finished a batch (the worker's start until it has)", ["stage"])
 ASSIGNMENTS = Counter("ledger_worker_assignments_total",
                       "partition assignments this worker received: one per rebalance it took part in")
+CACHE_LOOKUPS = Counter("ledger_member_cache_lookups_total",
+                        "member states a batch needed, by stage and where they came from (hit: the cache, miss: the store)",
+                        ["stage", "result"])
+ROWS_FOLDED = Counter("ledger_decider_rows_folded_total",
+                      "stored rows after the latest snapshot that the decider's loads folded onto it")
 BATCH_FAILURES = Counter("ledger_batch_failures_total", "failed attempts of micro-batches (each is retried)", ["stage"])
 
 
@@ -76,6 +81,9 @@ def record_decider_batch(report, seconds: float) -> None:
         DIVERTED.labels(code).inc(n)
     TRUNCATED.inc(report.truncated)
     DROPPED.inc(report.dropped)
+    CACHE_LOOKUPS.labels("decider", "hit").inc(report.cache_hits)
+    CACHE_LOOKUPS.labels("decider", "miss").inc(report.loaded)
+    ROWS_FOLDED.inc(report.rows_folded)
 
 
 def record_publish_to_view(messages, now_s: float) -> None:
@@ -98,6 +106,8 @@ def record_projector_batch(report, seconds: float) -> None:
     PROJECTED.labels("duplicate").inc(report.duplicates)
     PROJECTED.labels("gap_filled").inc(report.gap_entries)
     PROJECTED.labels("undecodable").inc(report.undecodable)
+    CACHE_LOOKUPS.labels("projector", "hit").inc(report.cache_hits)
+    CACHE_LOOKUPS.labels("projector", "miss").inc(report.loaded)
 
 
 # --- progress, stalls and readiness ---------------------------------------------------------

@@ -69,6 +69,9 @@ class DecisionReport:
     diverted: Counter[str] = field(default_factory=Counter)  # outputs published as dead letters instead, by code
     truncated: int = 0  # dead letters cut to fit the producer's limit
     dropped: int = 0  # outputs that could not be published in any form
+    cache_hits: int = 0  # members of the batch whose state came from the cache
+    loaded: int = 0  # members of the batch whose state was loaded from the store
+    rows_folded: int = 0  # rows after their latest snapshot those loads folded
 
 
 @dataclass
@@ -120,7 +123,7 @@ class Decider:
                     partition_of[event.member_id] = m.partition
 
         with trace.stage("load"):
-            loaded = await self._states(list(by_member))
+            loaded = await self._states(list(by_member), report)
         states = {m: x.state for m, x in loaded.items()}
         rows = {m: x.rows_since_snapshot for m, x in loaded.items()}
         outcomes = await self._decide_and_append(states, rows, by_member, report, trace)
@@ -160,11 +163,15 @@ class Decider:
         dead_letters.append(DeadLetter(m, kind, code, detail))
         return None
 
-    async def _states(self, member_ids: list[str]) -> dict[str, LoadedState]:
+    async def _states(self, member_ids: list[str], report: DecisionReport) -> dict[str, LoadedState]:
         states = {m: s for m in member_ids if (s := self.cache.get(m)) is not None}
         missing = [m for m in member_ids if m not in states]
+        report.cache_hits += len(states)
         if missing:
-            states.update(await self.store.load_many(missing))
+            loaded = await self.store.load_many(missing)
+            report.loaded += len(loaded)
+            report.rows_folded += sum(x.rows_since_snapshot for x in loaded.values())
+            states.update(loaded)
         return states
 
     async def _decide(self, states: dict[str, MemberState],

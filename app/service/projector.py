@@ -75,6 +75,8 @@ class ProjectionReport:
     redis_refused: int = 0  # Redis writes refused by the fence (another writer was ahead)
     namespace: str = ""
     cache_dropped: bool = False  # the active namespace changed: the cache was dropped
+    cache_hits: int = 0  # members of the batch whose state came from the cache
+    loaded: int = 0  # members of the batch read from the stores (Redis view and Cassandra summary)
 
 
 # A member's state after its entries of a batch: (state, applied, duplicates, gaps filled, entries
@@ -215,7 +217,7 @@ class Projector:
             partition_of[member_id] = partition
 
         with trace.stage("load"):
-            members = await self._load(list(by_member), views, read_models)
+            members = await self._load(list(by_member), views, read_models, result)
         # Nothing is written before every member advanced: on a LedgerGapError the cache still
         # holds exactly what the stores hold. A member whose entries follow its state without a gap
         # (nearly all) is folded right here; only those with a gap wait for the event store,
@@ -256,7 +258,8 @@ class Projector:
             stores = self._stores[ns] = (self._views_for(ns), self._read_models_for(ns))
         return stores
 
-    async def _load(self, member_ids: list[str], views: ViewStore, read_models: ReadModels) -> dict[str, _Member]:
+    async def _load(self, member_ids: list[str], views: ViewStore, read_models: ReadModels,
+                    result: ProjectionReport) -> dict[str, _Member]:
         members: dict[str, _Member] = {}
         missing = []
         for member_id in member_ids:
@@ -265,6 +268,8 @@ class Projector:
                 missing.append(member_id)
             else:  # the cache holds what both stores were last written with
                 members[member_id] = _Member(cached, cached.seq, cached)
+        result.cache_hits += len(members)
+        result.loaded += len(missing)
         if missing:
             in_redis, in_cassandra = await asyncio.gather(views.read_many(missing), read_models.read_states(missing))
             for member_id in missing:

@@ -311,6 +311,17 @@ def _without_snapshots(store):
     return bare
 
 
+def test_the_report_counts_cache_hits_loads_and_the_rows_the_loads_folded():
+    decider, store, _, _ = make_decider(snapshot_every=100, cache_size=1)
+    first = run(decider.process(messages([event(plan(), member="m1"), event(plan(plan_id="p2"), member="m1"),
+                                          event(plan(), member="m2")])))
+    assert (first.cache_hits, first.loaded, first.rows_folded) == (0, 2, 0)  # both new: nothing to fold
+    again = run(decider.process(messages([event(plan(plan_id="p3"), member="m1"),
+                                          event(plan(plan_id="p4"), member="m2")], start=3)))
+    # The cache holds one member (m2, the last put); m1 is loaded with its 2 stored rows.
+    assert (again.cache_hits, again.loaded, again.rows_folded) == (1, 1, 2)
+
+
 @pytest.mark.parametrize("capacity", [1, 2])
 def test_cache_is_bounded(capacity):
     decider, _, _, _ = make_decider(cache_size=capacity)

@@ -266,6 +266,18 @@ def test_cache_entries_of_revoked_partitions_are_dropped():
     assert world.views["v1"].states["ma"].seq == 6 and world.views["v1"].states["mb"].seq == 4
 
 
+def test_the_report_counts_members_from_the_cache_and_from_the_stores():
+    world = World()
+    projector = world.projector(cache_size=1)
+    a, _, _ = history(member_events("ma"), member="ma")
+    b, _, _ = history(member_events("mb"), member="mb")
+    first = run(projector.process(messages(a[:2] + b[:2])))
+    assert (first.cache_hits, first.loaded) == (0, 2)
+    again = run(projector.process(messages(a[2:4] + b[2:4], start=4)))
+    assert (again.cache_hits, again.loaded) == (1, 1)  # the cache kept mb, the last written
+    assert world.views["v1"].reads.count("ma") == 2
+
+
 def test_the_cache_is_bounded():
     world = World()
     projector = world.projector(cache_size=2)

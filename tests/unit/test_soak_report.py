@@ -135,10 +135,19 @@ def test_the_printed_row_shows_every_figure():
     row = {**minute(3, lag=12), "input_rate": 99.5, "worker_cpu": 0.5, "probes": 600, "probes_pending": 0,
            "p50_ms": 40.0, "p99_ms": 250.5, "dead_letters": 4, "errors_total": 0, "load_average": 1.2,
            "steal": 0.347, "busy": {"decider": 0.8, "projector": 0.496},
+           "loads": {"decider_hit": 0.25, "projector_hit": None, "decider_loads": 30, "rows_per_load": 3.5},
            "lag_by_stage": {"decider": 5, "projector": 7, "clocks": 0}}
     assert soak_report.table_row(row) == \
-        "3 | 99.5 | 200.0 | 0.50 | 80%/50% | 12 (5/7/0) | 600 | 40.0 | 250.5 | 4 | 0 (0/0/0/0) | 1.2 | 35%"
+        "3 | 99.5 | 200.0 | 0.50 | 80%/50% | 25%/n/a | 3.5 | 12 (5/7/0) | 600 | 40.0 | 250.5 | 4 | 0 (0/0/0/0) | 1.2 | 35%"
     assert len(soak_report.table_header().split(" | ")) == len(soak_report.table_row(row).split(" | "))
+
+
+def test_a_minutes_cache_hits_and_rows_per_load_come_from_the_counters_growth():
+    from tools.bench.soak import minute_loads
+
+    loads = minute_loads({"decider_cache_hit": 30, "decider_cache_miss": 90, "projector_cache_hit": 0,
+                          "projector_cache_miss": 0, "decider_rows_folded": 405})
+    assert loads == {"decider_hit": 0.25, "projector_hit": None, "decider_loads": 90, "rows_per_load": 4.5}
 
 
 def test_the_p99_criterion_shows_the_cpu_the_hypervisor_took_in_each_window():

@@ -59,6 +59,11 @@ TRACEBACK = b"Traceback (most recent call last)"
 # A stage's busy share of a minute: the seconds its batches took (ledger_batch_seconds) over 60. The
 # decider's is how close the worker runs to what it sustains on the store as it is by then.
 BUSY_STAGES = ("decider", "projector")
+# What the stages' batches read, per minute: the share of member states found in each stage's cache,
+# and the rows a decider load folds onto a member's snapshot (a member's history grows during a
+# soak, and with it the cost of a cache miss).
+LOAD_COUNTERS = ("decider_cache_hit", "decider_cache_miss", "projector_cache_hit", "projector_cache_miss",
+                 "decider_rows_folded")
 
 
 # --- the oracle ---------------------------------------------------------------------------------
@@ -99,13 +104,19 @@ def scrape(port: int, timeout_s: float = 5.0) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as r:
         text = r.read().decode()
     wanted = {"ledger_batch_failures_total": "failed_batches", "ledger_decider_dead_letters_total": "dead_letters"}
-    out = dict.fromkeys([*wanted.values(), *(f"{s}_busy_s" for s in BUSY_STAGES)], 0.0)
+    out = dict.fromkeys([*wanted.values(), *(f"{s}_busy_s" for s in BUSY_STAGES), *LOAD_COUNTERS], 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             if sample.name in wanted:
                 out[wanted[sample.name]] += sample.value
             elif sample.name == "ledger_batch_seconds_sum" and sample.labels.get("stage") in BUSY_STAGES:
                 out[f"{sample.labels['stage']}_busy_s"] += sample.value
+            elif sample.name == "ledger_member_cache_lookups_total":
+                key = f"{sample.labels.get('stage')}_cache_{sample.labels.get('result')}"
+                if key in out:
+                    out[key] += sample.value
+            elif sample.name == "ledger_decider_rows_folded_total":
+                out["decider_rows_folded"] += sample.value
     return out
 
 
@@ -118,6 +129,18 @@ def ready(port: int) -> bool:
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def minute_loads(d: dict[str, float]) -> dict:
+    """A minute's cache hit shares (decider, projector) and rows per decider load, from the growth
+    of LOAD_COUNTERS (None where the minute had no lookup or no load)."""
+    def share(stage: str) -> float | None:
+        n = d[f"{stage}_cache_hit"] + d[f"{stage}_cache_miss"]
+        return round(d[f"{stage}_cache_hit"] / n, 3) if n else None
+
+    loads = d["decider_cache_miss"]
+    return {"decider_hit": share("decider"), "projector_hit": share("projector"),
+            "decider_loads": int(loads), "rows_per_load": round(d["decider_rows_folded"] / loads, 2) if loads else None}
 
 
 class CounterDelta:
@@ -260,6 +283,7 @@ class Soak:
         self.logscan = LogScan()
         self.failures = CounterDelta()
         self.busy = {stage: CounterDelta() for stage in BUSY_STAGES}
+        self.loads = {key: CounterDelta() for key in LOAD_COUNTERS}
         self.restarts: list[dict] = []
         self._restarts_counted = 0
         self._publish_failures_counted = 0
@@ -334,6 +358,7 @@ class Soak:
         rate = measured["messages"] / max(measured["drained_s"], WARMUP_POLL_S)
         metrics = self.read_metrics()  # the minutes' busy shares start from here; failures and tracebacks
         self.read_busy(metrics)        # of the warm-up are counted in the first minute's errors
+        self.read_loads(metrics)
         out = {"items": n, "messages": sum(h["messages"] for h in halves), "halves": halves,
                "measured_messages": measured["messages"], "rate": round(rate, 1),
                "dead_letters": self.warmup_dead_letters}
@@ -403,7 +428,7 @@ class Soak:
         self.worker = self.env.start_worker(self.pipeline, "all", name=f"worker-soak-{n}", metrics_port=self.port)
         self.workers.append(self.worker)
         self.failures.reset()
-        for counter in self.busy.values():
+        for counter in [*self.busy.values(), *self.loads.values()]:
             counter.reset()
 
     def wait_ready(self) -> None:
@@ -498,6 +523,7 @@ class Soak:
             row.update(self.read_lag())
             metrics = self.read_metrics()
             row["busy"] = self.read_busy(metrics)
+            row["loads"] = self.read_loads(metrics)
             row["errors"] = self.read_errors(metrics)
             row["errors_total"] = sum(v for v in row["errors"].values() if v)
             row["_boundary"] = boundary
@@ -547,6 +573,11 @@ class Soak:
         if metrics is None:
             return None
         return {stage: round(self.busy[stage].delta(metrics[f"{stage}_busy_s"]) / 60, 3) for stage in BUSY_STAGES}
+
+    def read_loads(self, metrics: dict | None) -> dict | None:
+        if metrics is None:
+            return None
+        return minute_loads({key: self.loads[key].delta(metrics[key]) for key in LOAD_COUNTERS})
 
     def read_errors(self, metrics: dict | None) -> dict:
         restarts = len(self.restarts) - self._restarts_counted

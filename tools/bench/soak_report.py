@@ -211,8 +211,8 @@ def verdict_text(v: dict) -> str:
 
 # --- the per-minute table -------------------------------------------------------------------------
 
-COLUMNS = ("min", "input/s", "RSS MiB", "CPU", "busy (dec/proj)", "lag msgs (dec/proj/clk)", "probes", "p50 ms", "p99 ms",
-           "dead letters", "errors (restarts/failed batches/publish/tracebacks)", "load", "steal")
+COLUMNS = ("min", "input/s", "RSS MiB", "CPU", "busy (dec/proj)", "cache hits (dec/proj)", "rows/load",
+           "lag msgs (dec/proj/clk)", "probes", "p50 ms", "p99 ms", "dead letters", "errors (restarts/failed batches/publish/tracebacks)", "load", "steal")
 
 
 def _n(x, fmt="{:,.0f}") -> str:
@@ -229,8 +229,10 @@ def _cells(row: dict) -> list[str]:
         probes += f" (+{row['probes_pending']} pending)"
     busy = row.get("busy")
     busy_cell = "n/a" if not busy else f"{busy['decider']:.0%}/{busy['projector']:.0%}"
+    loads = row.get("loads") or {}
+    hits = f"{_n(loads.get('decider_hit'), '{:.0%}')}/{_n(loads.get('projector_hit'), '{:.0%}')}"
     return [str(row["minute"]), _n(row.get("input_rate"), "{:,.1f}"), _n(row.get("rss_mib"), "{:,.1f}"),
-            _n(row.get("worker_cpu"), "{:.2f}"), busy_cell, lag, probes, _n(row.get("p50_ms"), "{:,.1f}"),
+            _n(row.get("worker_cpu"), "{:.2f}"), busy_cell, hits, _n(loads.get("rows_per_load"), "{:.1f}"), lag, probes, _n(row.get("p50_ms"), "{:,.1f}"),
             _n(row.get("p99_ms"), "{:,.1f}"), _n(row.get("dead_letters")),
             f"{row.get('errors_total', 0)} ({'/'.join(_n(errs.get(k)) for k in ERROR_KINDS)})",
             _n(row.get("load_average"), "{:.1f}"), _n(None if row.get("steal") is None else 100 * row["steal"], "{:.0f}%")]
