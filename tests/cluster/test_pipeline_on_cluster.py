@@ -31,8 +31,8 @@ def test_two_workers_on_the_cluster_then_replay_and_verify(cluster_pipeline):
     pipeline = cluster_pipeline
     prefix = uuid.uuid4().hex[:6]
     events = scripted_history(prefix) + random_history(prefix, members=80, events=1500, seed=11)
-    pipeline.start_worker(LEDGER_CONSUMER_GROUP_INSTANCE_ID="w0")
-    pipeline.start_worker(LEDGER_CONSUMER_GROUP_INSTANCE_ID="w1")
+    pipeline.start_worker(loglevel="info", LEDGER_CONSUMER_GROUP_INSTANCE_ID="w0")
+    pipeline.start_worker(loglevel="info", LEDGER_CONSUMER_GROUP_INSTANCE_ID="w1")
     pipeline.publish(events)
     states, _, _ = assert_exact_outputs(pipeline, events)
 

@@ -15,6 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from app.adapters.avro.mapping import decode_ledger_entry, decode_rejection
@@ -199,15 +200,40 @@ class Pipeline:
                 time.sleep(0.5)
 
     def wait_for_views(self, expected: dict[str, MemberState], timeout: float = 120.0) -> None:
-        """Until every member's Redis view has reached the expected seq."""
+        """Until every member's Redis view has reached the expected seq. A timeout names the members
+        behind, with their view's, stored and expected seqs and the workers' last log lines: a
+        pipeline that stalled and one that decided an event differently look alike otherwise."""
+        behind: dict[str, int | None] = {}
+
         def caught_up():
             client = self.redis()
             pipe = client.pipeline(transaction=False)
             for m in expected:
                 pipe.hget(member_key(DEFAULT_NAMESPACE, m), "seq")
-            seqs = pipe.execute()
-            return all(s is not None and int(s) >= expected[m].seq for m, s in zip(expected, seqs))
-        wait_until(caught_up, timeout, interval=0.5, message="views to reach the expected seq")
+            seqs = [None if s is None else int(s) for s in pipe.execute()]
+            behind.clear()
+            behind.update({m: s for m, s in zip(expected, seqs) if s is None or s < expected[m].seq})
+            return not behind
+
+        deadline = time.monotonic() + timeout
+        while not caught_up():
+            if time.monotonic() > deadline:
+                pytest.fail(f"timed out after {timeout:.0f}s waiting for views to reach the expected seq: "
+                            f"{self._describe_behind(behind, expected)}")
+            time.sleep(0.5)
+
+    def _describe_behind(self, behind: dict[str, int | None], expected: dict[str, MemberState]) -> str:
+        lines = [f"{len(behind)} of {len(expected)} members behind"]
+        for m in list(behind)[:5]:
+            try:
+                stored = max((r.seq for r in self.stored_rows(m, timeout=5) if r.kind == "accepted"), default=0)
+            except Exception as exc:  # noqa: BLE001 - a description, not a check
+                stored = f"unread ({type(exc).__name__})"
+            lines.append(f"  {m}: view seq {behind[m]}, stored seq {stored}, expected {expected[m].seq}")
+        for w in self.workers:
+            tail = w.log_text().splitlines()[-8:]
+            lines.append(f"  {w.log.name} (alive: {w.alive}), last lines:\n    " + "\n    ".join(tail))
+        return "\n".join(lines)
 
 
 def expected_states(events) -> tuple[dict[str, MemberState], dict[str, str]]:
