@@ -215,12 +215,10 @@ class Pipeline:
             behind.update({m: s for m, s in zip(expected, seqs) if s is None or s < expected[m].seq})
             return not behind
 
-        deadline = time.monotonic() + timeout
-        while not caught_up():
-            if time.monotonic() > deadline:
-                pytest.fail(f"timed out after {timeout:.0f}s waiting for views to reach the expected seq: "
-                            f"{self._describe_behind(behind, expected)}")
-            time.sleep(0.5)
+        try:
+            wait_until(caught_up, timeout, interval=0.5, message="views to reach the expected seq")
+        except pytest.fail.Exception as exc:
+            pytest.fail(f"{exc.msg}: {self._describe_behind(behind, expected)}")
 
     def _describe_behind(self, behind: dict[str, int | None], expected: dict[str, MemberState]) -> str:
         lines = [f"{len(behind)} of {len(expected)} members behind"]

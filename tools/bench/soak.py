@@ -103,7 +103,8 @@ def scrape(port: int, timeout_s: float = 5.0) -> dict[str, float]:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout_s) as r:
         text = r.read().decode()
-    wanted = {"ledger_batch_failures_total": "failed_batches", "ledger_decider_dead_letters_total": "dead_letters"}
+    wanted = {"ledger_batch_failures_total": "failed_batches", "ledger_decider_dead_letters_total": "dead_letters",
+              "ledger_decider_rows_folded_total": "decider_rows_folded"}
     out = dict.fromkeys([*wanted.values(), *(f"{s}_busy_s" for s in BUSY_STAGES), *LOAD_COUNTERS], 0.0)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -115,8 +116,6 @@ def scrape(port: int, timeout_s: float = 5.0) -> dict[str, float]:
                 key = f"{sample.labels.get('stage')}_cache_{sample.labels.get('result')}"
                 if key in out:
                     out[key] += sample.value
-            elif sample.name == "ledger_decider_rows_folded_total":
-                out["decider_rows_folded"] += sample.value
     return out
 
 
