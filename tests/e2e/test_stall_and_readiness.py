@@ -33,12 +33,16 @@ def test_a_projector_that_cannot_write_is_reported_stalled_and_not_ready(pipelin
         wait_until(lambda: http_get(port, "/healthz") is not None, 60, message="the worker's metrics port")
         pipeline.publish(events)
 
-        def projector_stalled():
+        # Redis calls time out after as long as the stall timeout: the batch is reported stalled
+        # about when its first attempt fails, so wait for both rather than read one moment.
+        def projector_stalled_and_retrying():
             got = readiness(port)
-            return got is not None and got[0] == 503 and got[1]["reason"] == "stalled" and got[1]
-        body = wait_until(projector_stalled, 120, interval=0.5, message="/readyz to report the projector stalled")
+            return (got is not None and got[0] == 503 and got[1]["reason"] == "stalled"
+                    and got[1]["stages"]["projector"]["failed_attempts"] >= 1 and got[1])
+        body = wait_until(projector_stalled_and_retrying, 120, interval=0.5,
+                          message="/readyz to report the projector stalled after a failed attempt")
         assert body["stages"]["projector"]["stalled"] is True, body
-        assert body["stages"]["projector"]["failed_attempts"] >= 1, body
+        assert body["stages"]["projector"]["last_error"], body
         assert stalled(port, "projector") == 1
         assert stalled(port, "decider") == 0  # the decider does not need Redis: it is progressing
         assert http_get(port, "/healthz")[0] == 200  # stalled, not dead
