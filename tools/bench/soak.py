@@ -200,9 +200,10 @@ def run(cfg, settings, command: str, echo=print) -> tuple[dict, int]:
         "started_at": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
         "machine": machine(),
-        # the byte budget of each member cache comes from LEDGER_MEMBER_CACHE_MB, which the workers inherit
+        # the byte budget of each member cache and the snapshot interval come from the environment
+        # (LEDGER_MEMBER_CACHE_MB, LEDGER_SNAPSHOT_EVERY), which the workers inherit
         "config": {**{k: v for k, v in asdict(cfg).items() if k in SOAK_CONFIG},
-                   "member_cache_mb": settings.member_cache_mb},
+                   "member_cache_mb": settings.member_cache_mb, "snapshot_every": settings.snapshot_every},
         "errors": {},
         "notes": [],
     }

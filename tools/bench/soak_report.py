@@ -273,7 +273,7 @@ def markdown(report: dict) -> str:
         f"Measured input: {inp.get('rate_measured', 'n/a')} messages/s. "
         f"One `ledger worker --role all`, batch size {cfg['batch_size']}, batch wait {cfg['batch_wait_ms']} ms, "
         f"cache {cfg['cache_size']:,} states and {cfg.get('member_cache_mb', 'n/a')} MiB (estimated) each, "
-        f"{cfg['partitions']} partitions.",
+        f"a snapshot every {cfg.get('snapshot_every', 'n/a')} rows, {cfg['partitions']} partitions.",
         "",
         warmup_text(report.get("warmup")),
         "",
