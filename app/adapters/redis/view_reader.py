@@ -2,10 +2,14 @@
 
 Works on one Redis and on a Redis Cluster alike (the keys are in `app.adapters.redis.view_store`).
 One Redis round trip per request: the active-namespace pointer is cached for at most
-``namespace_ttl`` seconds (default 0.5 s), so a replay's switch is followed within that time.
+``namespace_ttl`` seconds (default 0.5 s), so a replay's switch is followed within that time. When
+it expires, one read of the pointer serves every request that needs it meanwhile: a burst of
+requests must not each send a GET (and each take a pooled connection) at the moment the server is
+busiest.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import replace
 
@@ -29,14 +33,29 @@ class ViewReader:
         self.namespace_ttl = namespace_ttl
         self._namespace = DEFAULT_NAMESPACE
         self._expires = float("-inf")
+        self._reading: asyncio.Future[str] | None = None
 
     async def namespace(self, fresh: bool = False) -> str:
-        now = time.monotonic()
-        if not fresh and now < self._expires:
+        """The active namespace: cached, or read once for every caller waiting on it; ``fresh``
+        reads it now, for this caller alone."""
+        if fresh:
+            return await self._read_pointer()
+        if time.monotonic() < self._expires:
             return self._namespace
+        reading = self._reading
+        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
+            reading = self._reading = asyncio.ensure_future(self._read_pointer())
+        try:
+            return await asyncio.shield(reading)  # a caller that goes away leaves the read to the others
+        finally:
+            if reading.done() and self._reading is reading:
+                self._reading = None
+
+    async def _read_pointer(self) -> str:
+        started = time.monotonic()
         raw = await self.client.get(self.pointer_key)
         namespace = DEFAULT_NAMESPACE if raw is None else (raw.decode() if isinstance(raw, bytes) else raw)
-        self._namespace, self._expires = namespace, now + self.namespace_ttl
+        self._namespace, self._expires = namespace, started + self.namespace_ttl
         return namespace
 
     async def member(self, member_id: str) -> MemberState | None:
