@@ -19,21 +19,17 @@ MINUTE_MS = 60_000
 
 
 def status(pipeline) -> dict[str, dict]:
-    """`ledger status --json` by role."""
-    done = ledger("status", "--json", env=pipeline.env)
-    assert done.returncode == 0, done.stderr
+    """`ledger status --json` by role; a run that fails (its reads of the cluster time out) is asked
+    again, for up to 30 s."""
+    def succeeded():
+        done = ledger("status", "--json", env=pipeline.env)
+        return done.returncode == 0 and done
+    done = wait_until(succeeded, 30, interval=0.5, message="`ledger status --json` to succeed")
     return {g["role"]: g for g in json.loads(done.stdout)["groups"]}
 
 
-def all_group(pipeline) -> dict | None:
-    """For a wait: the group `all` from `ledger status --json`, or None when the command failed (its
-    reads of the cluster time out), so that the wait asks again instead of failing."""
-    done = ledger("status", "--json", env=pipeline.env)
-    return next(g for g in json.loads(done.stdout)["groups"] if g["role"] == "all") if done.returncode == 0 else None
-
-
-def no_lag(group: dict | None, *stages: str) -> bool:
-    return group is not None and all(group["lag"][s]["messages"] == 0 for s in stages)
+def no_lag(group: dict, *stages: str) -> bool:
+    return all(group["lag"][s]["messages"] == 0 for s in stages)
 
 
 def gauges(port: int) -> dict[tuple, float]:
@@ -55,7 +51,7 @@ def test_a_stopped_worker_leaves_lag_and_no_members_and_a_running_one_brings_the
     pipeline.publish(first)
     pipeline.wait_for_views(expected_states(first)[0])
     # the projector commits its offsets up to a second after the views it wrote
-    wait_until(lambda: no_lag(all_group(pipeline), "decider", "projector"), 30, interval=0.5,
+    wait_until(lambda: no_lag(status(pipeline)["all"], "decider", "projector"), 30, interval=0.5,
                message="the first events and their ledger entries committed")
     worker.stop()
 
@@ -80,7 +76,7 @@ def test_a_stopped_worker_leaves_lag_and_no_members_and_a_running_one_brings_the
     pipeline.wait_for_views(expected_states(first + later)[0])
 
     def caught_up():
-        g = all_group(pipeline)
+        g = status(pipeline)["all"]
         return no_lag(g, "decider", "projector") and len(g["members"]) == 1
     wait_until(caught_up, 60, interval=0.5, message="the running worker to bring the lag to 0")
     member = status(pipeline)["all"]["members"][0]
@@ -173,8 +169,8 @@ def test_dead_letters_are_listed_shown_and_redriven_once_the_cause_is_fixed_and_
     rows_before = {m: pipeline.stored_rows(m) for m in states}
     second = ledger("dlq", "redrive", "--code", "clock_skew", env=pipeline.env)
     assert second.returncode == 0 and "2 dead letter(s) redriven" in second.stdout
-    wait_until(lambda: no_lag(all_group(pipeline), "decider"), 60, interval=0.5, message="the second redrive decided")
-    wait_until(lambda: no_lag(all_group(pipeline), "projector"), 60, interval=0.5,
+    wait_until(lambda: no_lag(status(pipeline)["all"], "decider"), 60, interval=0.5, message="the second redrive decided")
+    wait_until(lambda: no_lag(status(pipeline)["all"], "projector"), 60, interval=0.5,
                message="the republished ledger entries projected")
     assert {m: pipeline.view(m) for m in states} == views
     assert {m: pipeline.stored_rows(m) for m in states} == rows_before

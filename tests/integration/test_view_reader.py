@@ -29,10 +29,13 @@ class CountedGets:
     def __init__(self, client):
         self.client = client
         self.gets = 0
+        self.answered = 0
 
     async def get(self, key):
         self.gets += 1
-        return await self.client.get(key)
+        value = await self.client.get(key)
+        self.answered += 1
+        return value
 
     def __getattr__(self, name):
         return getattr(self.client, name)
@@ -91,4 +94,32 @@ def test_a_failed_pointer_read_fails_every_waiting_request_and_the_next_burst_re
         finally:
             await down.aclose()
             await up.aclose()
+    asyncio.run(body())
+
+
+async def until(condition) -> None:
+    async with asyncio.timeout(10):
+        while not condition():  # noqa: ASYNC110 - the condition is a counter, not an event
+            await asyncio.sleep(0.001)
+
+
+def test_a_read_whose_callers_all_went_away_is_not_served_to_the_next(settings):
+    pointer = f"test:pointer:{uuid.uuid4().hex[:8]}"
+
+    async def body():
+        client = redis_client(settings)
+        try:
+            await client.set(pointer, "before", ex=60)
+            counted = CountedGets(client)
+            reader = ViewReader(counted, pointer_key=pointer, namespace_ttl=0.0)
+            gone = asyncio.ensure_future(reader.namespace())
+            await until(lambda: counted.gets == 1)  # the read is on its way to Redis
+            gone.cancel()
+            await until(lambda: counted.answered == 1)  # and Redis answered it, with nobody left waiting
+            await client.set(pointer, "after", ex=60)
+            assert await reader.namespace() == "after"
+            assert counted.gets == 2
+        finally:
+            await client.delete(pointer)
+            await client.aclose()
     asyncio.run(body())

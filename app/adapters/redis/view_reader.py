@@ -43,7 +43,8 @@ class ViewReader:
         if time.monotonic() < self._expires:
             return self._namespace
         reading = self._reading
-        if reading is None or reading.get_loop() is not asyncio.get_running_loop():
+        # a finished read is never reused: its callers may all have gone before it ended
+        if reading is None or reading.done() or reading.get_loop() is not asyncio.get_running_loop():
             reading = self._reading = asyncio.ensure_future(self._read_pointer())
         try:
             return await asyncio.shield(reading)  # a caller that goes away leaves the read to the others
