@@ -42,15 +42,11 @@ class ViewReader:
             return await self._read_pointer()
         if time.monotonic() < self._expires:
             return self._namespace
-        reading = self._reading
-        # a finished read is never reused: its callers may all have gone before it ended
-        if reading is None or reading.done() or reading.get_loop() is not asyncio.get_running_loop():
-            reading = self._reading = asyncio.ensure_future(self._read_pointer())
-        try:
-            return await asyncio.shield(reading)  # a caller that goes away leaves the read to the others
-        finally:
-            if reading.done() and self._reading is reading:
-                self._reading = None
+        # a finished read is never reused: its callers may all have gone before it ended (and a loop
+        # that closed, as asyncio.run does, finished its reads)
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.ensure_future(self._read_pointer())
+        return await asyncio.shield(self._reading)  # a caller that goes away leaves the read to the others
 
     async def _read_pointer(self) -> str:
         started = time.monotonic()
