@@ -62,6 +62,9 @@ CACHE_LOOKUPS = Counter("ledger_member_cache_lookups_total",
 ROWS_FOLDED = Counter("ledger_decider_rows_folded_total",
                       "stored rows after the latest snapshot that the decider's loads folded onto it")
 BATCH_FAILURES = Counter("ledger_batch_failures_total", "failed attempts of micro-batches (each is retried)", ["stage"])
+SEEKS_BACK = Counter("ledger_partition_seeks_back_total",
+                     "partitions sought back because the consumer skipped messages (skipped: a gap holding "
+                     "records; idle: nothing handed over below the partition's end)", ["topic", "reason"])
 
 
 def record_decider_batch(report, seconds: float) -> None:
@@ -84,6 +87,10 @@ def record_decider_batch(report, seconds: float) -> None:
     CACHE_LOOKUPS.labels("decider", "hit").inc(report.cache_hits)
     CACHE_LOOKUPS.labels("decider", "miss").inc(report.loaded)
     ROWS_FOLDED.inc(report.rows_folded)
+
+
+def record_seek_back(topic: str, reason: str) -> None:
+    SEEKS_BACK.labels(topic, reason).inc()
 
 
 def record_publish_to_view(messages, now_s: float) -> None:

@@ -22,7 +22,7 @@ from app.adapters.avro.mapping import decode_ledger_entry, decode_rejection
 from app.adapters.kafka.producer import OutRecord
 from app.adapters.kafka.publisher import EventPublisher
 from app.adapters.redis.view_store import DEFAULT_NAMESPACE, decode_view, member_key
-from app.bootstrap import kafka_connection, redis_sync_client
+from app.bootstrap import group_id, kafka_connection, redis_sync_client
 from app.config import REPO_ROOT, Settings
 from app.domain.decide import Accepted, Rejected, step
 from app.domain.state import MemberState
@@ -228,10 +228,50 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - a description, not a check
                 stored = f"unread ({type(exc).__name__})"
             lines.append(f"  {m}: view seq {behind[m]}, stored seq {stored}, expected {expected[m].seq}")
+        try:
+            lines.extend(self._trace_ledger(list(behind)[:5]))
+        except Exception as exc:  # noqa: BLE001 - a description, not a check
+            lines.append(f"  (ledger trace failed: {type(exc).__name__}: {exc})")
         for w in self.workers:
             tail = w.log_text().splitlines()[-8:]
             lines.append(f"  {w.log.name} (alive: {w.alive}), last lines:\n    " + "\n    ".join(tail))
         return "\n".join(lines)
+
+    def _trace_ledger(self, members: list[str]) -> list[str]:
+        """Where each member's ledger entries went and how far the projector got there: the entries'
+        partition and offsets, the projector's durable progress and the group's committed offset of
+        that partition, and the member's Cassandra summary seq. A projector that skipped entries and
+        one that never received them look alike from the view alone."""
+        wanted = set(members)
+        located: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # member: (partition, offset, seq)
+        for msg in self.consume_all(self.settings.ledger_topic):
+            entry = decode_ledger_entry(msg.value())
+            if entry.recorded.event.member_id in wanted:
+                located[entry.recorded.event.member_id].append((msg.partition(), msg.offset(), entry.recorded.seq))
+        ks = self.settings.cassandra_keyspace
+        progress = {r.partition: r.next_offset for r in self.cassandra.execute(
+            f"SELECT partition, next_offset FROM {ks}.decider_progress WHERE topic = %s", (self.settings.ledger_topic,))}
+        partitions = sorted({p for found in located.values() for p, _, _ in found})
+        committed: dict[str, dict[int, int]] = {}
+        for group in (group_id(self.settings, "all"), group_id(self.settings, "projector")):
+            consumer = Consumer({**kafka_connection(self.settings).librdkafka(),
+                                 "group.id": group, "enable.auto.commit": False})
+            try:
+                tps = consumer.committed([TopicPartition(self.settings.ledger_topic, p) for p in partitions], timeout=10)
+                committed[group] = {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
+            finally:
+                consumer.close()
+        lines = []
+        for m in members:
+            summary = list(self.cassandra.execute(
+                f"SELECT seq FROM {ks}.rm_{DEFAULT_NAMESPACE}_member_summary WHERE member_id = %s", (m,)))
+            found = ", ".join(f"p{p}@{o} seq {s}" for p, o, s in located.get(m, [])) or "none"
+            lines.append(f"  {m}: ledger entries {found}; Cassandra summary seq "
+                         f"{summary[0].seq if summary else None}")
+        for p in partitions:
+            offsets = ", ".join(f"{group} {by_p[p]}" for group, by_p in committed.items() if p in by_p) or "none"
+            lines.append(f"  ledger p{p}: projector durable progress {progress.get(p)}, committed offsets: {offsets}")
+        return lines
 
 
 def expected_states(events) -> tuple[dict[str, MemberState], dict[str, str]]:

@@ -7,6 +7,10 @@ loop body), so committed offsets never pass work that is not durable. Faust has 
 committing offsets of in-flight events, so on every assignment the input partitions are also
 sought back to the decider's durable progress when the committed offset is ahead of it.
 
+Faust can also skip messages of a partition a worker keeps across a rebalance; every batch therefore
+passes through the topic's `PartitionPositions` first, which hands each service its partitions'
+messages contiguously and seeks back what was skipped (see that module).
+
 That seek is an extension, not a supported hook: Faust seeks every assigned partition to its
 committed offset (``Consumer.perform_seek`` -> ``seek_to_committed``) *after* the
 ``on_partitions_assigned`` signal and ``on_rebalance_complete`` have run, so a seek made in a
@@ -17,6 +21,7 @@ that order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -26,9 +31,17 @@ import faust
 from faust.types import TP
 
 from app.adapters.kafka.connection import KafkaConnection
+from app.adapters.kafka.offset_probe import OffsetProbe, ProbeError
 from app.bootstrap import WorkerServices, group_id, kafka_connection
 from app.config import Settings
-from app.observability import WorkerHealth, record_decider_batch, record_projector_batch, record_publish_to_view
+from app.entrypoints.worker.positions import PartitionPositions, ProbeFailed
+from app.observability import (
+    WorkerHealth,
+    record_decider_batch,
+    record_projector_batch,
+    record_publish_to_view,
+    record_seek_back,
+)
 from app.service.decider import Decider
 from app.service.member_clocks import ClockProjector
 from app.service.ports import InputMessage, ProgressStore
@@ -39,6 +52,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("decider", "projector", "all")
 STOP_TIMEOUT_EXIT = 3
+IDLE_CHECK_S = 5.0  # how often idle partitions are checked for records they were never handed
 
 
 def new_faust_app(settings: Settings, app_id: str) -> faust.App:
@@ -140,18 +154,20 @@ def create_worker_app(settings: Settings, role: str, services: WorkerServices,
     app = new_faust_app(settings, group_id(settings, role))
     within = settings.batch_wait_ms / 1000
     durable: dict[str, ProgressStore] = {}
+    guards = _Guards(app, settings)
     if services.decider is not None:
-        _add_decider(app, settings, services.decider, within, health)
+        _add_decider(app, settings, services.decider, within, health, guards)
         durable[settings.events_topic] = services.decider.progress
     if services.projector is not None:
-        _add_projector(app, settings, services.projector, within, health)
+        _add_projector(app, settings, services.projector, within, health, guards)
         if services.projector.progress is not None:
             durable[settings.ledger_topic] = services.projector.progress
     if services.clocks is not None:
-        _add_clock_projector(app, settings, services.clocks, within, health)
+        _add_clock_projector(app, settings, services.clocks, within, health, guards)
         if services.clocks.progress is not None:
             durable[settings.rejections_topic] = services.clocks.progress
-    _seek_to_durable_progress(app, durable)
+    _seek_to_durable_progress(app, durable, guards)
+    guards.watch_idle_partitions()
 
     @app.on_partitions_assigned.connect
     async def note_assignment(sender, assigned, **kwargs):
@@ -186,45 +202,67 @@ def _raw_topic(app: faust.App, name: str):
     return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: float, health: WorkerHealth) -> None:
+def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: float, health: WorkerHealth,
+                 guards: _Guards) -> None:
     events_topic = settings.events_topic
+    positions = guards.add(events_topic)
 
     @app.agent(_raw_topic(app, events_topic), name="decider")
     async def decide(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
-            started = time.perf_counter()
-            report = await _until_done("decider", decider.process, [to_input_message(e) for e in batch], health)
-            record_decider_batch(report, time.perf_counter() - started)
+            with guards.in_flight(events_topic):
+                messages = await positions.admit([to_input_message(e) for e in batch])
+                if not messages:
+                    continue
+                started = time.perf_counter()
+                report = await _until_done("decider", decider.process, messages, health)
+                record_decider_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
+        positions.revoked({tp.partition for tp in revoked if tp.topic == events_topic})
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
 
 
 def _add_clock_projector(app: faust.App, settings: Settings, clocks: ClockProjector, within: float,
-                         health: WorkerHealth) -> None:
-    @app.agent(_raw_topic(app, settings.rejections_topic), name="clocks")
+                         health: WorkerHealth, guards: _Guards) -> None:
+    rejections_topic = settings.rejections_topic
+    positions = guards.add(rejections_topic)
+
+    @app.agent(_raw_topic(app, rejections_topic), name="clocks")
     async def advance_clocks(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
-            await _until_done("clocks", clocks.process, [to_input_message(e) for e in batch], health)
+            with guards.in_flight(rejections_topic):
+                messages = await positions.admit([to_input_message(e) for e in batch])
+                if messages:
+                    await _until_done("clocks", clocks.process, messages, health)
+
+    @app.on_partitions_revoked.connect
+    async def forget_revoked(sender, revoked, **kwargs):
+        positions.revoked({tp.partition for tp in revoked if tp.topic == rejections_topic})
 
 
 def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float,
-                   health: WorkerHealth) -> None:
+                   health: WorkerHealth, guards: _Guards) -> None:
     ledger_topic = settings.ledger_topic
+    positions = guards.add(ledger_topic)
 
     @app.agent(_raw_topic(app, ledger_topic), name="projector")
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
-            started = time.perf_counter()
-            messages = [to_input_message(e) for e in batch]
-            report = await _until_done("projector", projector.process, messages, health)
-            record_projector_batch(report, time.perf_counter() - started)
-            record_publish_to_view(messages, time.time())
+            with guards.in_flight(ledger_topic):
+                messages = await positions.admit([to_input_message(e) for e in batch])
+                if not messages:
+                    continue
+                started = time.perf_counter()
+                report = await _until_done("projector", projector.process, messages, health)
+                record_projector_batch(report, time.perf_counter() - started)
+                record_publish_to_view(messages, time.time())
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
+        positions.revoked({tp.partition for tp in revoked if tp.topic == ledger_topic})
         projector.drop_partitions({tp.partition for tp in revoked if tp.topic == ledger_topic})
 
     @app.timer(interval=settings.projector_ack_ttl_s / 4, name="projector-heartbeat")
@@ -271,25 +309,90 @@ async def _until_done(stage: str, process, messages, health: WorkerHealth | None
             health.batch_finished(stage, ok=done)
 
 
-def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore]) -> None:
-    """Wrap the consumer's seek-to-committed (run by Faust after every assignment) so that a
-    committed offset ahead of a topic's durable progress is replaced by the durable progress."""
+def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore], guards: _Guards) -> None:
+    """Wrap the consumer's seek-to-committed (run by Faust after every assignment) so that each
+    assigned partition starts at its topic's durable progress when the committed offset is ahead of
+    it or missing, and tell the topic's positions where each partition starts."""
     consumer = app.consumer
     seek_to_committed = consumer.seek_to_committed
 
     async def seek_to_committed_or_durable():
         committed = dict(await seek_to_committed())
-        positions = {topic: await progress.load(topic) for topic, progress in durable.items()}
+        progress = {topic: await store.load(topic) for topic, store in durable.items()}
+        starts: dict[str, dict[int, int]] = {}
         for tp in list(committed):
-            if tp.topic not in positions:
+            if tp.topic not in progress:
                 continue
             offset = committed[tp]
-            target = positions[tp.topic].get(tp.partition, 0)
+            target = progress[tp.topic].get(tp.partition, 0)
             if offset is not None and offset > target:
                 log.warning("%s[%d]: committed offset %d is ahead of the durable progress %d; seeking back",
                             tp.topic, tp.partition, offset, target)
+            if offset is None or offset > target:
                 await consumer.seek(TP(tp.topic, tp.partition), target)
                 committed[tp] = target
+            starts.setdefault(tp.topic, {})[tp.partition] = committed[tp]
+        for topic, partitions in starts.items():
+            guards.assigned(topic, partitions)
         return committed
 
     consumer.seek_to_committed = seek_to_committed_or_durable
+
+
+class _Guards:
+    """The `PartitionPositions` of each topic this worker consumes, the probe they share, and the
+    topics with a batch in flight (an idle check leaves those alone)."""
+
+    def __init__(self, app: faust.App, settings: Settings):
+        self._app = app
+        self._settings = settings
+        self._probe: OffsetProbe | None = None
+        self.by_topic: dict[str, PartitionPositions] = {}
+        self._in_flight: set[str] = set()
+
+    def add(self, topic: str) -> PartitionPositions:
+        positions = self.by_topic[topic] = PartitionPositions(topic, self._first_offset, self._seek,
+                                                              on_seek_back=record_seek_back)
+        return positions
+
+    def assigned(self, topic: str, partitions: dict[int, int]) -> None:
+        if topic in self.by_topic:
+            self.by_topic[topic].assigned(partitions)
+
+    @contextlib.contextmanager
+    def in_flight(self, topic: str):
+        self._in_flight.add(topic)
+        try:
+            yield
+        finally:
+            self._in_flight.discard(topic)
+
+    async def _first_offset(self, topic: str, partition: int, offset: int) -> int | None:
+        if self._probe is None:
+            self._probe = OffsetProbe(kafka_connection(self._settings))
+        try:
+            return await asyncio.to_thread(self._probe.first_offset_from, topic, partition, offset)
+        except ProbeError as exc:
+            raise ProbeFailed(str(exc)) from None
+
+    async def _seek(self, topic: str, partition: int, offset: int) -> None:
+        await self._app.consumer.seek(TP(topic, partition), offset)
+
+    def _highwater(self, topic: str, partition: int) -> int | None:
+        try:
+            return self._app.consumer.highwater(TP(topic, partition))
+        except Exception:  # noqa: BLE001 - not assigned (any more), or not fetched yet: nothing known
+            return None
+
+    def watch_idle_partitions(self) -> None:
+        """Every IDLE_CHECK_S, the idle check of each topic with no batch in flight."""
+
+        @self._app.timer(interval=IDLE_CHECK_S, name="partition-positions")
+        async def check_idle():
+            for topic, positions in self.by_topic.items():
+                if topic in self._in_flight:
+                    continue
+                try:
+                    await positions.check_idle(lambda p, t=topic: self._highwater(t, p))
+                except Exception as exc:  # noqa: BLE001 - the next tick checks again
+                    log.warning("idle check of %s failed (%s: %s)", topic, type(exc).__name__, exc)

@@ -1,0 +1,56 @@
+"""The worker's contiguity check against the real Kafka: a gap that holds no record (here: ledger
+entries removed below the projector's position, as retention would) is accepted, not sought back for
+ever; the projector fills the members' gaps from the event store and every view ends exact."""
+from __future__ import annotations
+
+import uuid
+
+from confluent_kafka import Consumer, TopicPartition
+
+from app.bootstrap import kafka_connection
+from app.domain.views import digest
+from tests.support.helpers import wait_until
+from tests.support.pipeline import PARTITIONS, assert_exact_outputs, expected_states, scripted_history
+from tests.support.random_history import random_history
+
+
+def test_a_projector_resumes_past_ledger_entries_removed_below_its_position(pipeline, kafka_admin):
+    prefix = uuid.uuid4().hex[:6]
+    first = scripted_history(prefix)
+    pipeline.start_worker(role="all")
+    pipeline.publish(first)
+    assert_exact_outputs(pipeline, first)
+    pipeline.workers[-1].stop()
+
+    events = first + random_history(prefix, members=12, events=240, seed=7)
+    accepted = sum(1 for outcome in expected_states(events)[1].values() if outcome == "accepted")
+    decider = pipeline.start_worker(role="decider")
+    pipeline.publish(events[len(first):])
+    wait_until(lambda: len({(e.recorded.event.member_id, e.recorded.seq) for e in pipeline.ledger_entries()})
+               >= accepted, 120, interval=1.0, message="every accepted event on the ledger")
+    decider.stop()
+
+    topic = pipeline.settings.ledger_topic
+    progress = {r.partition: r.next_offset for r in pipeline.cassandra.execute(
+        f"SELECT partition, next_offset FROM {pipeline.settings.cassandra_keyspace}.decider_progress "
+        "WHERE topic = %s", (topic,))}
+    consumer = Consumer({**kafka_connection(pipeline.settings).librdkafka(), "group.id": f"t-{uuid.uuid4().hex}"})
+    try:
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+    finally:
+        consumer.close()
+    # Each partition keeps only its last entry: the ones between the projector's position and it are gone.
+    cut = [TopicPartition(topic, p, end - 1) for p, end in ends.items() if end - 1 > progress.get(p, 0)]
+    assert cut, "the second part put unprojected entries on the ledger"
+    for done in kafka_admin.delete_records(cut).values():
+        done.result(30)
+
+    projector = pipeline.start_worker(role="projector", loglevel="info")
+    states, _ = expected_states(events)
+    pipeline.wait_for_views(states)
+    for member_id, state in states.items():
+        view = pipeline.view(member_id)
+        assert view is not None and digest(view) == digest(state), f"view of {member_id}"
+    log = projector.log_text()
+    assert "hold no record a consumer is given" in log
+    assert "seeking back" not in log
