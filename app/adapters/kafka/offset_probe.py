@@ -61,6 +61,9 @@ class OffsetProbe:
                 for msg in self._consumer.consume(1, timeout=0.2):
                     if msg.error() is None:
                         return msg.offset()
+                [position] = self._consumer.position([tp])
+                if position.offset >= high:
+                    return None  # read up to the end: only records no consumer is given (transaction markers)
         finally:
             self._consumer.unassign()
         raise ProbeError(f"{topic}[{partition}]: no record from offset {offset} within {self.timeout_s:g}s "
