@@ -1,6 +1,7 @@
 """The worker's contiguity check against the real Kafka: a gap that holds no record (here: ledger
 entries removed below the projector's position, as retention would) is accepted, not sought back for
-ever; the projector fills the members' gaps from the event store and every view ends exact."""
+ever, and the projector fills the members' gaps from the event store: the views of the members whose
+last entry is left end exact."""
 from __future__ import annotations
 
 import uuid
@@ -45,12 +46,15 @@ def test_a_projector_resumes_past_ledger_entries_removed_below_its_position(pipe
     for done in kafka_admin.delete_records(cut).values():
         done.result(30)
 
-    projector = pipeline.start_worker(role="projector", loglevel="info")
+    # Only the members of the entries left can be projected (the others' entries are gone, as with
+    # retention); each left entry is its member's last, so the gap fill must bring the whole history.
     states, _ = expected_states(events)
-    pipeline.wait_for_views(states)
-    for member_id, state in states.items():
+    left = {e.recorded.event.member_id for e in pipeline.ledger_entries()}
+    projector = pipeline.start_worker(role="projector", loglevel="info")
+    pipeline.wait_for_views({m: states[m] for m in left})
+    for member_id in left:
         view = pipeline.view(member_id)
-        assert view is not None and digest(view) == digest(state), f"view of {member_id}"
+        assert view is not None and digest(view) == digest(states[member_id]), f"view of {member_id}"
     log = projector.log_text()
     assert "hold no record a consumer is given" in log
     assert "seeking back" not in log

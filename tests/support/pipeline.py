@@ -142,12 +142,12 @@ class Pipeline:
         consumer = Consumer({**kafka_connection(self.settings).librdkafka(),
                              "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False})
         try:
-            ends = {}
+            starts, ends = {}, {}
             for p in range(PARTITIONS):
                 low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 if high > low:
-                    ends[p] = high
-            consumer.assign([TopicPartition(topic, p, 0) for p in ends])
+                    starts[p], ends[p] = low, high
+            consumer.assign([TopicPartition(topic, p, starts[p]) for p in ends])
             got, done = [], {p: False for p in ends}
             wait_until(lambda: self._drain(consumer, got, ends, done), 60, message=f"reading {topic}")
             return got
