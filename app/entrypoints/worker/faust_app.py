@@ -166,6 +166,8 @@ def create_worker_app(settings: Settings, role: str, services: WorkerServices,
         _add_clock_projector(app, settings, services.clocks, within, health, guards)
         if services.clocks.progress is not None:
             durable[settings.rejections_topic] = services.clocks.progress
+    for topic in durable:  # a topic's positions start where its durable progress sends its partitions
+        guards.add(topic)
     _seek_to_durable_progress(app, durable, guards)
     guards.watch_idle_partitions()
 
@@ -205,13 +207,12 @@ def _raw_topic(app: faust.App, name: str):
 def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: float, health: WorkerHealth,
                  guards: _Guards) -> None:
     events_topic = settings.events_topic
-    positions = guards.add(events_topic)
 
     @app.agent(_raw_topic(app, events_topic), name="decider")
     async def decide(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             with guards.in_flight(events_topic):
-                messages = await positions.admit([to_input_message(e) for e in batch])
+                messages = await guards.admit(events_topic, [to_input_message(e) for e in batch])
                 if not messages:
                     continue
                 started = time.perf_counter()
@@ -220,7 +221,7 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
-        positions.revoked({tp.partition for tp in revoked if tp.topic == events_topic})
+        guards.revoked(events_topic, {tp.partition for tp in revoked if tp.topic == events_topic})
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
 
@@ -228,31 +229,29 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
 def _add_clock_projector(app: faust.App, settings: Settings, clocks: ClockProjector, within: float,
                          health: WorkerHealth, guards: _Guards) -> None:
     rejections_topic = settings.rejections_topic
-    positions = guards.add(rejections_topic)
 
     @app.agent(_raw_topic(app, rejections_topic), name="clocks")
     async def advance_clocks(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             with guards.in_flight(rejections_topic):
-                messages = await positions.admit([to_input_message(e) for e in batch])
+                messages = await guards.admit(rejections_topic, [to_input_message(e) for e in batch])
                 if messages:
                     await _until_done("clocks", clocks.process, messages, health)
 
     @app.on_partitions_revoked.connect
     async def forget_revoked(sender, revoked, **kwargs):
-        positions.revoked({tp.partition for tp in revoked if tp.topic == rejections_topic})
+        guards.revoked(rejections_topic, {tp.partition for tp in revoked if tp.topic == rejections_topic})
 
 
 def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float,
                    health: WorkerHealth, guards: _Guards) -> None:
     ledger_topic = settings.ledger_topic
-    positions = guards.add(ledger_topic)
 
     @app.agent(_raw_topic(app, ledger_topic), name="projector")
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             with guards.in_flight(ledger_topic):
-                messages = await positions.admit([to_input_message(e) for e in batch])
+                messages = await guards.admit(ledger_topic, [to_input_message(e) for e in batch])
                 if not messages:
                     continue
                 started = time.perf_counter()
@@ -262,7 +261,7 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
-        positions.revoked({tp.partition for tp in revoked if tp.topic == ledger_topic})
+        guards.revoked(ledger_topic, {tp.partition for tp in revoked if tp.topic == ledger_topic})
         projector.drop_partitions({tp.partition for tp in revoked if tp.topic == ledger_topic})
 
     @app.timer(interval=settings.projector_ack_ttl_s / 4, name="projector-heartbeat")
@@ -350,14 +349,22 @@ class _Guards:
         self.by_topic: dict[str, PartitionPositions] = {}
         self._in_flight: set[str] = set()
 
-    def add(self, topic: str) -> PartitionPositions:
-        positions = self.by_topic[topic] = PartitionPositions(topic, self._first_offset, self._seek,
-                                                              on_seek_back=record_seek_back)
-        return positions
+    def add(self, topic: str) -> None:
+        self.by_topic[topic] = PartitionPositions(topic, self._first_offset, self._seek,
+                                                  on_seek_back=record_seek_back)
 
     def assigned(self, topic: str, partitions: dict[int, int]) -> None:
         if topic in self.by_topic:
             self.by_topic[topic].assigned(partitions)
+
+    def revoked(self, topic: str, partitions: set[int]) -> None:
+        if topic in self.by_topic:
+            self.by_topic[topic].revoked(partitions)
+
+    async def admit(self, topic: str, messages: list[InputMessage]) -> list[InputMessage]:
+        """The messages to hand over (all of them for a topic without durable progress to start from)."""
+        positions = self.by_topic.get(topic)
+        return messages if positions is None else await positions.admit(messages)
 
     @contextlib.contextmanager
     def in_flight(self, topic: str):
