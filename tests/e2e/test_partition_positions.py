@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import uuid
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
+from app.adapters.kafka.lag import ConsumerLag
 from app.bootstrap import kafka_connection
 from app.domain.views import digest
 from tests.support.helpers import wait_until
-from tests.support.pipeline import PARTITIONS, assert_exact_outputs, expected_states, scripted_history
+from tests.support.pipeline import assert_exact_outputs, expected_states, scripted_history
 from tests.support.random_history import random_history
 
 
@@ -35,11 +36,11 @@ def test_a_projector_resumes_past_ledger_entries_removed_below_its_position(pipe
     progress = {r.partition: r.next_offset for r in pipeline.cassandra.execute(
         f"SELECT partition, next_offset FROM {pipeline.settings.cassandra_keyspace}.decider_progress "
         "WHERE topic = %s", (topic,))}
-    consumer = Consumer({**kafka_connection(pipeline.settings).librdkafka(), "group.id": f"t-{uuid.uuid4().hex}"})
+    lag = ConsumerLag(kafka_connection(pipeline.settings))
     try:
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(PARTITIONS)}
+        ends = {p: high for (_, p), (_, high) in lag.watermarks([topic]).items()}
     finally:
-        consumer.close()
+        lag.close()
     # Each partition keeps only its last entry: the ones between the projector's position and it are gone.
     cut = [TopicPartition(topic, p, end - 1) for p, end in ends.items() if end - 1 > progress.get(p, 0)]
     assert cut, "the second part put unprojected entries on the ledger"

@@ -19,6 +19,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from app.adapters.avro.mapping import decode_ledger_entry, decode_rejection
+from app.adapters.kafka.lag import ConsumerLag
 from app.adapters.kafka.producer import OutRecord
 from app.adapters.kafka.publisher import EventPublisher
 from app.adapters.redis.view_store import DEFAULT_NAMESPACE, decode_view, member_key
@@ -252,15 +253,12 @@ class Pipeline:
         progress = {r.partition: r.next_offset for r in self.cassandra.execute(
             f"SELECT partition, next_offset FROM {ks}.decider_progress WHERE topic = %s", (self.settings.ledger_topic,))}
         partitions = sorted({p for found in located.values() for p, _, _ in found})
-        committed: dict[str, dict[int, int]] = {}
-        for group in (group_id(self.settings, "all"), group_id(self.settings, "projector")):
-            consumer = Consumer({**kafka_connection(self.settings).librdkafka(),
-                                 "group.id": group, "enable.auto.commit": False})
-            try:
-                tps = consumer.committed([TopicPartition(self.settings.ledger_topic, p) for p in partitions], timeout=10)
-                committed[group] = {tp.partition: tp.offset for tp in tps if tp.offset >= 0}
-            finally:
-                consumer.close()
+        lag = ConsumerLag(kafka_connection(self.settings))
+        try:
+            committed = {group: {p: o for (t, p), o in lag.committed(group).items() if t == self.settings.ledger_topic}
+                         for group in (group_id(self.settings, "all"), group_id(self.settings, "projector"))}
+        finally:
+            lag.close()
         lines = []
         for m in members:
             summary = list(self.cassandra.execute(

@@ -211,17 +211,14 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
     @app.agent(_raw_topic(app, events_topic), name="decider")
     async def decide(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
-            with guards.in_flight(events_topic):
-                messages = await guards.admit(events_topic, [to_input_message(e) for e in batch])
-                if not messages:
-                    continue
-                started = time.perf_counter()
-                report = await _until_done("decider", decider.process, messages, health)
-                record_decider_batch(report, time.perf_counter() - started)
+            async with guards.batch(events_topic, batch) as messages:
+                if messages:
+                    started = time.perf_counter()
+                    report = await _until_done("decider", decider.process, messages, health)
+                    record_decider_batch(report, time.perf_counter() - started)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
-        guards.revoked(events_topic, {tp.partition for tp in revoked if tp.topic == events_topic})
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
 
@@ -233,14 +230,9 @@ def _add_clock_projector(app: faust.App, settings: Settings, clocks: ClockProjec
     @app.agent(_raw_topic(app, rejections_topic), name="clocks")
     async def advance_clocks(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
-            with guards.in_flight(rejections_topic):
-                messages = await guards.admit(rejections_topic, [to_input_message(e) for e in batch])
+            async with guards.batch(rejections_topic, batch) as messages:
                 if messages:
                     await _until_done("clocks", clocks.process, messages, health)
-
-    @app.on_partitions_revoked.connect
-    async def forget_revoked(sender, revoked, **kwargs):
-        guards.revoked(rejections_topic, {tp.partition for tp in revoked if tp.topic == rejections_topic})
 
 
 def _add_projector(app: faust.App, settings: Settings, projector: Projector, within: float,
@@ -250,18 +242,15 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
     @app.agent(_raw_topic(app, ledger_topic), name="projector")
     async def project(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
-            with guards.in_flight(ledger_topic):
-                messages = await guards.admit(ledger_topic, [to_input_message(e) for e in batch])
-                if not messages:
-                    continue
-                started = time.perf_counter()
-                report = await _until_done("projector", projector.process, messages, health)
-                record_projector_batch(report, time.perf_counter() - started)
-                record_publish_to_view(messages, time.time())
+            async with guards.batch(ledger_topic, batch) as messages:
+                if messages:
+                    started = time.perf_counter()
+                    report = await _until_done("projector", projector.process, messages, health)
+                    record_projector_batch(report, time.perf_counter() - started)
+                    record_publish_to_view(messages, time.time())
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
-        guards.revoked(ledger_topic, {tp.partition for tp in revoked if tp.topic == ledger_topic})
         projector.drop_partitions({tp.partition for tp in revoked if tp.topic == ledger_topic})
 
     @app.timer(interval=settings.projector_ack_ttl_s / 4, name="projector-heartbeat")
@@ -340,7 +329,8 @@ def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore],
 
 class _Guards:
     """The `PartitionPositions` of each topic this worker consumes, the probe they share, and the
-    topics with a batch in flight (an idle check leaves those alone)."""
+    topics with a batch in flight (an idle check leaves those alone). Revoked partitions are
+    forgotten here, for every topic at once."""
 
     def __init__(self, app: faust.App, settings: Settings):
         self._app = app
@@ -348,6 +338,11 @@ class _Guards:
         self._probe: OffsetProbe | None = None
         self.by_topic: dict[str, PartitionPositions] = {}
         self._in_flight: set[str] = set()
+
+        @app.on_partitions_revoked.connect
+        async def forget_revoked(sender, revoked, **kwargs):
+            for topic, positions in self.by_topic.items():
+                positions.revoked({tp.partition for tp in revoked if tp.topic == topic})
 
     def add(self, topic: str) -> None:
         self.by_topic[topic] = PartitionPositions(topic, self._first_offset, self._seek,
@@ -357,20 +352,15 @@ class _Guards:
         if topic in self.by_topic:
             self.by_topic[topic].assigned(partitions)
 
-    def revoked(self, topic: str, partitions: set[int]) -> None:
-        if topic in self.by_topic:
-            self.by_topic[topic].revoked(partitions)
-
-    async def admit(self, topic: str, messages: list[InputMessage]) -> list[InputMessage]:
-        """The messages to hand over (all of them for a topic without durable progress to start from)."""
-        positions = self.by_topic.get(topic)
-        return messages if positions is None else await positions.admit(messages)
-
-    @contextlib.contextmanager
-    def in_flight(self, topic: str):
+    @contextlib.asynccontextmanager
+    async def batch(self, topic: str, events):
+        """A batch of Faust events in flight: the messages of it to hand over (all of them for a topic
+        without durable progress to start from)."""
         self._in_flight.add(topic)
         try:
-            yield
+            messages = [to_input_message(e) for e in events]
+            positions = self.by_topic.get(topic)
+            yield messages if positions is None else await positions.admit(messages)
         finally:
             self._in_flight.discard(topic)
 
