@@ -338,6 +338,12 @@ EXPECTED_REASONS = {
 }
 
 
+def _rows_text(rows) -> str:
+    """A member's stored rows as (seq, sub, kind, event_id): this module is not rewritten by pytest,
+    so an assertion shows only its message."""
+    return ", ".join(f"({r.seq}, {r.sub}, {r.kind}, {r.event_id})" for r in rows)
+
+
 def assert_exact_outputs(pipeline, events):
     states, outcomes = expected_states(events)
     pipeline.wait_for_views(states)
@@ -347,16 +353,20 @@ def assert_exact_outputs(pipeline, events):
         assert view is not None and digest(view) == digest(state), f"view of {member_id}"
         rows = pipeline.stored_rows(member_id)
         accepted = [r for r in rows if r.kind == "accepted"]
-        assert [r.seq for r in accepted] == list(range(1, state.seq + 1)), f"seq of {member_id}"
-        assert len({r.event_id for r in rows}) == len(rows), f"an event stored twice for {member_id}"
+        assert [r.seq for r in accepted] == list(range(1, state.seq + 1)), (
+            f"stored accepted seqs of {member_id} are not 1..{state.seq}: {_rows_text(rows)}")
+        assert len({r.event_id for r in rows}) == len(rows), f"an event stored twice for {member_id}: {_rows_text(rows)}"
 
     ledger = pipeline.ledger_entries()
     by_member = defaultdict(dict)
     for entry in ledger:
         seq, event_id = entry.recorded.seq, entry.recorded.event.event_id
-        assert by_member[entry.recorded.event.member_id].setdefault(seq, event_id) == event_id
+        member_id = entry.recorded.event.member_id
+        assert by_member[member_id].setdefault(seq, event_id) == event_id, (
+            f"two events at seq {seq} of {member_id} on the ledger: {by_member[member_id][seq]}, {event_id}")
     for member_id, state in states.items():
-        assert sorted(by_member[member_id]) == list(range(1, state.seq + 1))
+        assert sorted(by_member[member_id]) == list(range(1, state.seq + 1)), (
+            f"ledger seqs of {member_id} are not 1..{state.seq}: {sorted(by_member[member_id])}")
     accepted_ids = {e for m in by_member.values() for e in m.values()}
     assert accepted_ids == {e for e, o in outcomes.items() if o == "accepted"}
 
