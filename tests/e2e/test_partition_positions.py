@@ -59,3 +59,18 @@ def test_a_projector_resumes_past_ledger_entries_removed_below_its_position(pipe
     log = projector.log_text()
     assert "hold no record a consumer is given" in log
     assert "seeking back" not in log
+
+
+def test_a_projector_starved_by_an_input_backlog_is_left_alone(pipeline):
+    """Faust fetches every topic in one loop, which waits while a stream's buffer is full: under a
+    backlog of input events the decider's buffer stays full and the projector is handed no ledger
+    entry for as long as the backlog lasts. Nothing is wrong then, and nothing may be sought back (the
+    bench of 2026-11-30 sought every ledger partition back every 10 s, and one of those seeks, made
+    while the fetcher handed out records, crashed a worker)."""
+    events = random_history(uuid.uuid4().hex[:6], members=400, events=16_000, seed=11)
+    pipeline.publish(events)
+    worker = pipeline.start_worker(role="all")
+    assert_exact_outputs(pipeline, events)
+    log = worker.log_text()
+    assert "seeking back" not in log, log[-3000:]
+    assert "idle check of" not in log, log[-3000:]  # e.g. Faust's read offset gone in an upgrade

@@ -14,9 +14,14 @@ messages contiguously and seeks back what was skipped (see that module).
 That seek is an extension, not a supported hook: Faust seeks every assigned partition to its
 committed offset (``Consumer.perform_seek`` -> ``seek_to_committed``) *after* the
 ``on_partitions_assigned`` signal and ``on_rebalance_complete`` have run, so a seek made in a
-signal handler would be undone. We therefore wrap the consumer's public ``seek_to_committed``
-and use only its public ``seek``; tests/e2e/test_durable_progress.py fails if an upgrade changes
-that order.
+signal handler would be undone. We therefore wrap the consumer's public ``seek_to_committed``;
+tests/e2e/test_durable_progress.py fails if an upgrade changes that order. Every seek goes through
+the consumer's ``seek_wait``, which runs it on the consumer's own thread: its ``seek`` changes
+aiokafka's fetcher from the caller's thread, and a seek while the fetcher hands out records crashed
+a worker (``KeyError`` in ``Fetcher.fetched_records``, bench run of 2026-11-30). The idle check reads
+Faust's read offset per partition (``Consumer._read_offset``, the offset of the last message it
+delivered to a stream), the one private attribute used here; tests/e2e/test_partition_positions.py
+fails if it goes.
 """
 from __future__ import annotations
 
@@ -317,7 +322,7 @@ def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore],
                 log.warning("%s[%d]: committed offset %d is ahead of the durable progress %d; seeking back",
                             tp.topic, tp.partition, offset, target)
             if offset is None or offset > target:
-                await consumer.seek(TP(tp.topic, tp.partition), target)
+                await consumer.seek_wait({TP(tp.topic, tp.partition): target})
                 committed[tp] = target
             starts.setdefault(tp.topic, {})[tp.partition] = committed[tp]
         for topic, partitions in starts.items():
@@ -373,13 +378,12 @@ class _Guards:
             raise ProbeFailed(str(exc)) from None
 
     async def _seek(self, topic: str, partition: int, offset: int) -> None:
-        await self._app.consumer.seek(TP(topic, partition), offset)
+        await self._app.consumer.seek_wait({TP(topic, partition): offset})
 
-    def _highwater(self, topic: str, partition: int) -> int | None:
-        try:
-            return self._app.consumer.highwater(TP(topic, partition))
-        except Exception:  # noqa: BLE001 - not assigned (any more), or not fetched yet: nothing known
-            return None
+    def delivered(self, topic: str, partition: int) -> int | None:
+        """The offset of the partition's last message Faust delivered to a stream (its read offset;
+        after an assignment or a seek, the offset it starts from)."""
+        return self._app.consumer._read_offset.get(TP(topic, partition))
 
     def watch_idle_partitions(self) -> None:
         """Every IDLE_CHECK_S, the idle check of each topic with no batch in flight."""
@@ -390,6 +394,6 @@ class _Guards:
                 if topic in self._in_flight:
                     continue
                 try:
-                    await positions.check_idle(lambda p, t=topic: self._highwater(t, p))
+                    await positions.check_idle(lambda p, t=topic: self.delivered(t, p))
                 except Exception as exc:  # noqa: BLE001 - the next tick checks again
                     log.warning("idle check of %s failed (%s: %s)", topic, type(exc).__name__, exc)

@@ -22,10 +22,12 @@ be handed next:
   its messages from the gap on are dropped from this batch: they come again. For
   ``reseek_after_s`` after a seek, a gap is taken for the seek's echo (messages queued before it)
   and dropped without asking again;
-- between batches (`check_idle`), a partition that was handed nothing for ``idle_after_s`` while
-  its high watermark is past its next offset, and whose records there the cluster confirms, is
-  sought back to the next offset: the form of the same fault in which every message left in the
-  partition was dropped.
+- between batches (`check_idle`), a partition that was handed nothing for ``idle_after_s`` although
+  its consumer delivered a message past its next offset (Faust's read offset) is sought back to the
+  next offset: the form of the same fault in which every message left in the partition was dropped.
+  A partition whose consumer delivered nothing past it is left alone, however far its high watermark
+  is: Faust fetches every topic in one loop, which waits while a stream's buffer is full, so under a
+  backlog of input the projector's partitions are handed nothing for minutes and nothing is wrong.
 
 Messages of a partition this worker is not assigned (prefetched before a rebalance took it away)
 are dropped: another worker handles them from its own position.
@@ -68,7 +70,7 @@ class PartitionPositions:
         self._sought: dict[int, float] = {}  # partition -> when it was last sought back
         self._handed: dict[int, float] = {}  # partition -> when a message was last handed over (or checked)
         self.skips = 0  # gaps found to be skipped messages, each sought back
-        self.stalls = 0  # idle partitions found to hold records past their next offset, each sought back
+        self.stalls = 0  # idle partitions whose consumer delivered past their next offset, each sought back
         self.gaps_accepted = 0  # gaps that held nothing a consumer is given
         self.dropped = 0  # messages not handed over (already handed, past a gap, or not assigned)
 
@@ -149,29 +151,23 @@ class PartitionPositions:
         await self._seek_back(partition, expected, "skipped")
         return False
 
-    async def check_idle(self, highwater: Callable[[int], int | None]) -> int:
-        """Seek back every partition handed nothing for ``idle_after_s`` whose records past its next
-        offset the cluster confirms; returns how many were sought back. Call it only while no batch
-        of this topic is in flight (a busy service is handed nothing for a reason)."""
+    async def check_idle(self, delivered: Callable[[int], int | None]) -> int:
+        """Seek back every partition handed nothing for ``idle_after_s`` although its consumer
+        delivered a message past its next offset; returns how many were sought back. ``delivered``
+        gives the offset of the last message the consumer delivered of a partition (None: nothing
+        known). Call it only while no batch of this topic is in flight (a busy service is handed
+        nothing for a reason)."""
         now = self._clock()
         found = 0
         for partition, expected in list(self._next.items()):
             if now - self._handed.get(partition, now) < self.idle_after_s:
                 continue
             self._handed[partition] = now
-            end = highwater(partition)
-            if end is None or end <= expected:
-                continue
-            try:
-                first = await self._probe(self.topic, partition, expected)
-            except ProbeFailed as exc:
-                log.info("%s[%d]: idle at %d below its end %d; the cluster did not say why (%s)", self.topic,
-                         partition, expected, end, exc)
-                continue
-            if first is None or self._next.get(partition) != expected:
-                continue  # nothing a consumer is given there, or messages were handed over meanwhile
-            log.warning("%s[%d]: handed nothing for %.0fs at offset %d while the cluster holds a record at %d "
-                        "(end %d): seeking back", self.topic, partition, self.idle_after_s, expected, first, end)
+            last = delivered(partition)
+            if last is None or last <= expected:
+                continue  # the message expected next was not delivered yet (or is on its way)
+            log.warning("%s[%d]: handed nothing for %.0fs at offset %d while its consumer delivered up to %d: "
+                        "seeking back", self.topic, partition, self.idle_after_s, expected, last)
             self.stalls += 1
             found += 1
             await self._seek_back(partition, expected, "idle")
