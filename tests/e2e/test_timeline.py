@@ -133,7 +133,7 @@ def test_a_whatif_writes_nothing_to_kafka_cassandra_or_redis(pipeline, tmp_path)
     assert expected, "the policy must flip something for this test to mean anything"
 
     before = kafka_state(pipeline), cassandra_state(pipeline), redis_state(pipeline)
-    assert before[1]["member_events"] and before[2]
+    assert before[1]["member_events_by_bucket"] and before[2]
 
     # the CLI, with Kafka and Redis pointed at nothing: it never even needs them
     report = json.loads(run_ledger(pipeline, "whatif", "--policy", str(tmp_path / "policy.yaml"), "--json",

@@ -6,12 +6,14 @@ import uuid
 
 import pytest
 
-from app.adapters.cassandra.event_store import CassandraEventStore
+from app.adapters.cassandra.bucket_copy import copy_member_events
+from app.adapters.cassandra.event_store import BATCH_BYTES, COLUMNS, CassandraEventStore, row_bytes
 from app.adapters.cassandra.progress_store import CassandraProgressStore
 from app.adapters.memory.event_store import InMemoryEventStore, InMemoryProgressStore
 from app.domain.decide import step
 from app.domain.history import REJECTED, Source, StoredDecision, to_stored
 from app.domain.state import MemberState
+from app.service.ports import LoadedState
 from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
 from tests.support.histories import decided
 
@@ -226,29 +228,88 @@ def test_an_append_that_does_not_continue_its_head_is_an_error(store):
     assert run(store.load(m)) == MemberState.empty(m)
 
 
-def test_a_partition_written_before_head_tracking_gets_its_head_on_its_first_append(cassandra, test_keyspace):
-    """Rows as the code before migrations 0005/0006 wrote them: no head, no lookup entries. `find`
-    reads the partition; the first append is refused (the decider reloads and decides again) and
-    indexes every row and adopts the last one as the head; appends then work, and a stale writer is
-    refused like anywhere else."""
-    store = CassandraEventStore(cassandra, test_keyspace)
-    m = member()
-    decisions, state = history(m, PAYLOADS[:4])
+def old_layout_rows(cassandra, keyspace: str, member_id: str, decisions: list[StoredDecision], head: bool):
+    """Rows as the code before migration 0008 wrote them into member_events (before 0005: no head)."""
+    store = CassandraEventStore(cassandra, keyspace)
+    insert = cassandra.prepare(f"INSERT INTO {keyspace}.member_events ({COLUMNS}) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
     for d in decisions:
-        cassandra.execute(store._insert, store._row(m, d))
-    assert run(store.load(m)) == state
-    old_ids = [d.event.event_id for d in decisions]
-    assert run(store.find_many(m, old_ids)) == {}
-    assert run(store.find(m, old_ids[3])) == decisions[3]
-    more, after = decide_from(state, [release("l1")], first=10)
-    assert run(store.append({m: more}, {m: state.position})) == [m]  # adopted, reported lost
-    assert run(store.load(m)) == state
-    assert run(store.find_many(m, old_ids)) == {d.event.event_id: d for d in decisions}
-    assert run(store.append({m: more}, {m: state.position})) == []
-    assert run(store.load(m)) == after
-    stale, _ = decide_from(state, [release("nope")], first=20)
-    assert run(store.append({m: stale}, {m: state.position})) == [m]
-    assert run(store.load(m)) == after
+        cassandra.execute(insert, store.row(0, member_id, d)[1:])
+    if head:
+        cassandra.execute(f"UPDATE {keyspace}.member_events SET head_seq = %s, head_sub = %s WHERE member_id = %s",
+                          (*decisions[-1].position, member_id))
+
+
+def test_migration_0008_copies_member_events_into_the_buckets(cassandra, test_keyspace):
+    """A member of before 0005 (no head, no lookup entries) and one of 0005-0007 (head in static
+    columns): after the copy each loads, finds its old event ids, appends from its head and refuses a
+    stale writer; a second copy writes nothing."""
+    store = CassandraEventStore(cassandra, test_keyspace)
+    old, recent = member(), member()
+    old_decisions, old_state = history(old, PAYLOADS[:4])
+    recent_decisions, recent_state = history(recent, PAYLOADS)
+    old_layout_rows(cassandra, test_keyspace, old, old_decisions, head=False)
+    old_layout_rows(cassandra, test_keyspace, recent, recent_decisions, head=True)
+    assert run(store.load(old)) == MemberState.empty(old)  # the store reads the buckets only
+
+    copied = copy_member_events(cassandra, test_keyspace, echo=lambda *_: None)
+    assert copied >= 2
+    assert copy_member_events(cassandra, test_keyspace, echo=lambda *_: None) == 0
+    for m, decisions, state in ((old, old_decisions, old_state), (recent, recent_decisions, recent_state)):
+        assert run(store.load(m)) == state
+        assert run(store.find_many(m, [d.event.event_id for d in decisions])) == {d.event.event_id: d for d in decisions}
+        assert run(store.page(m, None, 100)) == decisions
+        assert m in run(store.member_ids())
+    more, after = decide_from(old_state, [release("l1")], first=10)
+    stale, _ = decide_from(old_layout_state := history(old, PAYLOADS[:2])[1], [release("nope")], first=20)
+    assert run(store.append({old: stale}, {old: old_layout_state.position})) == [old]
+    assert run(store.append({old: more}, {old: old_state.position})) == []
+    assert run(store.load(old)) == after
+
+
+def test_many_members_of_one_bucket_share_a_batch_and_a_stale_one_loses_alone(cassandra, test_keyspace):
+    """One conditional batch per bucket: a stale member refuses the batch, is reported lost, and the
+    other members of its bucket are stored by the next batch."""
+    session = RecordingSession(cassandra)
+    store = CassandraEventStore(session, test_keyspace)
+    bucket = store.bucket(member())
+    same = []
+    while len(same) < 30:
+        m = member()
+        if store.bucket(m) == bucket:
+            same.append(m)
+    histories = {m: history(m, PAYLOADS[:3]) for m in same}
+    session.queries.clear()
+    assert run(store.append({m: h[0][:2] for m, h in histories.items()}, {m: (0, 0) for m in same})) == []
+    assert sum(" IF " in q for q in session.queries) == 1  # one Paxos round for 30 members
+    stale_member = same[7]
+    stale, _ = decide_from(history(stale_member, PAYLOADS[:1])[1], [release("nope")], first=9)
+    appends = {m: h[0][2:] for m, h in histories.items()}
+    appends[stale_member] = stale
+    heads = {m: (2, 0) for m in same}
+    heads[stale_member] = (1, 0)
+    assert run(store.append(appends, heads)) == [stale_member]
+    for m in same:
+        expected = histories[m][1] if m != stale_member else history(m, PAYLOADS[:2])[1]
+        assert run(store.load(m)) == expected
+
+
+def test_a_bucket_too_large_for_one_batch_is_cut_into_batches_under_the_limit(cassandra, test_keyspace):
+    store = CassandraEventStore(RecordingSession(cassandra), test_keyspace)
+    bucket = store.bucket(member())
+    same = []
+    while len(same) < 120:
+        m = member()
+        if store.bucket(m) == bucket:
+            same.append(m)
+    histories = {m: history(m, PAYLOADS) for m in same}
+    sizes = [sum(row_bytes(store.row(bucket, m, d)) for d in h[0]) for m, h in histories.items()]
+    assert sum(sizes) > 2 * BATCH_BYTES
+    store.session.queries.clear()
+    assert run(store.append({m: h[0] for m, h in histories.items()}, {m: (0, 0) for m in same})) == []
+    batches = sum(" IF " in q for q in store.session.queries)
+    assert 3 <= batches <= sum(sizes) // (BATCH_BYTES // 2) + 1
+    assert run(store.load_many(same)) == {m: LoadedState(h[1], 7) for m, h in histories.items()}
 
 
 def test_find_many_gives_the_stored_decisions_of_the_event_ids_it_knows(store):
@@ -280,13 +341,20 @@ class RecordingSession:
 
     def __init__(self, session):
         self.session = session
-        self.queries: list[str] = []
+        self.queries: list[str] = []  # a batch: the CQL of its statements, joined by " ; "
+        self._prepared: dict[bytes, str] = {}
 
     def prepare(self, query):
-        return self.session.prepare(query)
+        prepared = self.session.prepare(query)
+        self._prepared[prepared.query_id] = prepared.query_string
+        return prepared
 
     def execute_async(self, statement, params=None, timeout=None):
-        self.queries.append(getattr(statement, "query_string", None) or str(statement))
+        inner = getattr(statement, "_statements_and_parameters", None)
+        if inner is not None:
+            self.queries.append(" ; ".join(self._prepared.get(s, "?") if p else str(s) for p, s, _ in inner))
+        else:
+            self.queries.append(getattr(statement, "query_string", None) or str(statement))
         return self.session.execute_async(statement, params, timeout=timeout)
 
 
@@ -299,7 +367,7 @@ def test_find_reads_the_event_id_lookup_not_the_whole_partition(cassandra, test_
     session.queries.clear()
     rejected = next(d for d in decisions if d.kind == REJECTED)
     assert run(store.find(m, rejected.event.event_id)) == rejected
-    assert session.queries and all("WHERE member_id = ? AND" in q for q in session.queries), session.queries
+    assert session.queries and all("member_id = ? AND" in q for q in session.queries), session.queries
 
 
 # --- HistoryReader: pages of a member's history, the member ids streamed --------------------------
@@ -346,3 +414,31 @@ def test_member_ids_are_streamed_once_each(store):
     assert set(ms) <= set(streamed) and len(streamed) == len(set(streamed))
     if isinstance(store, CassandraEventStore):  # page by page: a small fetch size gives the same ids
         assert sorted(run(collect(page_size=2))) == sorted(streamed)
+
+
+def test_two_workers_racing_for_one_bucket_store_each_member_once(cassandra, test_keyspace):
+    """Two stores (two worker processes: no lock in common) append different decisions for the same
+    members of one bucket from the same heads, at once: each member is stored by exactly one of them,
+    the other reports it lost, and what loads is the winner's state."""
+    ours_store, theirs_store = CassandraEventStore(cassandra, test_keyspace), CassandraEventStore(cassandra, test_keyspace)
+    bucket = ours_store.bucket(member())
+    same = []
+    while len(same) < 20:
+        m = member()
+        if ours_store.bucket(m) == bucket:
+            same.append(m)
+    base = {m: history(m, PAYLOADS[:2]) for m in same}
+    assert run(ours_store.append({m: b[0] for m, b in base.items()}, {m: (0, 0) for m in same})) == []
+    ours = {m: decide_from(b[1], [plan(device_limit=7)], first=20) for m, b in base.items()}
+    theirs = {m: decide_from(b[1], [plan(device_limit=5)], first=30) for m, b in base.items()}
+    heads = {m: (2, 0) for m in same}
+
+    async def race():
+        return await asyncio.gather(ours_store.append({m: o[0] for m, o in ours.items()}, heads),
+                                    theirs_store.append({m: t[0] for m, t in theirs.items()}, heads))
+
+    lost_ours, lost_theirs = run(race())
+    assert sorted(lost_ours + lost_theirs) == sorted(same)  # every member lost by exactly one writer
+    for m in same:
+        winner = theirs if m in lost_ours else ours
+        assert run(ours_store.load(m)) == winner[m][1]

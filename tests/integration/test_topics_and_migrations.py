@@ -76,3 +76,53 @@ def test_migrate_runs_each_migration_once_and_refuses_an_edited_one(tmp_path, ca
         assert len(refused.stderr.strip().splitlines()) == 1
     finally:
         cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+
+
+def test_migrate_copies_a_keyspace_of_the_per_member_layout_into_the_buckets(tmp_path, cassandra):
+    """A keyspace migrated up to 0007 holds decisions in member_events; `ledger migrate` applies 0008
+    and its data step, after which the store (which reads only the buckets) loads every member."""
+    import asyncio
+
+    from app.adapters.cassandra.event_store import COLUMNS, CassandraEventStore
+    from tests.support.domain_builders import T0, acquire, event, plan
+    from tests.support.histories import decided
+
+    keyspace = f"test_migrate_{uuid.uuid4().hex[:8]}"
+    old = tmp_path / "cql"
+    shutil.copytree(REPO_ROOT / "deploy" / "cql", old)
+    for later in [p for p in old.glob("*.cql") if int(p.name[:4]) >= 8]:
+        later.unlink()
+    try:
+        assert ledger("migrate", "--dir", str(old), "--keyspace", keyspace).returncode == 0
+        members = [f"m-{uuid.uuid4().hex[:10]}" for _ in range(5)]
+        insert = cassandra.prepare(f"INSERT INTO {keyspace}.member_events ({COLUMNS}) "
+                                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        expected = {}
+        for m in members:
+            events = [event(p, at=T0 + i, member=m, event_id=f"{m}-{i}") for i, p in
+                      enumerate([plan(), acquire("l1"), acquire("l2", device="d2")])]
+            _, decisions, expected[m] = decided(events, m)
+            for d in decisions:
+                cassandra.execute(insert, (m, d.seq, d.sub, d.kind, d.event.event_id, d.clock, "DownloadEvent.v1",
+                                           _encoded(d), d.reason, d.detail, "t", 0, d.seq))
+
+        result = ledger("migrate", "--keyspace", keyspace)
+        assert result.returncode == 0, result.stderr
+        assert "applied 0008_member_events_by_bucket.cql" in result.stdout
+        assert "copied into buckets: 5 members" in result.stdout
+        store = CassandraEventStore(cassandra, keyspace)
+        assert asyncio.run(store.load_many(members)) == {m: _loaded(expected[m]) for m in members}
+    finally:
+        cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+
+
+def _encoded(decision):
+    from app.adapters.avro.mapping import encode_event
+
+    return encode_event(decision.event)
+
+
+def _loaded(state):
+    from app.service.ports import LoadedState
+
+    return LoadedState(state, 3)

@@ -189,12 +189,16 @@ class Pipeline:
         be between reconnection attempts (the workers' may have been luckier): retried until ``timeout``."""
         from cassandra.cluster import NoHostAvailable
 
+        from app.adapters.cassandra.event_store import TABLE, bucket_of, event_buckets
+
         deadline = time.monotonic() + timeout
+        ks = self.settings.cassandra_keyspace
         while True:
             try:
+                bucket = bucket_of(member_id, event_buckets(self.cassandra, ks))
                 return list(self.cassandra.execute(
-                    f"SELECT seq, sub, kind, event_id FROM {self.settings.cassandra_keyspace}.member_events "
-                    "WHERE member_id = %s", (member_id,)))
+                    f"SELECT seq, sub, kind, event_id FROM {ks}.{TABLE} WHERE bucket = %s AND member_id = %s "
+                    "AND seq >= 0", (bucket, member_id)))
             except NoHostAvailable:
                 if time.monotonic() > deadline:
                     raise

@@ -152,10 +152,17 @@ def test_a_cache_without_a_weigher_counts_entries_only():
 
 
 class _PreparingSession:
-    """Enough of a Cassandra session for the stores' constructors, which prepare statements."""
+    """Enough of a Cassandra session for the stores' constructors, which prepare statements and
+    read the event store's bucket count."""
 
     def prepare(self, cql):
         return cql
+
+    def execute_async(self, cql, params=None, timeout=None):
+        from types import SimpleNamespace
+
+        row = SimpleNamespace(value=12)
+        return SimpleNamespace(result=lambda: SimpleNamespace(one=lambda: row))
 
 
 def test_the_workers_caches_and_the_replays_take_both_bounds_from_the_settings(monkeypatch):

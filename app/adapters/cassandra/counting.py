@@ -9,8 +9,8 @@ LEDGER_COUNT_STATEMENTS_TO is set (`ledger bench` sets it for its workers): the 
 update per statement.
 
 A kind is the verb and the table, ``LWT`` when the statement has a condition: ``SELECT
-member_snapshots``, ``INSERT member_event_ids``, ``BATCH[INSERT member_events + UPDATE
-member_events LWT]`` (the conditional append of a member).
+member_snapshots``, ``INSERT member_event_ids``, ``BATCH[INSERT member_events_by_bucket + INSERT
+member_events_by_bucket LWT + UPDATE member_events_by_bucket LWT]`` (the conditional append of a bucket).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ _CONDITION = re.compile(r"\bIF\s+(NOT\s+EXISTS|\w+\s*(=|!=|<|>|\bIN\b)|EXISTS)",
 
 
 def kind_of(cql: str) -> str:
-    """``SELECT member_events`` / ``UPDATE member_events LWT`` / ... of a CQL text."""
+    """``SELECT member_snapshots`` / ``UPDATE member_events_by_bucket LWT`` / ... of a CQL text."""
     m = _VERB_TABLE.match(cql)
     if m is None:
         return " ".join(cql.split()[:2]).upper() or "?"

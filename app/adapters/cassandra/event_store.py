@@ -1,36 +1,41 @@
-"""The Cassandra event store: one partition per member, clustered by (seq, sub).
+"""The Cassandra event store: members' decisions in bucket partitions, one Paxos round per bucket.
 
-Per member, an append is one single-partition batch, which Cassandra applies atomically: either
-every decision of the member's micro-batch is stored or none is. The batch is conditional on the
-member's head, the static columns (head_seq, head_sub) that hold the position of its last stored
-decision: ``IF head_seq = <expected> AND head_sub = <expected>`` (``IF head_seq = null`` for a new
-member), and it moves the head to its last row. So a decision is stored only by a writer that
-decided from the member's latest state; a per-position ``IF NOT EXISTS`` would let a stale writer
-fill a free past slot, (1, 1) below (2, 0), that `load` from a later snapshot never reads.
+A member's decisions live in the partition of its bucket, ``crc32(member_id) mod event_buckets``
+(migration 0008 fixes the count per keyspace), clustered by (member_id, seq, sub). Each member has a
+head row at (seq, sub) = (-1, 0) holding the position of its last stored decision (head_seq, head_sub).
+
+An append groups the members of a micro-batch by bucket and sends, per bucket, one single-partition
+conditional batch: for each member, the condition on its own head (``IF head_seq = ? AND head_sub =
+?``; ``IF NOT EXISTS`` on the head row of a new member), the head's move to its last row and its rows.
+Cassandra applies such a batch whole or not at all, in one Paxos round, so a decision is stored only
+by a writer that decided from the member's latest state, and a bucket of k members costs one round
+instead of k. A batch refused for one stale member refuses all of its members: the answer carries
+every member's current head, the stale ones are reported lost (the decider reloads and decides them
+again) and the others are appended again at once, in a new batch. A bucket's batches go one at a time
+(a second round on a partition while one is in flight would contend for its ballot) and are cut at
+BATCH_BYTES, under the default batch_size_fail_threshold. librdkafka's default partitioner puts a
+key in partition ``crc32(key) mod partitions``: with a bucket count that is a multiple of the
+partition count, a bucket's members all come from one input partition, so two workers never contend
+for a bucket.
+
+Each event's position is also kept in member_event_ids ((member_id), event_id, seq, sub), so `find`
+and `find_many` are point reads, not scans. A conditional batch covers a single partition of a single
+table, so those rows cannot join the append's batch; they are written before it, with plain idempotent
+INSERTs. Every stored row therefore has its entry, whatever crashes in between; an append that loses
+leaves entries pointing at positions now holding other events, which is why the position is in the key
+(no entry overwrites another) and readers check the event id of the row found there.
+
 A snapshot whose schema the code can no longer read is skipped and the state is rebuilt from older
 snapshots or events. A member keeps its newest SNAPSHOTS_KEPT snapshots: saving one reads the
 positions of the newest ones and deletes the older ones with one range delete within the member's
-partition (``(seq, sub) < (?, ?)``), so the partition holds a few snapshots and range tombstones
-below them, which a read of the newest ones does not cross.
-
-Each event's position is also kept in member_event_ids ((member_id), event_id, seq, sub), so `find`
-and `find_many` are point reads, not scans. A conditional batch covers a single partition of a
-single table, so those rows cannot join the append's batch; they are written before it, with plain
-idempotent INSERTs. Every stored row therefore has its entry, whatever crashes in between; an append
-that loses leaves entries pointing at positions now holding other events, which is why the position
-is in the key (no entry overwrites another) and readers check the event id of the row found there.
-
-Partitions written before migrations 0005/0006 have rows but no head and no lookup entries. The
-first append that expects a head there is refused; the store then writes the lookup entries of
-every row, sets the head to the partition's last row (``IF head_seq = null``) and reports the member
-as lost, so the decider reloads it, decides again (now seeing old event ids through the lookup) and
-appends. This assumes no writer of the code before 0005 runs any more (stop the old workers before
-starting new ones). Until then `find` falls back to reading such a partition.
+snapshot partition (``(seq, sub) < (?, ?)``).
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
+from collections import defaultdict
 
 from cassandra.query import BatchStatement, BatchType
 
@@ -44,91 +49,117 @@ from app.service.ports import SNAPSHOTS_KEPT, DecodeError, LoadedState
 
 log = logging.getLogger(__name__)
 
-LOOKUP_BATCH = 100  # lookup entries per unlogged single-partition batch (tens of bytes each)
+TABLE = "member_events_by_bucket"
+LOOKUP_BATCH = 100  # lookup entries per unlogged batch (tens of bytes each)
 LOAD_CHUNK = 100  # members per IN read of a load
-_COLUMNS = ("member_id, seq, sub, kind, event_id, clock, schema_version, payload, reason, detail, "
-            "source_topic, source_partition, source_offset")
+BATCH_BYTES = 40 * 1024  # of one conditional batch; Cassandra's default batch_size_fail_threshold is 50 KiB
+ROW_OVERHEAD = 80  # bytes a row adds beyond its strings and blobs (ints, names, framing)
+APPEND_ROUNDS = 3  # batches of a bucket a member can be carried into before it is reported lost
+COLUMNS = ("member_id, seq, sub, kind, event_id, clock, schema_version, payload, reason, detail, "
+           "source_topic, source_partition, source_offset")
+
+
+class LayoutMissing(RuntimeError):
+    """The keyspace has no event_store_layout: `ledger migrate` has not applied migration 0008."""
+
+
+def bucket_of(member_id: str, buckets: int) -> int:
+    return zlib.crc32(member_id.encode()) % buckets
+
+
+def event_buckets(session, keyspace: str, timeout: float = 30.0) -> int:
+    """The keyspace's bucket count, as migration 0008 recorded it."""
+    try:
+        rows = session.execute_async(
+            f"SELECT value FROM {keyspace}.event_store_layout WHERE name = 'event_buckets'", timeout=timeout
+        ).result()
+    except Exception as exc:  # the driver's InvalidRequest for a table that does not exist
+        if "event_store_layout" in str(exc):
+            raise LayoutMissing(f"keyspace {keyspace} has no event store layout: run `ledger migrate`") from None
+        raise
+    row = rows.one() if hasattr(rows, "one") else (list(rows) or [None])[0]
+    if row is None:
+        raise LayoutMissing(f"keyspace {keyspace} has no event_buckets in event_store_layout: run `ledger migrate`")
+    return int(row.value)
 
 
 class CassandraEventStore:
-    def __init__(self, session, keyspace: str):
+    def __init__(self, session, keyspace: str, buckets: int | None = None):
         self.session = session
-        self.keyspace = keyspace
-        ks = keyspace
-        insert = f"INSERT INTO {ks}.member_events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        self._insert = session.prepare(insert)
-        # A new member's rows are also IF NOT EXISTS: a partition of before 0005 has rows and no head.
-        self._insert_new = session.prepare(insert + " IF NOT EXISTS")
-        self._move_head = session.prepare(
-            f"UPDATE {ks}.member_events SET head_seq = ?, head_sub = ? WHERE member_id = ? "
-            "IF head_seq = ? AND head_sub = ?")
-        self._first_head = session.prepare(
-            f"UPDATE {ks}.member_events SET head_seq = ?, head_sub = ? WHERE member_id = ? IF head_seq = null")
-        self._positions = session.prepare(f"SELECT seq, sub, event_id FROM {ks}.member_events WHERE member_id = ?")
-        self._index = session.prepare(
-            f"INSERT INTO {ks}.member_event_ids (member_id, event_id, seq, sub) VALUES (?, ?, ?, ?)")
-        self._lookup = session.prepare(
-            f"SELECT seq, sub FROM {ks}.member_event_ids WHERE member_id = ? AND event_id IN ?")
-        self._at = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) IN ?")
-        self._after = session.prepare(
-            f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) > (?, ?)")
-        self._all = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ?")
-        self._accepted_range = session.prepare(
-            f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND seq > ? AND seq <= ?")
+        self.keyspace = ks = keyspace
+        self.buckets = buckets or event_buckets(session, keyspace)
+        self._bucket_locks: dict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        t = f"{ks}.{TABLE}"
+        p = session.prepare
+        self._insert = p(f"INSERT INTO {t} (bucket, {COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        self._first_head = p(f"INSERT INTO {t} (bucket, member_id, seq, sub, head_seq, head_sub) "
+                             "VALUES (?, ?, -1, 0, ?, ?) IF NOT EXISTS")
+        self._move_head = p(f"UPDATE {t} SET head_seq = ?, head_sub = ? "
+                            "WHERE bucket = ? AND member_id = ? AND seq = -1 AND sub = 0 IF head_seq = ? AND head_sub = ?")
+        self._index = p(f"INSERT INTO {ks}.member_event_ids (member_id, event_id, seq, sub) VALUES (?, ?, ?, ?)")
+        self._lookup = p(f"SELECT seq, sub FROM {ks}.member_event_ids WHERE member_id = ? AND event_id IN ?")
+        self._at = p(f"SELECT {COLUMNS} FROM {t} WHERE bucket = ? AND member_id = ? AND (seq, sub) IN ?")
+        self._after = p(f"SELECT {COLUMNS} FROM {t} WHERE bucket = ? AND member_id = ? AND (seq, sub) > (?, ?)")
+        self._accepted_range = p(
+            f"SELECT {COLUMNS} FROM {t} WHERE bucket = ? AND member_id = ? AND seq > ? AND seq <= ?")
         # A load reads many members at once: the newest snapshots of each (one statement per
-        # LOAD_CHUNK members), then every row of the members without a readable one (likewise), and
-        # the rows after the snapshot of each member with one (a statement each: the bound differs).
-        self._snapshots_in = session.prepare(
+        # LOAD_CHUNK members), every row of the members without a readable one (one statement per
+        # bucket and LOAD_CHUNK of them), the rows after the snapshot of each member with one (a
+        # statement each: the bound differs).
+        self._snapshots_in = p(
             f"SELECT member_id, seq, sub, schema_version, state FROM {ks}.member_snapshots WHERE member_id IN ? "
             f"PER PARTITION LIMIT {SNAPSHOTS_KEPT}")
-        self._all_in = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id IN ?")
-        self._save_snapshot = session.prepare(
+        self._all_in = p(f"SELECT {COLUMNS} FROM {t} WHERE bucket = ? AND member_id IN ? AND seq >= 0")
+        self._save_snapshot = p(
             f"INSERT INTO {ks}.member_snapshots (member_id, seq, sub, schema_version, state) VALUES (?, ?, ?, ?, ?)")
-        self._snapshot_positions = session.prepare(
-            f"SELECT seq, sub FROM {ks}.member_snapshots WHERE member_id = ? LIMIT ?")
-        self._prune_snapshots = session.prepare(
-            f"DELETE FROM {ks}.member_snapshots WHERE member_id = ? AND (seq, sub) < (?, ?)")
-        self._members = session.prepare(f"SELECT DISTINCT member_id FROM {ks}.member_events")
-        self._page_first = session.prepare(f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? LIMIT ?")
-        self._page_after = session.prepare(
-            f"SELECT {_COLUMNS} FROM {ks}.member_events WHERE member_id = ? AND (seq, sub) > (?, ?) LIMIT ?")
+        self._snapshot_positions = p(f"SELECT seq, sub FROM {ks}.member_snapshots WHERE member_id = ? LIMIT ?")
+        self._prune_snapshots = p(f"DELETE FROM {ks}.member_snapshots WHERE member_id = ? AND (seq, sub) < (?, ?)")
+        # The members of a bucket are its head rows; within one partition the filter is a scan of it.
+        self._members = p(f"SELECT member_id FROM {t} WHERE bucket = ? AND seq = -1 ALLOW FILTERING")
+        self._page_first = p(f"SELECT {COLUMNS} FROM {t} WHERE bucket = ? AND member_id = ? AND seq >= 0 LIMIT ?")
+        self._page_after = p(
+            f"SELECT {COLUMNS} FROM {t} WHERE bucket = ? AND member_id = ? AND (seq, sub) > (?, ?) LIMIT ?")
         codec = default_codec()
         self._event_schema = _schema_label(codec, "DownloadEvent")
         self._snapshot_schema = _schema_label(codec, "MemberSnapshot")
 
+    def bucket(self, member_id: str) -> int:
+        return bucket_of(member_id, self.buckets)
+
     # --- reading ------------------------------------------------------------------------
 
     async def load(self, member_id: str) -> MemberState:
-        return (await self._load_chunk([member_id]))[member_id].state
+        return (await self.load_many([member_id]))[member_id].state
 
     async def load_many(self, member_ids: list[str]) -> dict[str, LoadedState]:
-        """Members LOAD_CHUNK at a time, the chunks concurrently. A member the store does not hold
-        (most cache misses of a stream of new members) costs no statement of its own: it is absent
-        from the answers of its chunk's two IN reads."""
+        """The newest snapshots of the members, LOAD_CHUNK members per read; then every row of the
+        members without a readable one, one read per bucket (and LOAD_CHUNK of its members), and the
+        rows after the snapshot of each member with one. A member the store does not hold (most
+        cache misses of a stream of new members) costs no statement of its own: it is absent from
+        the answers of its chunk's and its bucket's IN reads."""
         wanted = list(dict.fromkeys(member_ids))
-        chunks = [wanted[i:i + LOAD_CHUNK] for i in range(0, len(wanted), LOAD_CHUNK)]
-        loaded: dict[str, LoadedState] = {}
-        for part in await asyncio.gather(*(self._load_chunk(c) for c in chunks)):
-            loaded.update(part)
-        return loaded
-
-    async def _load_chunk(self, member_ids: list[str]) -> dict[str, LoadedState]:
-        snapshots = await self._latest_snapshots(member_ids)
-        bare = [m for m in member_ids if m not in snapshots]
-        rows: dict[str, list] = {m: [] for m in member_ids}
-        reads = [execute(self.session, self._after, (m, s.seq, s.rejections_since_seq)) for m, s in snapshots.items()]
-        if bare:
-            reads.append(execute(self.session, self._all_in, (bare,)))
+        snapshots: dict[str, MemberState] = {}
+        for found in await asyncio.gather(*(self._latest_snapshots(wanted[i:i + LOAD_CHUNK])
+                                            for i in range(0, len(wanted), LOAD_CHUNK))):
+            snapshots.update(found)
+        bare: dict[int, list[str]] = defaultdict(list)
+        for m in wanted:
+            if m not in snapshots:
+                bare[self.bucket(m)].append(m)
+        reads = [execute(self.session, self._after, (self.bucket(m), m, s.seq, s.rejections_since_seq))
+                 for m, s in snapshots.items()]
+        reads += [execute(self.session, self._all_in, (b, ms[i:i + LOAD_CHUNK]))
+                  for b, ms in bare.items() for i in range(0, len(ms), LOAD_CHUNK)]
         answers = await asyncio.gather(*reads)
+        rows: dict[str, list] = {m: [] for m in wanted}
         for m, after in zip(snapshots, answers):
             rows[m] = after
-        if bare:
-            for r in answers[-1]:
-                if r.seq is not None:  # a partition holding only its static head reads as one row without one
-                    rows[r.member_id].append(r)
+        for answer in answers[len(snapshots):]:
+            for r in answer:
+                rows[r.member_id].append(r)
         return {m: LoadedState(fold(snapshots.get(m) or MemberState.empty(m), (_decision(r) for r in rows[m])),
                                len(rows[m]))
-                for m in member_ids}
+                for m in wanted}
 
     async def _latest_snapshots(self, member_ids: list[str]) -> dict[str, MemberState]:
         """The newest readable snapshot of each member that has one (newest first per partition)."""
@@ -144,18 +175,11 @@ class CassandraEventStore:
         return found
 
     async def accepted_between(self, member_id: str, after_seq: int, upto_seq: int) -> list[Recorded]:
-        rows = await execute(self.session, self._accepted_range, (member_id, after_seq, upto_seq))
+        rows = await execute(self.session, self._accepted_range, (self.bucket(member_id), member_id, after_seq, upto_seq))
         return [_decision(r).recorded for r in rows if r.kind == ACCEPTED]
 
     async def find(self, member_id: str, event_id: str) -> StoredDecision | None:
-        found = await self.find_many(member_id, [event_id])
-        if event_id in found:
-            return found[event_id]
-        # Not in the lookup: decided before it existed, in a partition no append has adopted yet.
-        for row in await execute(self.session, self._all, (member_id,)):
-            if row.event_id == event_id:
-                return _decision(row)
-        return None
+        return (await self.find_many(member_id, [event_id])).get(event_id)
 
     async def find_many(self, member_id: str, event_ids: list[str]) -> dict[str, StoredDecision]:
         wanted = list(dict.fromkeys(event_ids))
@@ -166,13 +190,13 @@ class CassandraEventStore:
             return {}
         positions = sorted({(e.seq, e.sub) for e in entries})
         found: dict[str, StoredDecision] = {}
-        for row in await execute(self.session, self._at, (member_id, positions)):
+        for row in await execute(self.session, self._at, (self.bucket(member_id), member_id, positions)):
             if row.event_id in wanted and row.event_id not in found:  # an entry of a lost append points elsewhere
                 found[row.event_id] = _decision(row)
         return found
 
     async def member_ids(self) -> list[str]:
-        return [r.member_id for r in await execute(self.session, self._members, None)]
+        return [m async for m in self.stream_member_ids()]
 
     async def snapshot_positions(self, member_id: str, limit: int = 100) -> list[tuple[int, int]]:
         """The positions of the member's snapshots, newest first."""
@@ -181,22 +205,24 @@ class CassandraEventStore:
     # --- HistoryReader: read only ---------------------------------------------------------
 
     async def page(self, member_id: str, after: tuple[int, int] | None, limit: int) -> list[StoredDecision]:
-        """One clustering-range read: ``(seq, sub) > after LIMIT limit`` of the member's partition."""
+        """One clustering-range read: ``(seq, sub) > after LIMIT limit`` of the member's rows."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
+        bucket = self.bucket(member_id)
         if after is None:
-            rows = await execute(self.session, self._page_first, (member_id, limit))
+            rows = await execute(self.session, self._page_first, (bucket, member_id, limit))
         else:
-            rows = await execute(self.session, self._page_after, (member_id, after[0], after[1], limit))
-        # a partition holding only its static head (no rows) reads as one row without a position
-        return [_decision(r) for r in rows if r.seq is not None]
+            rows = await execute(self.session, self._page_after, (bucket, member_id, after[0], after[1], limit))
+        return [_decision(r) for r in rows]
 
     async def stream_member_ids(self, page_size: int = 1000):
-        statement = self._members.bind(())
-        statement.fetch_size = page_size
-        async for rows in pages(self.session, statement):
-            for r in rows:
-                yield r.member_id
+        """Every member once, bucket after bucket (a member lives in one bucket and has one head)."""
+        for bucket in range(self.buckets):
+            statement = self._members.bind((bucket,))
+            statement.fetch_size = page_size
+            async for rows in pages(self.session, statement):
+                for r in rows:
+                    yield r.member_id
 
     # --- writing ------------------------------------------------------------------------
 
@@ -209,28 +235,50 @@ class CassandraEventStore:
         # member's entries together, in unlogged batches of LOOKUP_BATCH (one statement for many
         # members: the worker's cost is per statement; plain idempotent INSERTs, so a batch that
         # fails part way is simply written again by the retried append).
-        entries = [(m, d.event.event_id, *d.position) for m in members for d in decisions[m]]
-        await self._write_lookups(entries)
-        results = await asyncio.gather(*(self._append_member(m, heads[m], decisions[m]) for m in members))
-        return [m for m, applied in zip(members, results) if not applied]
+        await self._write_lookups([(m, d.event.event_id, *d.position) for m in members for d in decisions[m]])
+        by_bucket: dict[int, list[str]] = defaultdict(list)
+        for m in members:
+            by_bucket[self.bucket(m)].append(m)
+        lost = await asyncio.gather(*(self._append_bucket(b, ms, decisions, heads) for b, ms in by_bucket.items()))
+        return [m for part in lost for m in part]
 
-    async def _append_member(self, member_id: str, head: tuple[int, int], decisions: list[StoredDecision]) -> bool:
-        new_head = decisions[-1].position
-        batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+    async def _append_bucket(self, bucket: int, members: list[str], decisions: dict[str, list[StoredDecision]],
+                             heads: dict[str, tuple[int, int]]) -> list[str]:
+        """The members of one bucket, in conditional batches of at most BATCH_BYTES, one at a time.
+        A refused batch's members whose head is still the expected one go on to the next batch."""
+        rows = {m: [self.row(bucket, m, d) for d in decisions[m]] for m in members}
+        sizes = {m: sum(map(row_bytes, rows[m])) for m in members}
+        rounds = dict.fromkeys(members, 0)
+        lost: list[str] = []
+        pending = list(members)
+        async with self._bucket_locks[bucket]:
+            while pending:
+                batch, members_in, size = BatchStatement(batch_type=BatchType.UNLOGGED), [], 0
+                while pending and (not members_in or size + sizes[pending[0]] <= BATCH_BYTES):
+                    m = pending.pop(0)
+                    size += sizes[m]
+                    members_in.append(m)
+                    self._add_member(batch, bucket, m, heads[m], decisions[m][-1].position, rows[m])
+                answer = await execute(self.session, batch)
+                if answer and answer[0][0]:  # the first column of a conditional answer is [applied]
+                    continue
+                current = {r.member_id: (r.head_seq, r.head_sub) for r in answer}  # every head that exists
+                retry = []
+                for m in members_in:
+                    rounds[m] += 1
+                    stale = current.get(m, (0, 0)) != heads[m]
+                    (lost if stale or rounds[m] >= APPEND_ROUNDS else retry).append(m)
+                pending = retry + pending
+        return lost
+
+    def _add_member(self, batch: BatchStatement, bucket: int, member_id: str, head: tuple[int, int],
+                    new_head: tuple[int, int], rows: list[tuple]) -> None:
         if head == (0, 0):
-            batch.add(self._first_head, (*new_head, member_id))
-            insert = self._insert_new
+            batch.add(self._first_head, (bucket, member_id, *new_head))
         else:
-            batch.add(self._move_head, (*new_head, member_id, *head))
-            insert = self._insert
-        for d in decisions:
-            batch.add(insert, self._row(member_id, d))
-        rows = await execute(self.session, batch)
-        if rows and rows[0][0]:  # the first column is [applied]
-            return True
-        if head != (0, 0) and rows and getattr(rows[0], "head_seq", None) is None:
-            await self._adopt(member_id)
-        return False
+            batch.add(self._move_head, (*new_head, bucket, member_id, *head))
+        for row in rows:
+            batch.add(self._insert, row)
 
     async def _write_lookups(self, entries: list[tuple[str, str, int, int]]) -> None:
         """(member_id, event_id, seq, sub) entries: unlogged batches of LOOKUP_BATCH, concurrently."""
@@ -246,20 +294,8 @@ class CassandraEventStore:
             statements.append(execute(self.session, batch))
         await asyncio.gather(*statements)
 
-    async def _adopt(self, member_id: str) -> None:
-        """Bring a partition written before migrations 0005/0006 up to them: a lookup entry for every
-        row, then the head at its last row (in that order, so a crash in between is simply redone)."""
-        rows = await execute(self.session, self._positions, (member_id,))
-        if not rows:
-            return  # no such member: the writer's state came from elsewhere; its reload starts afresh
-        await self._write_lookups([(member_id, r.event_id, r.seq, r.sub) for r in rows])
-        head = (rows[-1].seq, rows[-1].sub)
-        await execute(self.session, self._first_head, (*head, member_id))
-        log.info("event store: member %s predates head tracking: %d event ids indexed, head now %s",
-                 member_id, len(rows), head)
-
-    def _row(self, member_id: str, d: StoredDecision) -> tuple:
-        return (member_id, d.seq, d.sub, d.kind, d.event.event_id, d.clock, self._event_schema,
+    def row(self, bucket: int, member_id: str, d: StoredDecision) -> tuple:
+        return (bucket, member_id, d.seq, d.sub, d.kind, d.event.event_id, d.clock, self._event_schema,
                 encode_event(d.event), d.reason, d.detail, d.source.topic, d.source.partition, d.source.offset)
 
     async def save_snapshot(self, state: MemberState) -> None:
@@ -270,6 +306,11 @@ class CassandraEventStore:
         kept = await self.snapshot_positions(state.member_id, SNAPSHOTS_KEPT)
         if len(kept) == SNAPSHOTS_KEPT:
             await execute(self.session, self._prune_snapshots, (state.member_id, *kept[-1]))
+
+
+def row_bytes(row: tuple) -> int:
+    """What a row adds to a batch: its strings and blobs, and ROW_OVERHEAD for the rest."""
+    return ROW_OVERHEAD + sum(len(v) for v in row if isinstance(v, (str, bytes)))
 
 
 def _schema_label(codec, record_name: str) -> str:

@@ -1,7 +1,8 @@
 """Versioned CQL migrations (deploy/cql/NNNN_name.cql), each applied once and recorded with its checksum.
 
 A migration file that changed after it was applied stops the run: published schema history is never
-rewritten; a change is a new migration.
+rewritten; a change is a new migration. A migration may have a data step (DATA_STEPS), run after its
+statements and before it is recorded as applied, so that a run stopped part way redoes it.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import yaml
 
+DEFAULT_EVENT_BUCKETS = 12  # an environment that does not say (deploy/cql/environments.yaml)
 MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.cql$")
 
 
@@ -36,6 +38,15 @@ class Migration:
         return [s.strip() for s in text.split(";") if s.strip()]
 
 
+def _copy_into_buckets(session, keyspace: str, echo) -> None:
+    from app.adapters.cassandra.bucket_copy import copy_member_events
+
+    copy_member_events(session, keyspace, echo)
+
+
+DATA_STEPS = {"0008_member_events_by_bucket.cql": _copy_into_buckets}
+
+
 def discover(directory: Path) -> list[Migration]:
     found = []
     for path in sorted(directory.glob("*.cql")):
@@ -52,7 +63,9 @@ def params_for(directory: Path, environment: str, keyspace: str) -> dict[str, st
     environments = yaml.safe_load((directory / "environments.yaml").read_text())
     if environment not in environments:
         raise MigrationError(f"no replication for environment {environment!r} in {directory}/environments.yaml")
-    return {"keyspace": keyspace, "replication": environments[environment]["replication"]}
+    chosen = environments[environment]
+    return {"keyspace": keyspace, "replication": chosen["replication"],
+            "event_buckets": str(int(chosen.get("event_buckets", DEFAULT_EVENT_BUCKETS)))}
 
 
 def applied(session, keyspace: str) -> dict[int, str]:
@@ -84,6 +97,13 @@ def migrate(session, directory: Path, environment: str, keyspace: str, echo=prin
                 session.execute(statement, timeout=60)
             except Exception as exc:  # the driver's errors carry the server's message
                 raise MigrationError(f"{m.path.name} failed: {exc}") from None
+        step = DATA_STEPS.get(m.path.name)
+        if step is not None:
+            try:
+                step(session, keyspace, echo)
+            except Exception as exc:  # a timeout or an unavailable node: the next run redoes the step
+                raise MigrationError(f"{m.path.name} data step failed (run `ledger migrate` again): "
+                                     f"{type(exc).__name__}: {exc}") from None
         session.execute(
             f"CREATE TABLE IF NOT EXISTS {keyspace}.schema_migrations "
             "(version int PRIMARY KEY, name text, checksum text, applied_at timestamp)", timeout=60)
