@@ -35,6 +35,8 @@ EVENTS = Counter("ledger_decider_events_total", "input messages by outcome", ["o
 REJECTIONS = Counter("ledger_decider_rejections_total", "rejected events by reason", ["reason"])
 DEAD_LETTERS = Counter("ledger_decider_dead_letters_total", "dead letters by error code", ["code"])
 STORE_CONFLICTS = Counter("ledger_decider_store_conflicts_total", "conditional appends lost to another writer")
+STORE_BEHIND = Counter("ledger_decider_store_behind_total",
+                       "members whose stored head stood behind a position the store had acknowledged")
 SNAPSHOTS = Counter("ledger_decider_snapshots_total", "member snapshots written")
 DIVERTED = Counter("ledger_decider_outputs_diverted_total",
                    "ledger entries, rejections and dead letters published as (headers-only) dead letters "
@@ -79,6 +81,7 @@ def record_decider_batch(report, seconds: float) -> None:
     for code, n in report.dead_letters.items():
         DEAD_LETTERS.labels(code).inc(n)
     STORE_CONFLICTS.inc(report.conflicts)
+    STORE_BEHIND.inc(report.store_behind)
     SNAPSHOTS.inc(report.snapshots)
     for code, n in report.diverted.items():
         DIVERTED.labels(code).inc(n)

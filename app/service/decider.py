@@ -65,6 +65,7 @@ class DecisionReport:
     duplicates: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)  # by error code
     conflicts: int = 0
+    store_behind: int = 0  # members whose stored head stood behind the state they were decided from
     snapshots: int = 0
     diverted: Counter[str] = field(default_factory=Counter)  # outputs published as dead letters instead, by code
     truncated: int = 0  # dead letters cut to fit the producer's limit
@@ -214,6 +215,7 @@ class Decider:
                 self.cache.drop(m)
             reloaded = await self.store.load_many(lost)
             fresh = {m: x.state for m, x in reloaded.items()}
+            report.store_behind += _report_store_behind(states, fresh)
             states.update(fresh)
             rows.update({m: x.rows_since_snapshot for m, x in reloaded.items()})
             outcomes.update(await self._decide(fresh, {m: by_member[m] for m in lost}))
@@ -278,6 +280,21 @@ def decode_input(codec: MessageCodec, m: InputMessage,
         raise MalformedEvent("key_mismatch", f"{got}; the key must be the member_id {event.member_id!r}")
     check_skew(event, m.timestamp, max_future_skew_ms)
     return event
+
+
+def _report_store_behind(decided_from: dict[str, MemberState], stored: dict[str, MemberState]) -> int:
+    """Members whose stored head stands behind the state their append was decided from. Writers only
+    ever move a head forward, and that state was one the store held, so the store has lost writes it
+    acknowledged (a single Cassandra node that acknowledges before its commit log is on disk, a
+    restore from an older backup): the ledger can hold decisions the store no longer has, and the
+    events decided now take their seqs. Logged as an error for the operator, counted; the members
+    are decided again from what the store holds, as after any lost append."""
+    behind = [m for m, state in stored.items() if state.position < decided_from[m].position]
+    for m in behind:
+        log.error("the event store's head of %s is %s, behind %s, a position it held before: it lost writes it "
+                  "had acknowledged; decisions published at the positions after %s are no longer stored",
+                  m, stored[m].position, decided_from[m].position, stored[m].position)
+    return len(behind)
 
 
 def _position(output: tuple[str, StoredDecision]) -> tuple[int, int]:

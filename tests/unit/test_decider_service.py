@@ -232,7 +232,20 @@ def test_a_lost_append_reloads_the_member_and_decides_again():
     run(owner.process(messages([event(acquire("l1"), event_id="x")], start=1)))  # owner loads, appends seq 2
     report = run(zombie.process(messages([event(acquire("l2", device="d2"), event_id="y")], start=2)))
     assert report.conflicts == 1 and report.accepted == 1
+    assert report.store_behind == 0  # another writer moved the head forward: nothing was lost
     assert sorted(store.rows["m1"]) == [(1, 0), (2, 0), (3, 0)]
+
+
+def test_a_store_that_lost_acknowledged_rows_is_reported(caplog):
+    """A single Cassandra node that acknowledged rows before they were on disk, then crashed: the
+    worker's cached state is ahead of the store, which no other writer can cause."""
+    decider, store, _, _ = make_decider()
+    run(decider.process(messages([event(plan(device_limit=2), event_id="p"), event(acquire("l1"), event_id="x")])))
+    del store.rows["m1"][(2, 0)]  # the crash took the last acknowledged row
+    with caplog.at_level("ERROR", logger="app.service.decider"):
+        report = run(decider.process(messages([event(acquire("l2", device="d2"), event_id="y")], start=2)))
+    assert report.store_behind == 1 and report.conflicts == 1
+    assert "m1 is (1, 0), behind (2, 0)" in caplog.text
 
 
 def test_a_batch_of_n_or_more_rows_snapshots_once_and_loading_from_it_equals_folding():

@@ -68,6 +68,7 @@ def panels() -> list[dict]:
             (f"sum(rate(ledger_decider_dead_letters_truncated_total[{RATE}]))", "dead letters truncated"),
             (f"sum(rate(ledger_decider_outputs_dropped_total[{RATE}]))", "dropped"),
             (f"sum(rate(ledger_decider_store_conflicts_total[{RATE}]))", "store conflicts"),
+            (f"sum(rate(ledger_decider_store_behind_total[{RATE}]))", "store behind (lost writes)"),
         ], unit="ops"),
         row("Lag and members"),
         panel("Lag in seconds per role", [
