@@ -85,6 +85,9 @@ class Settings(BaseSettings):
 
     batch_size: int = 500
     batch_wait_ms: int = 50
+    partition_idle_s: float = Field(
+        10.0, gt=0, description="a partition handed nothing for this long while its consumer delivered past its "
+                                "position is checked again, then sought back (the worker's contiguity check)")
     snapshot_every: int = Field(
         100, ge=1,
         description="snapshot a member's state every N decided rows (accepted and rejected); a member keeps "

@@ -141,12 +141,31 @@ def test_an_idle_partition_whose_consumer_delivered_past_its_next_offset_is_soug
     delivered = {0: 59, 1: 30, 2: None}.get  # 1: its next message delivered, on its way; 2: nothing yet
     assert asyncio.run(p.check_idle(delivered)) == 0  # not idle yet
     clock.now += 11
+    assert asyncio.run(p.check_idle(delivered)) == 0  # found behind once: checked again at the next tick
+    clock.now += 5
     assert asyncio.run(p.check_idle(delivered)) == 1
     assert cluster.seeks == [(0, 49)] and p.stalls == 1 and p.skips == 0
     clock.now += 11  # still nothing handed over: sought back again
     asyncio.run(p.check_idle(delivered))
+    clock.now += 5
+    asyncio.run(p.check_idle(delivered))
     assert cluster.seeks == [(0, 49), (0, 49)]
     assert cluster.probes == []
+
+
+def test_a_burst_into_a_quiet_partition_is_not_sought_back():
+    """A partition quiet for longer than the idle time gets messages: the consumer delivered them
+    (its read offset moved) a moment before the service's next batch hands them over."""
+    cluster = Cluster({0: list(range(60))})
+    clock = Clock()
+    p = positions(cluster, clock, idle_after_s=10.0)
+    p.assigned({0: 40})
+    clock.now += 60
+    assert asyncio.run(p.check_idle({0: 45}.get)) == 0
+    admit(p, msgs(0, 40, 41, 42, 43, 44, 45))
+    clock.now += 5
+    assert asyncio.run(p.check_idle({0: 45}.get)) == 0
+    assert cluster.seeks == [] and p.stalls == 0
 
 
 def test_a_partition_handed_messages_recently_is_not_idle():

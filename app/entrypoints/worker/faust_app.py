@@ -351,6 +351,7 @@ class _Guards:
 
     def add(self, topic: str) -> None:
         self.by_topic[topic] = PartitionPositions(topic, self._first_offset, self._seek,
+                                                  idle_after_s=self._settings.partition_idle_s,
                                                   on_seek_back=record_seek_back)
 
     def assigned(self, topic: str, partitions: dict[int, int]) -> None:

@@ -23,8 +23,9 @@ be handed next:
   ``reseek_after_s`` after a seek, a gap is taken for the seek's echo (messages queued before it)
   and dropped without asking again;
 - between batches (`check_idle`), a partition that was handed nothing for ``idle_after_s`` although
-  its consumer delivered a message past its next offset (Faust's read offset) is sought back to the
-  next offset: the form of the same fault in which every message left in the partition was dropped.
+  its consumer delivered a message past its next offset (Faust's read offset), at two checks in a
+  row, is sought back to the next offset: the form of the same fault in which every message left
+  in the partition was dropped.
   A partition whose consumer delivered nothing past it is left alone, however far its high watermark
   is: Faust fetches every topic in one loop, which waits while a stream's buffer is full, so under a
   backlog of input the projector's partitions are handed nothing for minutes and nothing is wrong.
@@ -69,6 +70,7 @@ class PartitionPositions:
         self._next: dict[int, int] = {}  # partition -> the offset to hand over next
         self._sought: dict[int, float] = {}  # partition -> when it was last sought back
         self._handed: dict[int, float] = {}  # partition -> when a message was last handed over (or checked)
+        self._suspect: dict[int, int] = {}  # partition -> its next offset when an idle check first found it behind
         self.skips = 0  # gaps found to be skipped messages, each sought back
         self.stalls = 0  # idle partitions whose consumer delivered past their next offset, each sought back
         self.gaps_accepted = 0  # gaps that held nothing a consumer is given
@@ -90,6 +92,7 @@ class PartitionPositions:
             self._next.pop(partition, None)
             self._sought.pop(partition, None)
             self._handed.pop(partition, None)
+            self._suspect.pop(partition, None)
 
     async def admit(self, messages: list[InputMessage]) -> list[InputMessage]:
         """The messages of this topic to hand over, each partition's in offset order and contiguous
@@ -127,6 +130,7 @@ class PartitionPositions:
             self._next[partition] = expected
             self._handed[partition] = self._clock()
             self._sought.pop(partition, None)
+            self._suspect.pop(partition, None)
         return kept
 
     async def _gap_holds_nothing(self, partition: int, expected: int, offset: int) -> bool:
@@ -153,19 +157,26 @@ class PartitionPositions:
 
     async def check_idle(self, delivered: Callable[[int], int | None]) -> int:
         """Seek back every partition handed nothing for ``idle_after_s`` although its consumer
-        delivered a message past its next offset; returns how many were sought back. ``delivered``
-        gives the offset of the last message the consumer delivered of a partition (None: nothing
-        known). Call it only while no batch of this topic is in flight (a busy service is handed
-        nothing for a reason)."""
+        delivered a message past its next offset, found so at two checks in a row (a message delivered
+        just now may still be on its way to the service's next batch); returns how many were sought
+        back. ``delivered`` gives the offset of the last message the consumer delivered of a partition
+        (None: nothing known). Call it only while no batch of this topic is in flight (a busy service
+        is handed nothing for a reason)."""
         now = self._clock()
         found = 0
         for partition, expected in list(self._next.items()):
             if now - self._handed.get(partition, now) < self.idle_after_s:
                 continue
-            self._handed[partition] = now
             last = delivered(partition)
             if last is None or last <= expected:
+                self._handed[partition] = now
+                self._suspect.pop(partition, None)
                 continue  # the message expected next was not delivered yet (or is on its way)
+            if self._suspect.get(partition) != expected:
+                self._suspect[partition] = expected  # checked again at the next call
+                continue
+            del self._suspect[partition]
+            self._handed[partition] = now
             log.warning("%s[%d]: handed nothing for %.0fs at offset %d while its consumer delivered up to %d: "
                         "seeking back", self.topic, partition, self.idle_after_s, expected, last)
             self.stalls += 1
