@@ -16,6 +16,7 @@ from app.domain.state import MemberState
 from app.service.ports import LoadedState
 from tests.support.domain_builders import DAY, T0, acquire, event, plan, release, renew
 from tests.support.histories import decided
+from tests.support.recording_session import RecordingSession
 
 
 @pytest.fixture(params=["memory", "cassandra"])
@@ -334,28 +335,6 @@ def test_an_append_that_lost_leaves_nothing_findable(store):
     assert run(store.find_many(m, [f"{m}-20", f"{m}-30"])) == {f"{m}-30": theirs[0]}
     assert run(store.find(m, f"{m}-20")) is None
     assert run(store.find(m, f"{m}-30")) == theirs[0]
-
-
-class RecordingSession:
-    """A cassandra-driver session that records the CQL of every statement it runs."""
-
-    def __init__(self, session):
-        self.session = session
-        self.queries: list[str] = []  # a batch: the CQL of its statements, joined by " ; "
-        self._prepared: dict[bytes, str] = {}
-
-    def prepare(self, query):
-        prepared = self.session.prepare(query)
-        self._prepared[prepared.query_id] = prepared.query_string
-        return prepared
-
-    def execute_async(self, statement, params=None, timeout=None):
-        inner = getattr(statement, "_statements_and_parameters", None)
-        if inner is not None:
-            self.queries.append(" ; ".join(self._prepared.get(s, "?") if p else str(s) for p, s, _ in inner))
-        else:
-            self.queries.append(getattr(statement, "query_string", None) or str(statement))
-        return self.session.execute_async(statement, params, timeout=timeout)
 
 
 def test_find_reads_the_event_id_lookup_not_the_whole_partition(cassandra, test_keyspace):

@@ -42,6 +42,7 @@ from cassandra.query import BatchStatement, BatchType
 from app.adapters.avro.codec import default_codec
 from app.adapters.avro.mapping import decode_event, decode_snapshot, encode_event, encode_snapshot
 from app.adapters.cassandra.aio import execute, pages
+from app.adapters.cassandra.batches import PARTITIONS_PER_BATCH
 from app.domain.events import Recorded
 from app.domain.history import ACCEPTED, Source, StoredDecision, check_follows, fold
 from app.domain.state import MemberState
@@ -50,7 +51,6 @@ from app.service.ports import SNAPSHOTS_KEPT, DecodeError, LoadedState
 log = logging.getLogger(__name__)
 
 TABLE = "member_events_by_bucket"
-LOOKUP_BATCH = 100  # lookup entries per unlogged batch (tens of bytes each)
 LOAD_CHUNK = 100  # members per IN read of a load
 BATCH_BYTES = 40 * 1024  # of one conditional batch; Cassandra's default batch_size_fail_threshold is 50 KiB
 ROW_OVERHEAD = 80  # bytes a row adds beyond its strings and blobs (ints, names, framing)
@@ -232,9 +232,9 @@ class CassandraEventStore:
         for m in members:
             check_follows(m, heads[m], decisions[m])
         # The lookup entries first: then no stored row lacks one, whatever fails in between. Every
-        # member's entries together, in unlogged batches of LOOKUP_BATCH (one statement for many
-        # members: the worker's cost is per statement; plain idempotent INSERTs, so a batch that
-        # fails part way is simply written again by the retried append).
+        # member's entries together, in unlogged batches of at most PARTITIONS_PER_BATCH entries (one
+        # statement for several members: the worker's cost is per statement; plain idempotent
+        # INSERTs, so a batch that fails part way is simply written again by the retried append).
         await self._write_lookups([(m, d.event.event_id, *d.position) for m in members for d in decisions[m]])
         by_bucket: dict[int, list[str]] = defaultdict(list)
         for m in members:
@@ -281,10 +281,10 @@ class CassandraEventStore:
             batch.add(self._insert, row)
 
     async def _write_lookups(self, entries: list[tuple[str, str, int, int]]) -> None:
-        """(member_id, event_id, seq, sub) entries: unlogged batches of LOOKUP_BATCH, concurrently."""
+        """(member_id, event_id, seq, sub) entries: unlogged batches of PARTITIONS_PER_BATCH, concurrently."""
         statements = []
-        for start in range(0, len(entries), LOOKUP_BATCH):
-            chunk = entries[start:start + LOOKUP_BATCH]
+        for start in range(0, len(entries), PARTITIONS_PER_BATCH):
+            chunk = entries[start:start + PARTITIONS_PER_BATCH]
             if len(chunk) == 1:
                 statements.append(execute(self.session, self._index, chunk[0]))
                 continue

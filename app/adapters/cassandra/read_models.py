@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from cassandra.query import BatchStatement, BatchType
 
 from app.adapters.cassandra.aio import execute
+from app.adapters.cassandra.batches import PARTITIONS_PER_BATCH
 from app.adapters.view_json import decode_view, encode_view
 from app.domain.state import MemberState
 
@@ -28,11 +29,10 @@ from app.domain.state import MemberState
 NAMESPACE_PATTERN = re.compile(r"^[a-z0-9_]{1,28}$")
 
 READ_CHUNK = 100  # members per IN read of the summaries
-# An unlogged batch of summaries holds at most this much state JSON (and WRITE_BATCH_ROWS rows):
+# An unlogged batch of summaries holds at most this much state JSON (and PARTITIONS_PER_BATCH rows):
 # under Cassandra's default batch_size_fail_threshold (50 KiB), over its warn threshold (5 KiB,
 # which only logs; the local stack sets 64 KiB).
 WRITE_BATCH_BYTES = 24 * 1024
-WRITE_BATCH_ROWS = 100
 
 
 def check_namespace(ns: str) -> str:
@@ -77,8 +77,9 @@ class CassandraReadModels:
     async def write_many(self, states: Iterable[MemberState]) -> int:
         """Write each member's summary at its ``seq``; returns the number of members written.
 
-        The INSERTs go in unlogged batches of up to WRITE_BATCH_BYTES of state JSON (one statement
-        for many members: the worker's cost is per statement). Each INSERT keeps its own ``USING
+        The INSERTs go in unlogged batches of up to WRITE_BATCH_BYTES of state JSON and
+        PARTITIONS_PER_BATCH members, all sent together (one statement for several members: the
+        worker's cost is per statement). Each INSERT keeps its own ``USING
         TIMESTAMP <seq>``, so the fence is the same as one statement per member; a batch that fails
         may be partly applied, which the fence makes harmless (the caller writes it again)."""
         states = [s for s in states if s.seq > 0]
@@ -86,7 +87,7 @@ class CassandraReadModels:
         batch, size = None, 0
         for state in states:
             view = encode_view(state)
-            if batch is None or size + len(view) > WRITE_BATCH_BYTES or len(batch) >= WRITE_BATCH_ROWS:
+            if batch is None or size + len(view) > WRITE_BATCH_BYTES or len(batch) >= PARTITIONS_PER_BATCH:
                 batch, size = BatchStatement(batch_type=BatchType.UNLOGGED), 0
                 batches.append(batch)
             plan = state.plan
