@@ -31,6 +31,7 @@ from app.adapters.kafka.publisher import EventPublisher
 from app.adapters.redis import namespaces as redis_namespaces
 from app.adapters.redis.member_clocks import RedisMemberClocks
 from app.adapters.redis.projector_acks import RedisProjectorAcks
+from app.adapters.redis.prompt_writes import prompt_writes
 from app.adapters.redis.replay_records import RedisReplayRecords
 from app.adapters.redis.view_reader import DEFAULT_NAMESPACE_TTL, ViewReader
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, RedisViewStore
@@ -361,8 +362,9 @@ def worker_services(settings: Settings, role: str) -> WorkerServices:
 
 def api_reader(settings: Settings, *, pointer_key: str = ACTIVE_NAMESPACE_KEY,
                namespace_ttl: float = DEFAULT_NAMESPACE_TTL, client=None) -> ViewReader:
-    """The read API's view reader; its Redis client retries once at once (a stale pooled connection)."""
-    client = client or redis_client(settings, timeout_s=1.0, immediate_retry=True)
+    """The read API's view reader; its Redis client retries once at once (a stale pooled connection)
+    and writes its commands without a Task each (``prompt_writes``)."""
+    client = client or prompt_writes(redis_client(settings, timeout_s=1.0, immediate_retry=True))
     return ViewReader(client, pointer_key=pointer_key, namespace_ttl=namespace_ttl)
 
 
