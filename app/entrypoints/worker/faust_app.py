@@ -64,6 +64,11 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
     """A Faust app on our cluster: no web server, no tables, no topics declared by Faust (they come
     from `ledger topics apply`), group liveness from LEDGER_SESSION_TIMEOUT_S.
 
+    One fetch hands over at most LEDGER_BATCH_SIZE records (``broker_max_poll_records``). Faust's
+    fetch loop waits on a stream's full buffer for each record of a fetch; unbounded, one fetch held
+    thousands of input events and the projector was handed nearly nothing while an input backlog
+    lasted. Bounded, a buffer under pressure only takes its partitions out of the next fetches.
+
     With LEDGER_CONSUMER_GROUP_INSTANCE_ID the consumer is a static member of its group (KIP-345):
     faust-streaming passes ``consumer_group_instance_id`` to aiokafka's ``AIOKafkaConsumer(
     group_instance_id=...)``, which then sends no LeaveGroup on stop, so a worker restarted within
@@ -89,6 +94,7 @@ def new_faust_app(settings: Settings, app_id: str) -> faust.App:
         consumer_group_instance_id=f"{instance}-{app_id}" if instance else None,
         broker_commit_interval=1.0,
         stream_buffer_maxsize=max(4096, settings.batch_size * 4),
+        broker_max_poll_records=settings.batch_size,
         **group_timing,
     )
 
