@@ -83,8 +83,8 @@ class Settings(BaseSettings):
     redis_ssl_cert_file: Path | None = Field(None, description="a client certificate (PEM), for mutual TLS")
     redis_ssl_key_file: Path | None = None
 
-    batch_size: int = 500
-    batch_wait_ms: int = 50
+    batch_size: int = Field(500, ge=1, description="most messages of a micro-batch, and of one Kafka fetch")
+    batch_wait_ms: int = Field(50, ge=1, description="how long a micro-batch waits to fill")
     partition_idle_s: float = Field(
         10.0, gt=0, description="a partition handed nothing for this long while its consumer delivered past its "
                                 "position is checked again, then sought back (the worker's contiguity check)")

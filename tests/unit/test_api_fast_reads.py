@@ -276,3 +276,15 @@ def test_any_request_gets_the_same_answer(shape, member, title, tail, pairs):
             "other": f"/v1/members/{member}/{tail}"}[shape]
     query = "&".join(f"{name}{eq}{value}" for name, eq, value in pairs).encode()
     assert_same("GET", path, query)
+
+
+def test_the_fast_path_refuses_routes_whose_paths_it_does_not_answer():
+    from types import SimpleNamespace
+
+    from app.entrypoints.api.fast_reads import PATHS, FastReads, Routes
+
+    routes = Routes(*(SimpleNamespace(path=p) for p in PATHS))
+    FastReads(None, None, routes, {})  # the paths it answers: accepted
+    renamed = routes._replace(licenses=SimpleNamespace(path="/v1/members/{member_id}/license-list"))
+    with pytest.raises(ValueError, match="license-list"):
+        FastReads(None, None, renamed, {})

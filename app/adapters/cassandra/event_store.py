@@ -281,7 +281,8 @@ class CassandraEventStore:
             batch.add(self._insert, row)
 
     async def _write_lookups(self, entries: list[tuple[str, str, int, int]]) -> None:
-        """(member_id, event_id, seq, sub) entries: unlogged batches of PARTITIONS_PER_BATCH, concurrently."""
+        """(member_id, event_id, seq, sub) entries: unlogged batches of at most PARTITIONS_PER_BATCH entries,
+        concurrently."""
         statements = []
         for start in range(0, len(entries), PARTITIONS_PER_BATCH):
             chunk = entries[start:start + PARTITIONS_PER_BATCH]

@@ -32,7 +32,7 @@ _ID = re.compile(ID_PATTERN.removeprefix("^").removesuffix("$"))
 _INT = re.compile(r"-?(?:0|[1-9][0-9]{0,15})")
 LICENSE_STATES = frozenset(get_args(LicenseState))
 PREFIX = "/v1/members/"
-JSON_HEADERS = b"content-type", b"application/json"
+JSON_CONTENT_TYPE = b"content-type", b"application/json"
 
 
 class Reads(NamedTuple):
@@ -47,6 +47,11 @@ class Routes(NamedTuple):
     summary: Any
     licenses: Any
     title_downloads: Any
+
+
+# The paths FastReads._match answers, which must be those of the routes.
+PATHS = Routes(PREFIX + "{member_id}", PREFIX + "{member_id}/licenses",
+               PREFIX + "{member_id}/titles/{title_id}/downloads")
 
 
 def query_params(query_string: bytes) -> dict[str, str] | None:
@@ -82,6 +87,9 @@ def bounded_int(text: str | None, low: int, high: int) -> int | None:
 
 class FastReads:
     def __init__(self, app, reads: Reads, routes: Routes, exception_handlers: Mapping):
+        moved = [f"{r.path} (fast path: {p})" for r, p in zip(routes, PATHS) if r.path != p]
+        if moved:
+            raise ValueError(f"the busy reads' routes are not the paths the fast path answers: {', '.join(moved)}")
         self.app = app
         self.reads = reads
         self.routes = routes
@@ -112,7 +120,7 @@ class FastReads:
             return
         body = orjson.dumps(payload)
         await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(body)).encode()), JSON_HEADERS]})
+                    "headers": [(b"content-length", str(len(body)).encode()), JSON_CONTENT_TYPE]})
         await send({"type": "http.response.body", "body": body})
 
     def _match(self, path: str, query_string: bytes) -> tuple[Any, Callable, tuple] | None:

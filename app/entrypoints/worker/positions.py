@@ -27,8 +27,9 @@ be handed next:
   row, is sought back to the next offset: the form of the same fault in which every message left
   in the partition was dropped.
   A partition whose consumer delivered nothing past it is left alone, however far its high watermark
-  is: Faust fetches every topic in one loop, which waits while a stream's buffer is full, so under a
-  backlog of input the projector's partitions are handed nothing for minutes and nothing is wrong.
+  is: Faust fetches every topic in one loop, which waits on a stream's full buffer, so under a
+  backlog of input a partition can go for seconds without a record handed over (for minutes before
+  each fetch was bounded to LEDGER_BATCH_SIZE records) and nothing is wrong.
 
 Messages of a partition this worker is not assigned (prefetched before a rebalance took it away)
 are dropped: another worker handles them from its own position.
