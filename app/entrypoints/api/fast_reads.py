@@ -99,15 +99,11 @@ class FastReads:
         if scope["type"] != "http" or scope["method"] != "GET" or scope.get("root_path"):
             await self.app(scope, receive, send)
             return
-        path = scope["path"]
         try:
-            call = self._match(path, scope["query_string"]) if path.startswith(PREFIX) else None
+            route, read, args = self._match(scope["path"], scope["query_string"])
         except NotSure:
-            call = None
-        if call is None:
             await self.app(scope, receive, send)
             return
-        route, read, args = call
         scope["route"] = route
         try:
             payload = await read(*args)
@@ -123,15 +119,16 @@ class FastReads:
                     "headers": [(b"content-length", str(len(body)).encode()), JSON_CONTENT_TYPE]})
         await send({"type": "http.response.body", "body": body})
 
-    def _match(self, path: str, query_string: bytes) -> tuple[Any, Callable, tuple] | None:
-        """The route, the read and its arguments, when the request is one FastAPI would accept; None
-        (or NotSure) otherwise."""
+    def _match(self, path: str, query_string: bytes) -> tuple[Any, Callable, tuple]:
+        """The route, the read and its arguments of a request FastAPI would accept; NotSure otherwise."""
+        if not path.startswith(PREFIX):
+            raise NotSure
         parts = path[len(PREFIX):].split("/")
         if _ID.fullmatch(parts[0]) is None:
-            return None
+            raise NotSure
         query = query_params(query_string)
         if query is None:
-            return None
+            raise NotSure
         member_id = parts[0]
         if len(parts) == 1:
             at = bounded_int(query.get("at"), TIME_MIN, TIME_MAX)
@@ -140,12 +137,12 @@ class FastReads:
             at = bounded_int(query.get("at"), TIME_MIN, TIME_MAX)
             state = query.get("state")
             if state is not None and state not in LICENSE_STATES:
-                return None
+                raise NotSure
             return self.routes.licenses, self.reads.licenses, (member_id, state, at)
         if len(parts) == 4 and parts[1] == "titles" and parts[3] == "downloads" and _ID.fullmatch(parts[2]):
             year = bounded_int(query.get("year"), YEAR_MIN, YEAR_MAX)
             return self.routes.title_downloads, self.reads.title_downloads, (member_id, parts[2], year)
-        return None
+        raise NotSure
 
     def _handler(self, exc: Exception):
         """The handler FastAPI's ExceptionMiddleware would pick: the nearest class in the exception's
