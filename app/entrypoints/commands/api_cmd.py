@@ -7,6 +7,7 @@ import socket
 import sys
 
 from app.config import DEFAULT_API_TOKEN, ConfigError
+from app.entrypoints import heap
 from app.entrypoints.commands.errors import CommandError
 
 
@@ -103,6 +104,8 @@ def run(args, settings) -> int:
         loop=args.loop,  # auto: uvloop when installed (it is a dependency), else asyncio
         http=args.http,  # auto: httptools when installed (likewise), else h11
     )
+    if workers == 1:
+        heap.settle()  # several: each worker process settles its own, after building its app
     bound_host, bound_port = sock.getsockname()[:2]
     metrics_at = "" if metrics_port is None else \
         f", /metrics on http://{bound_host}:{metrics_sock.getsockname()[1] if workers == 1 else metrics_port}"

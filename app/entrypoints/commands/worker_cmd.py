@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+from app.entrypoints import heap
 from app.entrypoints.commands.errors import CommandError
 
 
@@ -39,6 +40,7 @@ def run(args, settings) -> int:
     if port:  # the lag gauges are only worth reading where Prometheus can scrape them
         exporter = LagExporter(bootstrap.consumer_lag(settings), bootstrap.worker_groups(settings),
                                bootstrap.group_id(settings, args.role), settings.lag_interval_s).start()
+    heap.settle()
     try:
         run_worker(app, args.loglevel, settings.stop_timeout_s)
     finally:
