@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from app.config import DEFAULT_API_TOKEN, ConfigError, Settings
 from app.entrypoints.api import create_api
 from app.entrypoints.api.auth import bearer_token, token_matches
+from app.entrypoints.api.body_limit import BodyLimit
 from app.entrypoints.commands.api_cmd import check_tokens
 from app.entrypoints.commands.errors import CommandError
 
@@ -211,3 +212,22 @@ def test_ledger_api_outside_local_exits_with_one_line_before_listening(tmp_path)
                                 timeout=60)
     assert (unreadable.returncode, unreadable.stderr) == (
         1, f"ledger api: cannot read LEDGER_API_TOKENS_FILE {tmp_path / 'absent'}: No such file or directory\n")
+
+
+@pytest.mark.parametrize("headers", [[], [(b"content-length", b"12")]])
+def test_a_body_framed_by_http_1_reaches_the_app_untouched(headers):
+    """No body, or a declared one within the limit: nothing to count, so no wrapper costs the request."""
+    seen = {}
+
+    async def app(scope, receive, send):
+        seen.update(receive=receive, send=send)
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        pass
+
+    scope = {"type": "http", "http_version": "1.1", "method": "GET", "headers": headers}
+    asyncio.run(BodyLimit(app, max_bytes=100)(scope, receive, send))
+    assert seen == {"receive": receive, "send": send}

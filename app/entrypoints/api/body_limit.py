@@ -1,7 +1,9 @@
 """A request body limit as a pure ASGI middleware: a larger body is a 413, and no more than the limit is read.
 
 A ``Content-Length`` over the limit is refused from the headers alone. A body without one (chunked) is
-counted as it streams in; the chunk that crosses the limit ends the request with a 413.
+counted as it streams in; the chunk that crosses the limit ends the request with a 413. Anything
+else passes through untouched: in HTTP/1 the body is the declared length, or there is none (a GET),
+so counting it would only cost every read a wrapper.
 """
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ class BodyTooLarge(HTTPException):
 
 def too_large(limit: int) -> str:
     return f"the request body is larger than {limit} bytes"
+
+
+def streamed(headers) -> bool:
+    return any(name.lower() == b"transfer-encoding" for name, _ in headers)
 
 
 def declared_length(headers) -> int | None:
@@ -41,6 +47,9 @@ class BodyLimit:
         length = declared_length(scope["headers"])
         if length is not None and length > self.max_bytes:
             await error_response(413, CODE, too_large(self.max_bytes))(scope, receive, send)
+            return
+        if scope.get("http_version") in ("1.0", "1.1") and (length is not None or not streamed(scope["headers"])):
+            await self.app(scope, receive, send)
             return
         received = 0
         started = False
