@@ -125,10 +125,14 @@ def test_a_declared_body_over_the_limit_is_413_without_reading_it():
     assert b'"body_too_large"' in body
 
 
-def test_a_streamed_body_over_the_limit_is_413_and_read_no_further():
+@pytest.mark.parametrize("declared", [[], [(b"content-length", b"10")]],
+                         ids=["chunked", "chunked beside a small Content-Length"])
+def test_a_streamed_body_over_the_limit_is_413_and_read_no_further(declared):
+    """A chunked body is counted whatever length it also declares: h11 reads such a request as chunked
+    (Transfer-Encoding wins over Content-Length) and hands the app both headers."""
     app = create_api(make_settings(api_max_body_bytes=1000))
     headers = [(b"authorization", f"Bearer {TOKEN}".encode()), (b"content-type", b"application/json"),
-               (b"transfer-encoding", b"chunked")]
+               (b"transfer-encoding", b"chunked"), *declared]
     status, body, receive_calls = call_asgi(app, "POST", ELIGIBILITY, headers, chunks=[b"x" * 300] * 100)
     assert status == 413, body
     assert json.loads(body)["error"] == {"code": "body_too_large",

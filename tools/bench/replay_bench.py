@@ -24,9 +24,11 @@ from pathlib import Path
 
 async def _replay(settings, concurrency: int, verify: bool) -> dict:
     from app.bootstrap import Stores
+    from app.entrypoints import heap
 
     stores = Stores.open(settings)
     replay = stores.replay(concurrency=concurrency)
+    heap.settle()  # as `ledger replay` does
     try:
         began = time.monotonic()
         run = await replay.prepare()

@@ -1,9 +1,10 @@
 """A request body limit as a pure ASGI middleware: a larger body is a 413, and no more than the limit is read.
 
-A ``Content-Length`` over the limit is refused from the headers alone. A body without one (chunked) is
-counted as it streams in; the chunk that crosses the limit ends the request with a 413. Anything
-else passes through untouched: in HTTP/1 the body is the declared length, or there is none (a GET),
-so counting it would only cost every read a wrapper.
+A ``Content-Length`` over the limit is refused from the headers alone. A chunked body is counted as
+it streams in, whatever length it also declares (h11 reads such a request as chunked and hands the
+app both headers); the chunk that crosses the limit ends the request with a 413. Any other HTTP/1
+request passes through untouched: its body is the declared length, or there is none (a GET), so
+counting it would only cost every read a wrapper.
 """
 from __future__ import annotations
 
@@ -48,7 +49,7 @@ class BodyLimit:
         if length is not None and length > self.max_bytes:
             await error_response(413, CODE, too_large(self.max_bytes))(scope, receive, send)
             return
-        if scope.get("http_version") in ("1.0", "1.1") and (length is not None or not streamed(scope["headers"])):
+        if scope.get("http_version") in ("1.0", "1.1") and not streamed(scope["headers"]):
             await self.app(scope, receive, send)
             return
         received = 0

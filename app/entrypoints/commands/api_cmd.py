@@ -105,7 +105,8 @@ def run(args, settings) -> int:
         http=args.http,  # auto: httptools when installed (likewise), else h11
     )
     if workers == 1:
-        heap.settle()  # several: each worker process settles its own, after building its app
+        config.load()  # uvicorn's protocol and lifespan modules: start-up too, so settled with the rest
+        heap.settle()  # several workers: each process settles its own, after building its app
     bound_host, bound_port = sock.getsockname()[:2]
     metrics_at = "" if metrics_port is None else \
         f", /metrics on http://{bound_host}:{metrics_sock.getsockname()[1] if workers == 1 else metrics_port}"

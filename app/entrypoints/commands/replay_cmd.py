@@ -8,6 +8,7 @@ import threading
 import time
 from contextlib import asynccontextmanager
 
+from app.entrypoints import heap
 from app.entrypoints.commands.errors import CommandError
 
 MAX_LISTED = 50  # mismatches printed before "... and N more"
@@ -91,6 +92,7 @@ async def _replay(args, settings) -> int:
     observer = RichObserver() if tty else PlainObserver()
     async with open_stores(settings) as stores:
         replay = stores.replay(observer, concurrency=args.concurrency, drop_timeout_s=args.drop_timeout)
+        heap.settle()
         try:
             result = await replay.run(namespace=args.namespace, from_timestamp=args.from_timestamp,
                                       switch=not args.no_switch, drop_old=args.drop_old)
