@@ -40,17 +40,26 @@ def state_dict(licenses: int = 0, title_counts: int = 0, month_counts: int = 0, 
     }
 
 
-def traced(build):
-    """(bytes still allocated by ``build()`` once it returned, its result)."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        value = build()
+def traced(build, tries: int = 3):
+    """(bytes still allocated by ``build()`` once it returned, its result): the least of ``tries``
+    builds, so that a one-time allocation of the process during a build (a table of the interpreter
+    growing, after a thousand other tests) is not counted as the state's. One such build measured
+    7.5 KB for a 3 KB state in a full CI run."""
+    best = None
+    for _ in range(tries):
         gc.collect()
-        return tracemalloc.get_traced_memory()[0] - before, value
-    finally:
-        tracemalloc.stop()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            value = build()
+            gc.collect()
+            measured = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+        if best is None or measured < best[0]:
+            best = (measured, value)
+        del value
+    return best
 
 
 def loaded(data: dict) -> MemberState:
@@ -105,7 +114,7 @@ def test_a_cache_of_big_states_stays_under_its_byte_budget():
             cache.put(f"m{i}", i % 12, replace(state, processed=many_ids(BIG["ids"])))
             assert cache.bytes <= budget
 
-    held, _ = traced(fill)
+    held, _ = traced(fill, tries=1)  # fill changes the cache: a second try would measure replacements
     assert 0 < len(cache) < 30
     assert cache.bytes <= budget
     assert held <= budget * 1.1, f"the cache holds {held / MB:.1f} MB for a budget of {budget / MB:.0f} MB"
