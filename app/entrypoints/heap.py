@@ -7,7 +7,7 @@ states. With the defaults, objects that die with their micro-batch still outlive
 collections and are promoted, so full collections come every second or two, and each walks every
 object the process holds, the cache included, with the event loop stopped. Measured on a bench run
 of 20,000 events: 26 full collections, 4.8 s of the worker's 40 s of CPU, the longest 431 ms; all
-collections together 15% of the worker's CPU. The read API's full collections each walked its
+collections together 18% of the worker's CPU. The read API's full collections each walked its
 start-up objects: about 50 ms each, 16 in a minute at its maximum rate.
 
 ``settle()``, called once start-up is done and before serving:
