@@ -1,5 +1,5 @@
-"""`ledger worker` and `ledger api` settle the collector (app.entrypoints.heap) once their app is built
-and before they serve: what start-up built is frozen, and young collections wait for YOUNG_THRESHOLD
+"""`ledger worker`, `ledger api` and `ledger replay` settle the collector (app.entrypoints.heap) once
+their app is built and before they serve: what start-up built is frozen, and young collections wait for YOUNG_THRESHOLD
 allocations."""
 from __future__ import annotations
 
@@ -36,12 +36,9 @@ def steps(monkeypatch):
 SETTLED = ("settled", heap.YOUNG_THRESHOLD, True)
 
 
-def test_settle_freezes_what_exists_and_raises_the_young_threshold(steps):
-    heap.settle()
-    assert steps == [SETTLED]
-
-
-def test_the_api_settles_the_collector_once_built_and_before_it_serves(monkeypatch, steps):
+@pytest.fixture
+def api_built(monkeypatch, steps):
+    """create_api records "built" in ``steps`` once it has built the app."""
     create_api = api_package.create_api
 
     def built(*args, **kwargs):
@@ -50,6 +47,14 @@ def test_the_api_settles_the_collector_once_built_and_before_it_serves(monkeypat
         return app
 
     monkeypatch.setattr(api_package, "create_api", built)
+
+
+def test_settle_freezes_what_exists_and_raises_the_young_threshold(steps):
+    heap.settle()
+    assert steps == [SETTLED]
+
+
+def test_the_api_settles_the_collector_once_built_and_before_it_serves(monkeypatch, steps, api_built):
     monkeypatch.setattr(uvicorn.Server, "run", lambda self, sockets=None: steps.append("served"))
     monkeypatch.setenv("LEDGER_API_TOKENS", "a-token")
     monkeypatch.setenv("LEDGER_API_PORT", "0")
@@ -57,15 +62,7 @@ def test_the_api_settles_the_collector_once_built_and_before_it_serves(monkeypat
     assert steps == ["built", SETTLED, "served"]
 
 
-def test_each_api_worker_process_settles_its_collector_once_its_app_is_built(monkeypatch, steps):
-    create_api = api_package.create_api
-
-    def built(*args, **kwargs):
-        app = create_api(*args, **kwargs)
-        steps.append("built")
-        return app
-
-    monkeypatch.setattr(api_package, "create_api", built)
+def test_each_api_worker_process_settles_its_collector_once_its_app_is_built(monkeypatch, steps, api_built):
     monkeypatch.setenv("LEDGER_API_TOKENS", "a-token")
     api_package.create_api_from_environment()
     assert steps == ["built", SETTLED]
