@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 
 from app.adapters.redis.member_clocks import clock_key
+from app.adapters.redis.pooled_hget import pooled_hget
 from app.adapters.redis.view_store import ACTIVE_NAMESPACE_KEY, DEFAULT_NAMESPACE, all_members_keys, member_key
 from app.adapters.view_json import decode_view
 from app.domain.state import MemberState
@@ -29,6 +30,7 @@ class ViewReader:
     def __init__(self, client, *, pointer_key: str = ACTIVE_NAMESPACE_KEY,
                  namespace_ttl: float = DEFAULT_NAMESPACE_TTL):
         self.client = client
+        self._hget = pooled_hget(client)
         self.pointer_key = pointer_key
         self.namespace_ttl = namespace_ttl
         self._namespace = DEFAULT_NAMESPACE
@@ -57,7 +59,7 @@ class ViewReader:
 
     async def member(self, member_id: str) -> MemberState | None:
         namespace = await self.namespace()
-        raw = await self.client.hget(member_key(namespace, member_id), "state")
+        raw = await self._hget(member_key(namespace, member_id), "state")
         return None if raw is None else self._decode(raw, member_id, namespace)
 
     async def member_at_decider_clock(self, member_id: str) -> MemberState | None:
