@@ -28,8 +28,9 @@ FIGURES = {
     "split.throughput", "split.latency_p50", "split.latency_p99",
 }
 PARAMS = ("events", "members", "partitions", "batch_size", "concurrency")
-TARGETS = {"e2e_vs_lwt", "e2e_vs_naive", "replay_vs_live", "api_p99", "latency_p99", "memory_bounded",
-           "statements_per_event", "two_processes"}  # tls_cost: only when the bench runs on the plaintext stack beside the secure one
+TARGETS = {"e2e_vs_lwt", "e2e_vs_naive", "replay_vs_live", "api_p99", "api_max_per_core", "latency_p99", "memory_bounded",
+           "statements_per_event", "two_processes"}
+OPTIONAL_TARGETS = {"tls_cost"}  # only when the secure profile runs beside the plaintext stack
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +78,7 @@ def test_every_figure_is_there_with_its_parameters_and_bound(quick_run):
 def test_every_target_is_judged_with_a_ratio(quick_run):
     report, _, _, _ = quick_run
     targets = {t["id"]: t for t in report["targets"]}
-    assert set(targets) == TARGETS
+    assert set(targets) - OPTIONAL_TARGETS == TARGETS
     for t in targets.values():
         assert isinstance(t["ratio"], float) and isinstance(t["met"], bool) and t["measured"], t
 

@@ -12,6 +12,9 @@ from pathlib import Path
 
 PARAM_KEYS = ("events", "members", "partitions", "batch_size", "concurrency")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+# The read API's maximum in the reference run (2026-11-27, before issue 11; BENCHMARKS.md "Before and
+# after (issue 11)"): 2,582 requests/s on one core, with neither uvloop nor httptools.
+REFERENCE_API_PER_CORE = 2_582
 
 
 def _params(**kw) -> dict:
@@ -297,7 +300,7 @@ def build(results: dict) -> dict:
     if lat:
         r = _ratio(lat["p99_ms"], 250.0)
         targets.append({"id": "latency_p99", "target": "publish-to-view p99 <= 250 ms at half the sustained rate",
-                        "measured": f"p99 {lat['p99_ms']} ms at {lat['rate_target']:,.0f} events/s", "ratio": r,
+                        "measured": f"p99 {lat['p99_ms']:,.0f} ms at {lat['rate_target']:,.0f} events/s", "ratio": r,
                         "threshold": 1.0, "met": r is not None and r <= 1.0})
     if split and e2e:
         r = _ratio(split["rate"], e2e_rate)
@@ -330,6 +333,13 @@ def build(results: dict) -> dict:
                         "measured": f"p99 {fx['p99_ms']} ms at {fx['rate_achieved']:,.0f} req/s "
                                     f"({fx['errors']} errors)", "ratio": r, "threshold": 1.0,
                         "met": r is not None and r <= 1.0 and held})
+    if api and (per_core := api["max"].get("per_core")):
+        r = _ratio(per_core, REFERENCE_API_PER_CORE)
+        targets.append({"id": "api_max_per_core", "target": "read API maximum >= 2x the reference's, in requests/s "
+                        "per core the server used",
+                        "measured": f"{per_core:,.0f} vs {REFERENCE_API_PER_CORE:,} req/s per core (the reference "
+                                    "run of 2026-11-27, BENCHMARKS.md)", "ratio": r, "threshold": 2.0,
+                        "met": r is not None and r >= 2.0})
     if mem:
         v = mem["verdict"]
         targets.append({"id": "memory_bounded", "target": "worker memory bounded by its cache size, not by members",
