@@ -30,12 +30,20 @@ class ViewReader:
     def __init__(self, client, *, pointer_key: str = ACTIVE_NAMESPACE_KEY,
                  namespace_ttl: float = DEFAULT_NAMESPACE_TTL):
         self.client = client
-        self._hget = pooled_hget(client)
         self.pointer_key = pointer_key
         self.namespace_ttl = namespace_ttl
         self._namespace = DEFAULT_NAMESPACE
         self._expires = float("-inf")
         self._reading: asyncio.Future[str] | None = None
+
+    @property
+    def client(self):
+        return self._client
+
+    @client.setter
+    def client(self, client) -> None:
+        self._client = client
+        self._hget = pooled_hget(client)
 
     async def namespace(self, fresh: bool = False) -> str:
         """The active namespace: cached, or read once for every caller waiting on it; ``fresh``
