@@ -226,10 +226,13 @@ def test_a_blocking_pool_and_another_encoding_keep_redis_pys_path(settings, keys
     sync.hset(latin_key.encode("latin-1"), "state", "latin")
 
     async def scenario():
-        blocking = redis_client(settings)
-        blocking.connection_pool = redis.asyncio.BlockingConnectionPool.from_url(
-            settings.redis_url, max_connections=1, timeout=5)
-        latin = redis.asyncio.Redis.from_url(settings.redis_url, encoding="latin-1")
+        blocking = redis_client(settings)  # the settings' TLS and login, on a blocking pool of one connection
+        pool = blocking.connection_pool
+        blocking.connection_pool = redis.asyncio.BlockingConnectionPool(
+            connection_class=pool.connection_class, max_connections=1, timeout=5, **pool.connection_kwargs)
+        await pool.aclose()
+        latin = redis_client(settings)
+        latin.connection_pool.connection_kwargs["encoding"] = "latin-1"  # before its first connection
         try:
             hget = pooled_hget(blocking)
             replies = await asyncio.wait_for(asyncio.gather(*(hget(f"{prefix}:b", "state") for _ in range(3))), 5)
