@@ -38,6 +38,18 @@ def run_with_client(settings, scenario):
     asyncio.run(main())
 
 
+def run_warmed(settings, prefix, scenario):
+    """``run_with_client`` with ``scenario(client, hget)``: the pooled HGET has read key ``a`` once, so
+    one connected connection sits idle in the pool."""
+
+    async def warmed(client):
+        hget = pooled_hget(client)
+        assert await hget(f"{prefix}:a", "state") == b"A"
+        await scenario(client, hget)
+
+    run_with_client(settings, warmed)
+
+
 def test_the_replies_are_redis_pys_and_one_connection_serves_a_sequence(settings, keys):
     _, prefix = keys
 
@@ -73,9 +85,7 @@ def test_a_cancelled_read_leaves_no_reply_for_the_next_command(settings, keys):
     read disconnects a cancelled read itself; this holds the property whichever layer keeps it."""
     sync, prefix = keys
 
-    async def scenario(client):
-        hget = pooled_hget(client)
-        assert await hget(f"{prefix}:a", "state") == b"A"  # one pooled, connected connection
+    async def scenario(client, hget):
         sync.client_pause(400, all=True)  # Redis holds every reply for 0.4 s
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(hget(f"{prefix}:a", "state"), timeout=0.1)
@@ -83,15 +93,13 @@ def test_a_cancelled_read_leaves_no_reply_for_the_next_command(settings, keys):
         assert await hget(f"{prefix}:a", "state") == b"A"
         assert not client.connection_pool._in_use_connections
 
-    run_with_client(settings, scenario)
+    run_warmed(settings, prefix, scenario)
 
 
 def test_a_connection_is_in_use_while_its_read_waits_and_idle_after(settings, keys):
     sync, prefix = keys
 
-    async def scenario(client):
-        hget = pooled_hget(client)
-        assert await hget(f"{prefix}:a", "state") == b"A"
+    async def scenario(client, hget):
         pool = client.connection_pool
         sync.client_pause(300, all=True)
         read = asyncio.ensure_future(hget(f"{prefix}:b", "state"))
@@ -100,7 +108,7 @@ def test_a_connection_is_in_use_while_its_read_waits_and_idle_after(settings, ke
         assert await read == b"B"
         assert len(pool._available_connections) == 1 and not pool._in_use_connections
 
-    run_with_client(settings, scenario)
+    run_warmed(settings, prefix, scenario)
 
 
 def test_an_idle_connection_holding_an_unread_reply_is_not_read_from(settings, keys):
@@ -108,25 +116,21 @@ def test_an_idle_connection_holding_an_unread_reply_is_not_read_from(settings, k
     taken for the next command's."""
     _, prefix = keys
 
-    async def scenario(client):
-        hget = pooled_hget(client)
-        assert await hget(f"{prefix}:a", "state") == b"A"
+    async def scenario(client, hget):
         (conn,) = client.connection_pool._available_connections
         await conn.send_command("PING")  # its PONG is left unread on the idle connection
         await until(conn.can_read)
         assert await hget(f"{prefix}:b", "state") == b"B"
         assert await hget(f"{prefix}:a", "state") == b"A"
 
-    run_with_client(settings, scenario)
+    run_warmed(settings, prefix, scenario)
 
 
 def test_an_error_reply_is_raised_and_keeps_its_connection(settings, keys):
     sync, prefix = keys
     sync.set(f"{prefix}:string", "not a hash")
 
-    async def scenario(client):
-        hget = pooled_hget(client)
-        assert await hget(f"{prefix}:a", "state") == b"A"
+    async def scenario(client, hget):
         own_id = await client.client_id()
         with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
             await hget(f"{prefix}:string", "state")
@@ -134,7 +138,7 @@ def test_an_error_reply_is_raised_and_keeps_its_connection(settings, keys):
         assert await client.client_id() == own_id
 
     try:
-        run_with_client(settings, scenario)
+        run_warmed(settings, prefix, scenario)
     finally:
         sync.delete(f"{prefix}:string")
 
@@ -142,9 +146,7 @@ def test_an_error_reply_is_raised_and_keeps_its_connection(settings, keys):
 def test_a_connection_goes_back_to_the_pool_even_when_closing_it_fails(settings, keys):
     _, prefix = keys
 
-    async def scenario(client):
-        hget = pooled_hget(client)
-        assert await hget(f"{prefix}:a", "state") == b"A"
+    async def scenario(client, hget):
         pool = client.connection_pool
         (conn,) = pool._available_connections
         closing = conn.disconnect
@@ -161,21 +163,19 @@ def test_a_connection_goes_back_to_the_pool_even_when_closing_it_fails(settings,
         del conn.disconnect
         assert await hget(f"{prefix}:b", "state") == b"B"
 
-    run_with_client(settings, scenario)
+    run_warmed(settings, prefix, scenario)
 
 
 def test_a_connection_the_server_closed_is_connected_again(settings, keys):
     sync, prefix = keys
 
-    async def scenario(client):
-        hget = pooled_hget(client)
-        assert await hget(f"{prefix}:a", "state") == b"A"
+    async def scenario(client, hget):
         own_id = await client.client_id()
         assert sync.client_kill_filter(_id=own_id) == 1
         assert await hget(f"{prefix}:a", "state") == b"A"
         assert await client.client_id() != own_id
 
-    run_with_client(settings, scenario)
+    run_warmed(settings, prefix, scenario)
 
 
 def test_a_client_with_wrapped_commands_keeps_redis_pys_path(settings, keys):
