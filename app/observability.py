@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -124,13 +124,22 @@ def record_projector_batch(report, seconds: float) -> None:
 
 
 @dataclass
+class _Batch:
+    started: float  # monotonic
+    failures: int = 0  # failed attempts
+    last_error: str = ""
+
+
+@dataclass
 class _Stage:
     last_progress: float  # wall clock (Unix time)
-    started: float | None = None  # monotonic start of the batch in flight, None when idle
-    failures: int = 0  # failed attempts of the batch in flight
-    last_error: str = ""
+    in_flight: dict[int, _Batch] = field(default_factory=dict)  # by token, oldest first
     batches: int = 0  # batches finished
     reported_stall: bool = False
+
+    @property
+    def oldest(self) -> _Batch | None:
+        return next(iter(self.in_flight.values()), None)
 
 
 class WorkerHealth:
@@ -148,6 +157,7 @@ class WorkerHealth:
         self._wall = wall_clock
         self._lock = threading.Lock()
         self._assigned = False
+        self._tokens = 0
         self._stages = {stage: _Stage(last_progress=wall_clock()) for stage in stages}
         for stage, state in self._stages.items():
             STALLED.labels(stage).set_function(partial(self._stalled_gauge, stage))
@@ -163,45 +173,56 @@ class WorkerHealth:
         with self._lock:
             self._assigned = True
 
-    def batch_started(self, stage: str) -> None:
+    def batch_started(self, stage: str) -> int:
+        """A batch of ``stage`` is in flight; returns its token for ``batch_failed`` and
+        ``batch_finished``. A stage may have several (the decider publishes one batch while it
+        decides the next): its stall is judged by the oldest."""
         with self._lock:
-            s = self._stages[stage]
-            s.started, s.failures, s.last_error, s.reported_stall = self._clock(), 0, "", False
+            self._tokens += 1
+            self._stages[stage].in_flight[self._tokens] = _Batch(self._clock())
+            return self._tokens
 
-    def batch_failed(self, stage: str, exc: BaseException) -> None:
+    def batch_failed(self, stage: str, exc: BaseException, token: int | None = None) -> None:
+        """``token``: the batch (default: the stage's latest)."""
         BATCH_FAILURES.labels(stage).inc()
         with self._lock:
             s = self._stages[stage]
-            s.failures += 1
-            s.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            in_flight = self._clock() - (s.started or 0.0)
+            b = s.in_flight.get(token if token is not None else next(reversed(s.in_flight), 0))
+            if b is None:
+                return
+            b.failures += 1
+            b.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            in_flight = self._clock() - b.started
             newly_stalled = self._stalled(s) and not s.reported_stall
             if newly_stalled:
                 s.reported_stall = True
         if newly_stalled:
             log.error("%s is stalled: its batch has failed for %.0fs (%d attempts), last: %s",
-                      stage, in_flight, s.failures, s.last_error)
+                      stage, in_flight, b.failures, b.last_error)
 
-    def batch_finished(self, stage: str, ok: bool) -> None:
-        """``ok``: the batch is done; otherwise it was abandoned (the agent is stopping)."""
+    def batch_finished(self, stage: str, ok: bool, token: int | None = None) -> None:
+        """``ok``: the batch is done; otherwise it was abandoned (the agent is stopping).
+        ``token``: the batch (default: the stage's latest)."""
         with self._lock:
             s = self._stages[stage]
-            was_stalled = s.reported_stall
-            in_flight = self._clock() - (s.started or 0.0)
-            s.started, s.failures, s.reported_stall = None, 0, False
+            b = s.in_flight.pop(token if token is not None else next(reversed(s.in_flight), 0), None)
+            recovered = s.reported_stall and not self._stalled(s)
+            if recovered:
+                s.reported_stall = False
             if ok:
                 s.batches += 1
                 s.last_progress = self._wall()
                 LAST_PROGRESS.labels(stage).set(s.last_progress)
-        if ok and was_stalled:
-            log.warning("%s is progressing again: its batch succeeded after %.0fs", stage, in_flight)
+        if ok and recovered and b is not None:
+            log.warning("%s is progressing again: its batch succeeded after %.0fs", stage, self._clock() - b.started)
 
     def stalled(self, stage: str) -> bool:
         with self._lock:
             return self._stalled(self._stages[stage])
 
     def _stalled(self, s: _Stage) -> bool:
-        return s.started is not None and self._clock() - s.started > self.stall_timeout_s
+        oldest = s.oldest
+        return oldest is not None and self._clock() - oldest.started > self.stall_timeout_s
 
     def _stalled_gauge(self, stage: str) -> float:
         return 1.0 if self.stalled(stage) else 0.0
@@ -211,8 +232,8 @@ class WorkerHealth:
         with self._lock:
             now = self._clock()
             stages = {name: {"stalled": self._stalled(s),
-                             "in_flight_s": None if s.started is None else round(now - s.started, 1),
-                             "failed_attempts": s.failures, "last_error": s.last_error or None,
+                             "in_flight_s": None if (b := s.oldest) is None else round(now - b.started, 1),
+                             "failed_attempts": b.failures if b else 0, "last_error": (b.last_error if b else "") or None,
                              "batches": s.batches, "last_progress": s.last_progress}
                       for name, s in self._stages.items()}
             assigned = self._assigned

@@ -19,15 +19,21 @@ Order of effects per batch, which is what makes a crash at any point safe:
    stays stored). A member's outputs, its new decisions and the stored outcomes of its duplicates
    alike, go out in (seq, sub) order: after a crash between 3 and 5 the redelivered batch holds
    stored, never published decisions before new ones;
-6. save the durable input position (next offset per partition);
-and only after ``process`` returns may the caller commit the input offsets. A redelivered event is
-a duplicate of its stored decision: its outcome is published again and nothing else changes.
+6. save the durable input position (next offset per partition).
+``decide`` does 1 to 4, ``publish`` 5 and 6, and ``process`` both. The worker decides the next
+batch while the previous one publishes (`PublishPipeline`), so the input offsets it commits may run
+ahead of the durable position, and a restarted or new owner of a partition starts at the durable
+position. A redelivered event is a duplicate of its stored decision: its outcome is published again
+and nothing else changes.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
+from collections.abc import Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from app.domain.decide import Duplicate, step
@@ -41,6 +47,7 @@ from app.service.ports import (
     DeadLetter,
     DecodeError,
     EventStore,
+    Headers,
     InputMessage,
     LoadedState,
     MessageCodec,
@@ -49,7 +56,7 @@ from app.service.ports import (
     Tracer,
 )
 from app.service.progress import save_progress
-from app.service.tracing import NO_TRACER
+from app.service.tracing import NO_BATCH_TRACE, NO_TRACER
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +92,28 @@ class _MemberOutcome:
     found: dict[str, StoredDecision] = field(default_factory=dict)
 
 
+@dataclass
+class DecidedBatch:
+    """A batch whose decisions are durable (steps 1 to 4) and whose outputs are not yet published."""
+    messages: list[InputMessage]
+    outputs: list[tuple[str, StoredDecision]]  # (member_id, decision) in the order to publish
+    dead_letters: list[DeadLetter]
+    report: DecisionReport
+    trace: BatchTrace = NO_BATCH_TRACE  # the batch's trace until its publish is done (or first failed)
+    carry: Mapping[Source, Headers] = field(default_factory=dict)  # headers each input's outputs carry
+    started: float = 0.0  # time.perf_counter() when its decision began
+    _scope: ExitStack | None = None  # closes the trace
+
+    def end_trace(self, error: BaseException | None) -> None:
+        """End the batch's trace (failed if ``error``); a publish tried again is not traced."""
+        scope, self._scope, self.trace = self._scope, None, NO_BATCH_TRACE
+        if scope is not None:
+            if error is None:
+                scope.close()
+            else:
+                scope.__exit__(type(error), error, error.__traceback__)
+
+
 class Decider:
     def __init__(self, store: EventStore, progress: ProgressStore, outbox: Outbox, codec: MessageCodec,
                  cache: MemberCache[LoadedState], snapshot_every: int = 100, *,
@@ -108,10 +137,44 @@ class Decider:
         self.tracer = tracer
 
     async def process(self, messages: list[InputMessage]) -> DecisionReport:
-        with self.tracer.batch("decider", messages) as trace:
-            return await self._process(messages, trace)
+        """Every effect of the batch, in order, before it returns."""
+        return await self.publish(await self.decide(messages))
 
-    async def _process(self, messages: list[InputMessage], trace: BatchTrace) -> DecisionReport:
+    async def decide(self, messages: list[InputMessage]) -> DecidedBatch:
+        """Steps 1 to 4, and the member states into the cache: the batch's decisions are durable and
+        its outputs ready for ``publish`` (steps 5 and 6). The batch's trace stays open until then."""
+        started = time.perf_counter()
+        scope = ExitStack()
+        trace = scope.enter_context(self.tracer.batch("decider", messages))
+        try:
+            decided = await self._decide_batch(messages, trace)
+        except BaseException as exc:
+            scope.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        decided.trace, decided.carry, decided._scope, decided.started = trace, trace.carry(), scope, started
+        return decided
+
+    async def publish(self, decided: DecidedBatch) -> DecisionReport:
+        """Steps 5 and 6 of a decided batch. Safe to call again after it raised: the outputs are
+        published again (the projectors drop a ledger entry they hold by its seq)."""
+        try:
+            with decided.trace.stage("publish"):
+                published = await self.outbox.publish(
+                    decided.outputs, decided.dead_letters,
+                    {Source(m.topic, m.partition, m.offset): m for m in decided.messages}, decided.carry)
+            await save_progress(self.progress, decided.messages)
+        except BaseException as exc:
+            decided.end_trace(exc)
+            raise
+        decided.end_trace(None)
+        report = decided.report
+        if published is not None:
+            report.diverted.update(published.diverted)
+            report.truncated += published.truncated
+            report.dropped += published.dropped
+        return report
+
+    async def _decide_batch(self, messages: list[InputMessage], trace: BatchTrace) -> DecidedBatch:
         report = DecisionReport(messages=len(messages))
         dead_letters: list[DeadLetter] = []
         by_member: dict[str, list[tuple[DownloadEvent, Source]]] = {}
@@ -138,18 +201,9 @@ class Decider:
             self._count(outcome, report)
         with trace.stage("snapshot"):
             report.snapshots, rows_after = await self._snapshot(rows, outcomes)
-        with trace.stage("publish"):
-            published = await self.outbox.publish(outputs, dead_letters,
-                                                  {Source(m.topic, m.partition, m.offset): m for m in messages},
-                                                  trace.carry())
-        if published is not None:
-            report.diverted.update(published.diverted)
-            report.truncated += published.truncated
-            report.dropped += published.dropped
-        await save_progress(self.progress, messages)
         for member_id, outcome in outcomes.items():
             self.cache.put(member_id, partition_of[member_id], LoadedState(outcome.state, rows_after[member_id]))
-        return report
+        return DecidedBatch(messages, outputs, dead_letters, report)
 
     # --- steps ----------------------------------------------------------------------------
 

@@ -16,13 +16,13 @@ class _NoBatchTrace:
         return {}
 
 
-_NO_BATCH_TRACE = _NoBatchTrace()
+NO_BATCH_TRACE = _NoBatchTrace()
 
 
 class NoTracer:
     @contextmanager
     def batch(self, stage: str, messages: Sequence[InputMessage]) -> Iterator[BatchTrace]:
-        yield _NO_BATCH_TRACE
+        yield NO_BATCH_TRACE
 
 
 NO_TRACER = NoTracer()

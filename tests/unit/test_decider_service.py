@@ -452,3 +452,41 @@ def test_a_rejection_too_large_to_publish_becomes_an_output_too_large_dead_lette
     assert h["error.code"] == b"output_too_large" and h["source.offset"] == b"151"
     assert value == encode_event(evs[-1]) and b"event store" in h["error.detail"]
     assert store.rows["m1"][(151, 1)].reason == "DEVICE_LIMIT"  # durable, though not on the rejections topic
+
+
+def test_decide_makes_a_batch_durable_and_publish_then_outputs_it_and_saves_its_progress():
+    """The two halves the worker overlaps: the next batch is decided from the cached states of a
+    batch not yet published, and the ledger still gets every member's entries in seq order."""
+    decider, store, progress, publisher = make_decider()
+    first = run(decider.decide(messages([event(acquire("l1", device="d1"), at=T0)], start=0)))
+    assert sorted(store.rows["m1"]) == [(1, 0)] and decider.cache.get("m1") is not None
+    assert publisher.records == [] and run(progress.load("events")) == {}
+
+    async def second_decided_then_both_published():
+        second = await decider.decide(messages([event(acquire("l2", device="d1"), at=T0 + 1)], start=1))
+        await decider.publish(first)
+        await decider.publish(second)
+        return second
+
+    second = run(second_decided_then_both_published())
+    assert second.report.accepted == 1 and decider.cache.get("m1").state.position[0] == 2
+    assert [decode_ledger_entry(r.value).recorded.seq for r in publisher.on("ledger")] == [1, 2]
+    assert run(progress.load("events")) == {0: 2}
+
+
+def test_a_publish_that_failed_publishes_the_same_outputs_when_tried_again():
+    decider, _, progress, publisher = make_decider()
+    decided = run(decider.decide(messages([event(acquire("l1", device="d1"), at=T0)], start=4)))
+    publish = publisher.publish
+
+    async def refuse(records):
+        raise TimeoutError("Kafka is away")
+
+    publisher.publish = refuse
+    with pytest.raises(TimeoutError):
+        run(decider.publish(decided))
+    assert run(progress.load("events")) == {}
+    publisher.publish = publish
+    report = run(decider.publish(decided))
+    assert report.accepted == 1 and len(publisher.on("ledger")) == 1
+    assert run(progress.load("events")) == {0: 5}

@@ -67,6 +67,24 @@ def test_a_batch_failing_for_longer_than_the_stall_timeout_stalls_its_stage_unti
     assert gauge("ledger_last_progress_timestamp_seconds", "projector") == 1_700_000_000 + clock.now
 
 
+def test_a_publish_failing_behind_batches_that_finish_stalls_the_decider_until_it_is_done():
+    """The decider publishes one batch while it decides the next: the stage is judged by its oldest
+    batch in flight, so batches finishing beside a stuck publish do not hide it."""
+    h, clock = health(stall_timeout_s=10)
+    h.assigned()
+    publish = h.batch_started("decider")
+    h.batch_failed("decider", TimeoutError("Kafka away"), publish)
+    for _ in range(3):
+        clock.now += 4
+        h.batch_finished("decider", ok=True, token=h.batch_started("decider"))
+    assert h.stalled("decider")
+    ready, body = h.readiness()
+    assert not ready and body["stages"]["decider"]["failed_attempts"] == 1
+    assert body["stages"]["decider"]["in_flight_s"] == 12
+    h.batch_finished("decider", ok=True, token=publish)
+    assert not h.stalled("decider") and h.readiness()[0]
+
+
 def test_a_batch_that_hangs_without_failing_stalls_too_and_an_idle_stage_never_does():
     h, clock = health(stall_timeout_s=10)
     h.assigned()

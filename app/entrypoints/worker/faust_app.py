@@ -2,10 +2,12 @@
 
 Faust stops at this module (nothing else imports it): each agent turns a micro-batch of Faust
 events into ``InputMessage``s and hands it to a service built by `app.bootstrap`. Faust
-acknowledges the events of a batch only after the service returned (``take_events`` acks after the
-loop body), so committed offsets never pass work that is not durable. Faust has had bugs
-committing offsets of in-flight events, so on every assignment the input partitions are also
-sought back to the decider's durable progress when the committed offset is ahead of it.
+acknowledges the events of a batch once the loop body returned (``take_events`` acks after it).
+The projectors return when the batch is durable. The decider returns once the batch's decisions
+are durable, with its publish and progress still in flight (`PublishPipeline`), so its committed
+offsets may pass outputs not yet published. On every assignment each partition of a topic with
+durable progress is therefore sought back to that progress when the committed offset is ahead of it
+(Faust has also had bugs committing offsets of in-flight events).
 
 Faust can also skip messages of a partition a worker keeps across a rebalance; every batch therefore
 passes through the topic's `PartitionPositions` first, which hands each service its partitions'
@@ -47,17 +49,19 @@ from app.observability import (
     record_publish_to_view,
     record_seek_back,
 )
-from app.service.decider import Decider
+from app.service.decider import DecidedBatch, Decider
 from app.service.member_clocks import ClockProjector
 from app.service.ports import InputMessage, ProgressStore
 from app.service.projector import Projector
+from app.service.publish_pipeline import PublishPipeline
 from app.service.retry import Backoff
 
 log = logging.getLogger(__name__)
 
 ROLES = ("decider", "projector", "all")
 STOP_TIMEOUT_EXIT = 3
-IDLE_CHECK_S = 5.0  # how often idle partitions are checked for records they were never handed
+IDLE_CHECK_S = 5.0
+SETTLE_TIMEOUT_S = 10.0  # how long a revocation waits for the decider's publish in flight  # how often idle partitions are checked for records they were never handed
 
 
 def new_faust_app(settings: Settings, app_id: str) -> faust.App:
@@ -219,17 +223,22 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
                  guards: _Guards) -> None:
     events_topic = settings.events_topic
 
+    async def publish(decided: DecidedBatch) -> None:
+        report = await _until_done("decider", decider.publish, decided, health)
+        record_decider_batch(report, time.perf_counter() - decided.started)
+
+    pipeline = PublishPipeline(lambda messages: _until_done("decider", decider.decide, messages, health), publish)
+
     @app.agent(_raw_topic(app, events_topic), name="decider")
     async def decide(stream):
         async for batch in stream.take_events(settings.batch_size, within=within):
             async with guards.batch(events_topic, batch) as messages:
                 if messages:
-                    started = time.perf_counter()
-                    report = await _until_done("decider", decider.process, messages, health)
-                    record_decider_batch(report, time.perf_counter() - started)
+                    await pipeline.submit(messages)
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
+        await pipeline.settle(SETTLE_TIMEOUT_S)
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
 
@@ -287,8 +296,7 @@ async def _until_done(stage: str, process, messages, health: WorkerHealth | None
     stage stalled (the gauge, /readyz). Pauses grow to 10 s, each drawn with jitter.
     """
     backoff = backoff or Backoff(first_s=0.5, max_s=10.0)
-    if health is not None:
-        health.batch_started(stage)
+    token = health.batch_started(stage) if health is not None else None
     done = False
     try:
         while True:
@@ -298,14 +306,14 @@ async def _until_done(stage: str, process, messages, health: WorkerHealth | None
                 return result
             except Exception as exc:  # noqa: BLE001 - every failure is retried; the log says which
                 if health is not None:
-                    health.batch_failed(stage, exc)
+                    health.batch_failed(stage, exc, token)
                 delay = backoff.next_pause()
                 log.warning("%s batch of %d failed (%s: %s); retrying in %.1fs",
                             stage, len(messages), type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
     finally:
         if health is not None:
-            health.batch_finished(stage, ok=done)
+            health.batch_finished(stage, ok=done, token=token)
 
 
 def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore], guards: _Guards) -> None:
