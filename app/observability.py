@@ -200,16 +200,17 @@ class WorkerHealth:
             log.error("%s is stalled: its batch has failed for %.0fs (%d attempts), last: %s",
                       stage, in_flight, b.failures, b.last_error)
 
-    def batch_finished(self, stage: str, ok: bool, token: int | None = None) -> None:
+    def batch_finished(self, stage: str, ok: bool, token: int | None = None, progressed: bool = True) -> None:
         """``ok``: the batch is done; otherwise it was abandoned (the agent is stopping).
-        ``token``: the batch (default: the stage's latest)."""
+        ``token``: the batch (default: the stage's latest); ``progressed``: whether its end counts as
+        the stage's progress (a decided batch counts once it is published)."""
         with self._lock:
             s = self._stages[stage]
             b = s.in_flight.pop(token if token is not None else next(reversed(s.in_flight), 0), None)
             recovered = s.reported_stall and not self._stalled(s)
             if recovered:
                 s.reported_stall = False
-            if ok:
+            if ok and progressed:
                 s.batches += 1
                 s.last_progress = self._wall()
                 LAST_PROGRESS.labels(stage).set(s.last_progress)

@@ -16,10 +16,11 @@ Why acknowledging N's input before N is published loses nothing: the durable pro
 saved only after N's outputs are acknowledged, and on every assignment the worker starts each input
 partition at its durable progress when the committed offset is ahead of it. A crash, a stop or a
 revocation with N's publish in flight therefore starts again at N, whose events are duplicates of
-their stored decisions: their outcomes are published again. When the old owner's publish of N still
-lands after the new owner's, the ledger holds N's entries twice, and the projectors drop an entry
-by its seq, as after any crash between a publish and its progress. A revocation first waits, up to
-``settle``'s timeout, for the publish in flight, so that normally nothing is published twice.
+their stored decisions: their outcomes are published again. A revocation and a stop first wait for
+the publish in flight (``settle``), and cancel it after the wait's timeout, so that a worker never
+saves the progress of partitions it gave up after their next owner did. When a publish cut short had
+produced some of its entries, the ledger holds them twice, and the projectors drop an entry by its
+seq, as after any crash between a publish and its progress.
 
 A failed publish is retried by the ``publish`` it was given (with backoff) until it succeeds; the
 next batch's publish waits for it, so outputs never overtake each other.
@@ -36,6 +37,8 @@ from app.service.ports import InputMessage
 
 log = logging.getLogger(__name__)
 
+CANCEL_WAIT_S = 1.0  # how long a cancelled publish gets to unwind
+
 
 class PublishPipeline:
     def __init__(self, decide: Callable[[list[InputMessage]], Awaitable[DecidedBatch]],
@@ -49,25 +52,36 @@ class PublishPipeline:
     async def submit(self, messages: list[InputMessage]) -> None:
         """Decide the batch, then start its publish once the previous batch's is done."""
         decided = await self._decide(messages)
-        await self._previous()
+        try:
+            await self._previous()
+        except BaseException as exc:  # a stop: the batch is decided again by the next owner
+            decided.end_trace(exc)
+            raise
         self._tail = asyncio.get_running_loop().create_task(self._publish(decided))
 
-    async def settle(self, timeout_s: float | None = None) -> bool:
-        """Wait for the publish in flight, if any (at most ``timeout_s``); True when none is left."""
-        if self._tail is None:
+    async def settle(self, timeout_s: float) -> bool:
+        """Wait for the publish in flight, if any, at most ``timeout_s``; then cancel it, so that a
+        worker that gave its partitions up never saves their progress after the next owner did.
+        True when it finished."""
+        tail = self._tail
+        if tail is None:
             return True
-        try:
-            await asyncio.wait_for(self._previous(), timeout_s)
-        except TimeoutError:
-            log.warning("the publish in flight did not finish within %.0fs; its batch is decided again by the "
-                        "partition's next owner", timeout_s)
-            return False
-        return True
+        done, _ = await asyncio.wait({tail}, timeout=timeout_s)
+        if not done:
+            log.warning("the publish in flight did not finish within %.0fs; cancelled: its batch is decided "
+                        "again where its partitions go next", timeout_s)
+            tail.cancel()
+            await asyncio.wait({tail}, timeout=CANCEL_WAIT_S)
+        if self._tail is tail:
+            self._tail = None
+        return bool(done) and not tail.cancelled() and tail.exception() is None
 
     async def _previous(self) -> None:
         tail = self._tail
         if tail is not None:
-            # Shielded: a caller cancelled while waiting (a stop, a timeout) leaves the publish running.
-            await asyncio.shield(tail)
-            if self._tail is tail:
-                self._tail = None
+            try:
+                # Shielded: a submit cancelled while it waits (a stop) leaves the publish running.
+                await asyncio.shield(tail)
+            finally:
+                if self._tail is tail and tail.done():
+                    self._tail = None

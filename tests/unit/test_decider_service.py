@@ -490,3 +490,31 @@ def test_a_publish_that_failed_publishes_the_same_outputs_when_tried_again():
     report = run(decider.publish(decided))
     assert report.accepted == 1 and len(publisher.on("ledger")) == 1
     assert run(progress.load("events")) == {0: 5}
+
+
+def test_the_workers_pipeline_retries_a_failed_publish_and_counts_the_batch_once_published():
+    from app.entrypoints.worker.faust_app import decider_pipeline
+    from app.observability import WorkerHealth
+    from app.service.retry import Backoff
+
+    decider, _, progress, publisher = make_decider()
+    health = WorkerHealth(["decider"], stall_timeout_s=60)
+    publish, failures = publisher.publish, []
+
+    async def fails_once(records):
+        if not failures:
+            failures.append(1)
+            raise TimeoutError("Kafka is away")
+        await publish(records)
+
+    publisher.publish = fails_once
+
+    async def scenario():
+        pipeline = decider_pipeline(decider, health, Backoff(first_s=0.001, max_s=0.01))
+        await pipeline.submit(messages([event(acquire("l1", device="d1"), at=T0)], start=7))
+        assert health.readiness()[1]["stages"]["decider"]["batches"] == 0  # decided, not yet published
+        return await pipeline.settle(5.0)
+
+    assert run(scenario()) and failures == [1]
+    assert len(publisher.on("ledger")) == 1 and run(progress.load("events")) == {0: 8}
+    assert health.readiness()[1]["stages"]["decider"]["batches"] == 1

@@ -60,8 +60,8 @@ log = logging.getLogger(__name__)
 
 ROLES = ("decider", "projector", "all")
 STOP_TIMEOUT_EXIT = 3
-IDLE_CHECK_S = 5.0
-SETTLE_TIMEOUT_S = 10.0  # how long a revocation waits for the decider's publish in flight  # how often idle partitions are checked for records they were never handed
+IDLE_CHECK_S = 5.0  # how often idle partitions are checked for records they were never handed
+SETTLE_TIMEOUT_S = 10.0  # how long a revocation or a stop waits for the decider's publish in flight
 
 
 def new_faust_app(settings: Settings, app_id: str) -> faust.App:
@@ -223,11 +223,8 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
                  guards: _Guards) -> None:
     events_topic = settings.events_topic
 
-    async def publish(decided: DecidedBatch) -> None:
-        report = await _until_done("decider", decider.publish, decided, health)
-        record_decider_batch(report, time.perf_counter() - decided.started)
-
-    pipeline = PublishPipeline(lambda messages: _until_done("decider", decider.decide, messages, health), publish)
+    pipeline = decider_pipeline(decider, health)
+    settle_s = min(SETTLE_TIMEOUT_S, settings.stop_timeout_s / 3)
 
     @app.agent(_raw_topic(app, events_topic), name="decider")
     async def decide(stream):
@@ -238,9 +235,29 @@ def _add_decider(app: faust.App, settings: Settings, decider: Decider, within: f
 
     @app.on_partitions_revoked.connect
     async def drop_revoked(sender, revoked, **kwargs):
-        await pipeline.settle(SETTLE_TIMEOUT_S)
+        await pipeline.settle(settle_s)
         dropped = decider.drop_partitions({tp.partition for tp in revoked if tp.topic == events_topic})
         log.info("revoked %d partition(s); dropped %d cached member state(s)", len(revoked), dropped)
+
+    @app.on_before_shutdown.connect
+    async def publish_the_last_batch(sender, **kwargs):
+        # Runs once the streams are empty and before the consumer commits on its way out.
+        await pipeline.settle(settle_s)
+
+
+def decider_pipeline(decider: Decider, health: WorkerHealth | None, backoff: Backoff | None = None) -> PublishPipeline:
+    """The decider's steps in a `PublishPipeline`, each retried until done, with the batch's metrics
+    recorded once it is published."""
+
+    async def decide_batch(messages: list[InputMessage]) -> DecidedBatch:
+        # A batch counts as done (the stage's progress) once it is published, not when decided.
+        return await _until_done("decider", decider.decide, messages, health, backoff, finishes=False)
+
+    async def publish(decided: DecidedBatch) -> None:
+        report = await _until_done("decider", decider.publish, decided, health, backoff, size=len(decided.messages))
+        record_decider_batch(report, time.perf_counter() - decided.started)
+
+    return PublishPipeline(decide_batch, publish)
 
 
 def _add_clock_projector(app: faust.App, settings: Settings, clocks: ClockProjector, within: float,
@@ -283,7 +300,7 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
 
 
 async def _until_done(stage: str, process, messages, health: WorkerHealth | None = None,
-                      backoff: Backoff | None = None):
+                      backoff: Backoff | None = None, *, size: int | None = None, finishes: bool = True):
     """Process a batch, retrying it with backoff until it succeeds.
 
     A failure (Cassandra, Redis or Kafka restarting, a timeout) leaves the batch unacknowledged, and
@@ -293,7 +310,9 @@ async def _until_done(stage: str, process, messages, health: WorkerHealth | None
 
     The retries never end (every store call has a timeout, so each attempt does), but ``health``
     learns of each attempt: a batch in flight for longer than LEDGER_STALL_TIMEOUT_S makes the
-    stage stalled (the gauge, /readyz). Pauses grow to 10 s, each drawn with jitter.
+    stage stalled (the gauge, /readyz). Pauses grow to 10 s, each drawn with jitter. ``size``: the
+    batch's messages, for the log (default ``len(messages)``); ``finishes``: whether the batch is
+    done when ``process`` returns (the stage's progress; the decider's is done once published).
     """
     backoff = backoff or Backoff(first_s=0.5, max_s=10.0)
     token = health.batch_started(stage) if health is not None else None
@@ -309,11 +328,11 @@ async def _until_done(stage: str, process, messages, health: WorkerHealth | None
                     health.batch_failed(stage, exc, token)
                 delay = backoff.next_pause()
                 log.warning("%s batch of %d failed (%s: %s); retrying in %.1fs",
-                            stage, len(messages), type(exc).__name__, exc, delay)
+                            stage, len(messages) if size is None else size, type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
     finally:
         if health is not None:
-            health.batch_finished(stage, ok=done, token=token)
+            health.batch_finished(stage, ok=done, token=token, progressed=finishes)
 
 
 def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore], guards: _Guards) -> None:
