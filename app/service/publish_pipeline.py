@@ -67,14 +67,21 @@ class PublishPipeline:
         if tail is None:
             return True
         done, _ = await asyncio.wait({tail}, timeout=timeout_s)
+        if self._tail is tail:
+            self._tail = None
         if not done:
             log.warning("the publish in flight did not finish within %.0fs; cancelled: its batch is decided "
                         "again where its partitions go next", timeout_s)
             tail.cancel()
             await asyncio.wait({tail}, timeout=CANCEL_WAIT_S)
-        if self._tail is tail:
-            self._tail = None
-        return bool(done) and not tail.cancelled() and tail.exception() is None
+            return False
+        if tail.cancelled():
+            return False
+        if (error := tail.exception()) is not None:
+            log.error("the publish in flight failed (%s: %s); its batch is decided again where its partitions "
+                      "go next", type(error).__name__, error)
+            return False
+        return True
 
     async def _previous(self) -> None:
         tail = self._tail
