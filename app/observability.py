@@ -142,6 +142,11 @@ class _Stage:
         return next(iter(self.in_flight.values()), None)
 
 
+def _token(s: _Stage, token: int | None) -> int:
+    """``token``, or the stage's latest batch in flight (0, no batch, when none is)."""
+    return token if token is not None else next(reversed(s.in_flight), 0)
+
+
 class WorkerHealth:
     """What the worker's stages are doing, for the stall gauges and /readyz.
 
@@ -187,7 +192,7 @@ class WorkerHealth:
         BATCH_FAILURES.labels(stage).inc()
         with self._lock:
             s = self._stages[stage]
-            b = s.in_flight.get(token if token is not None else next(reversed(s.in_flight), 0))
+            b = s.in_flight.get(_token(s, token))
             if b is None:
                 return
             b.failures += 1
@@ -206,7 +211,7 @@ class WorkerHealth:
         the stage's progress (a decided batch counts once it is published)."""
         with self._lock:
             s = self._stages[stage]
-            b = s.in_flight.pop(token if token is not None else next(reversed(s.in_flight), 0), None)
+            b = s.in_flight.pop(_token(s, token), None)
             recovered = s.reported_stall and not self._stalled(s)
             if recovered:
                 s.reported_stall = False

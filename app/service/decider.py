@@ -104,6 +104,10 @@ class DecidedBatch:
     started: float = 0.0  # time.perf_counter() when its decision began
     _scope: ExitStack | None = None  # closes the trace
 
+    def __len__(self) -> int:
+        """Its input messages."""
+        return len(self.messages)
+
     def end_trace(self, error: BaseException | None) -> None:
         """End the batch's trace (failed if ``error``); a publish tried again is not traced."""
         scope, self._scope, self.trace = self._scope, None, NO_BATCH_TRACE

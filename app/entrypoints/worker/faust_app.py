@@ -251,10 +251,10 @@ def decider_pipeline(decider: Decider, health: WorkerHealth | None, backoff: Bac
 
     async def decide_batch(messages: list[InputMessage]) -> DecidedBatch:
         # A batch counts as done (the stage's progress) once it is published, not when decided.
-        return await _until_done("decider", decider.decide, messages, health, backoff, finishes=False)
+        return await _until_done("decider", decider.decide, messages, health, backoff, progressed=False)
 
     async def publish(decided: DecidedBatch) -> None:
-        report = await _until_done("decider", decider.publish, decided, health, backoff, size=len(decided.messages))
+        report = await _until_done("decider", decider.publish, decided, health, backoff)
         record_decider_batch(report, time.perf_counter() - decided.started)
 
     return PublishPipeline(decide_batch, publish)
@@ -300,7 +300,7 @@ def _add_projector(app: faust.App, settings: Settings, projector: Projector, wit
 
 
 async def _until_done(stage: str, process, messages, health: WorkerHealth | None = None,
-                      backoff: Backoff | None = None, *, size: int | None = None, finishes: bool = True):
+                      backoff: Backoff | None = None, *, progressed: bool = True):
     """Process a batch, retrying it with backoff until it succeeds.
 
     A failure (Cassandra, Redis or Kafka restarting, a timeout) leaves the batch unacknowledged, and
@@ -310,9 +310,8 @@ async def _until_done(stage: str, process, messages, health: WorkerHealth | None
 
     The retries never end (every store call has a timeout, so each attempt does), but ``health``
     learns of each attempt: a batch in flight for longer than LEDGER_STALL_TIMEOUT_S makes the
-    stage stalled (the gauge, /readyz). Pauses grow to 10 s, each drawn with jitter. ``size``: the
-    batch's messages, for the log (default ``len(messages)``); ``finishes``: whether the batch is
-    done when ``process`` returns (the stage's progress; the decider's is done once published).
+    stage stalled (the gauge, /readyz). Pauses grow to 10 s, each drawn with jitter. ``progressed``:
+    whether the batch's end counts as the stage's progress (a decided batch counts once published).
     """
     backoff = backoff or Backoff(first_s=0.5, max_s=10.0)
     token = health.batch_started(stage) if health is not None else None
@@ -328,11 +327,11 @@ async def _until_done(stage: str, process, messages, health: WorkerHealth | None
                     health.batch_failed(stage, exc, token)
                 delay = backoff.next_pause()
                 log.warning("%s batch of %d failed (%s: %s); retrying in %.1fs",
-                            stage, len(messages) if size is None else size, type(exc).__name__, exc, delay)
+                            stage, len(messages), type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
     finally:
         if health is not None:
-            health.batch_finished(stage, ok=done, token=token, progressed=finishes)
+            health.batch_finished(stage, ok=done, token=token, progressed=progressed)
 
 
 def _seek_to_durable_progress(app: faust.App, durable: dict[str, ProgressStore], guards: _Guards) -> None:
