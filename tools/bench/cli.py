@@ -54,6 +54,9 @@ def register(sub) -> None:
                         "worker decides them at full speed, which fills the store and measures the sustained rate "
                         "(default 200000; 0 needs --soak-rate)")
     p.add_argument("--out", help="results folder (default bench/results)")
+    p.add_argument("--split-roles", metavar="ROLE,ROLE", type=split_roles,
+                   help="the split phase's two worker processes: all,all (default: two workers sharing the "
+                        "partitions) or decider,projector")
     p.add_argument("--no-docs", action="store_true", help="do not refresh the table in BENCHMARKS.md")
     p.set_defaults(handler=run)
 
@@ -72,6 +75,16 @@ SOAK_OPTIONS = ("members", "seed", "batch_size", "cache_size", "redis_db", "out"
                 "soak_warmup_events")
 
 
+SPLIT_CHOICES = (("decider", "projector"), ("all", "all"))
+
+
+def split_roles(text: str) -> tuple[str, ...]:
+    roles = tuple(r.strip() for r in text.split(","))
+    if roles not in SPLIT_CHOICES:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(','.join(c) for c in SPLIT_CHOICES)}")
+    return roles
+
+
 def run(args, settings) -> int:
     from app.entrypoints.commands.errors import CommandError
     from tools.bench.runner import PHASES, BenchConfig
@@ -85,6 +98,8 @@ def run(args, settings) -> int:
         if name in overrides and overrides[name] < 1:
             raise CommandError(f"--{name.replace('_', '-')} must be at least 1")
     overrides.update(skip=list(args.skip), profile=args.profile, replay_verify=args.replay_verify)
+    if args.split_roles is not None:
+        overrides["split_roles"] = args.split_roles
     if args.no_docs:
         overrides["update_docs"] = False
     if "batch_size" not in overrides:
@@ -135,7 +150,8 @@ def _check_soak_options(args) -> None:
         raise CommandError("--soak-warmup-events 0 measures no sustained rate: give --soak-rate")
     others = [o for o in OPTION_FIELDS if o not in SOAK_OPTIONS and o != "soak" and getattr(args, o) is not None]
     others += [flag for flag, on in (("quick", args.quick), ("skip", args.skip), ("profile", args.profile),
-                                     ("replay_verify", args.replay_verify)) if on]
+                                     ("replay_verify", args.replay_verify),
+                                     ("split_roles", args.split_roles is not None)) if on]
     if others:
         raise CommandError(f"--soak does not take {', '.join('--' + o.replace('_', '-') for o in others)}")
 

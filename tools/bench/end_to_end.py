@@ -226,7 +226,7 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
     # worker on a 2-core machine. Near the end, one pass over every member, then only the members
     # still behind, every 20 ms.
     ledger_end = env.end_offsets(pipeline.ledger_topic)
-    group = pipeline.faust_group("all" if roles == ("all",) else "projector")
+    group = pipeline.faust_group("all" if set(roles) == {"all"} else "projector")
     near = max(4 * pipeline.batch_size, 2_000)
     stall = Stall(worker, "the projector")
     while (lag := _lag(env.committed_offsets(group, pipeline.ledger_topic), ledger_end)) > near:

@@ -176,10 +176,16 @@ class Process:
                              f"last lines of {self.log}:\n{self.tail()}")
 
 
+def process_names(roles: tuple[str, ...]) -> list[str]:
+    """A name per worker process of ``roles``: the role, numbered when it repeats (``all1``, ``all2``)."""
+    return [r if roles.count(r) == 1 else f"{r}{roles[:i + 1].count(r)}" for i, r in enumerate(roles)]
+
+
 @dataclass
 class WorkerGroup:
-    """The worker processes of one pipeline, one per role (`--role decider` and `--role projector`),
-    watched as one worker: alive while all are, memory summed, CPU metered per role."""
+    """The worker processes of one pipeline, one per role (`--role decider` and `--role projector`, or
+    two `--role all`), watched as one worker: alive while all are, memory summed, CPU metered per
+    process."""
 
     roles: tuple[str, ...]
     processes: list[Process]
@@ -197,7 +203,7 @@ class WorkerGroup:
         return all(p.alive for p in self.processes)
 
     def meter_pids(self) -> dict[str, int]:
-        return {role: p.pid for role, p in zip(self.roles, self.processes)}
+        return {name: p.pid for name, p in zip(process_names(self.roles), self.processes)}
 
     def status(self) -> dict[str, int]:
         total: dict[str, int] = {}
@@ -396,8 +402,8 @@ class BenchEnv:
         """One `ledger worker --role all` for ``("all",)``, else a process per role."""
         if roles == ("all",):
             return self.start_worker(pipeline)
-        return WorkerGroup(roles, [self.start_worker(pipeline, role=r, name=f"worker-{pipeline.label}-{r}")
-                                   for r in roles])
+        return WorkerGroup(roles, [self.start_worker(pipeline, role=r, name=f"worker-{pipeline.label}-{n}")
+                                   for r, n in zip(roles, process_names(roles))])
 
     def statement_counts_file(self, process_name: str) -> Path:
         return self.work_dir / f"statements-{process_name}.json"

@@ -4,7 +4,7 @@ Order (each phase isolated by `BenchEnv`): ceilings of Cassandra and Redis; the 
 its own pipeline; the end-to-end run (publish, Kafka consume ceiling on its events topic,
 throughput, latency at half the throughput); the replay of that run's ledger; the what-if over that
 run's event store; the read API over that run's views; the end-to-end run and its latency again with
-the decider and the projector in a process each (split); the cost of TLS (tls); the memory run with
+two workers that share the partitions (split); the cost of TLS (tls); the memory run with
 ten times the members. A failing phase is reported and the others still run when they do not
 depend on it.
 """
@@ -25,7 +25,10 @@ from app.config import REPO_ROOT
 PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "split", "tls", "memory")
 
 
-SPLIT_ROLES = ("decider", "projector")  # the split phase's worker processes
+# The split phase's worker processes by default: two workers that each decide and project their share
+# of the partitions (1.28-1.71x one worker on the 2-core machine; a decider and a projector in a process
+# each, `--split-roles decider,projector`, 0.98-1.12x: BENCHMARKS.md).
+SPLIT_ROLES = ("all", "all")
 
 
 @dataclass
@@ -60,6 +63,7 @@ class BenchConfig:
     memory_members: int = 1_000_000
     redis_db: int = 9
     e2e_timeout_s: float = 1_200.0
+    split_roles: tuple[str, ...] = SPLIT_ROLES
     profile: bool = False
     skip: list[str] = field(default_factory=list)
     out_dir: str = str(REPO_ROOT / "bench" / "results")
@@ -221,14 +225,14 @@ def run(cfg: BenchConfig, settings, command: str, echo=print) -> tuple[dict, int
             results["api"] = phase("api", do_api)
 
             def do_split():
-                """The end-to-end run and its latency again, with the decider and the projector in a
-                process each: what a second process buys on this machine."""
+                """The end-to-end run and its latency again with two worker processes (``split_roles``):
+                what a second process buys on this machine."""
                 env.flush_redis()  # the same members and seqs as the main pipeline's views
                 p = env.pipeline("split", cfg.batch_size, cfg.cache_size, cfg.partitions,
                                  {"LEDGER_BATCH_WAIT_MS": str(cfg.batch_wait_ms)})
                 end_to_end.publish_workload(workload, kafka_connection(settings), p.events_topic, echo)
                 out, workers = end_to_end.run_throughput(env, p, workload, timeout_s=cfg.e2e_timeout_s,
-                                                         roles=SPLIT_ROLES, echo=echo)
+                                                         roles=cfg.split_roles, echo=echo)
                 try:
                     rate = max(1.0, out["rate"] / 2)
                     args = {"members": cfg.latency_members, "seed": cfg.seed + 1, "id_prefix": "lat"}
