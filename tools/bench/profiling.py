@@ -57,8 +57,57 @@ class Profiler:
         if not self.path.exists():
             return {"file": None, "error": self.path.with_suffix(".log").read_text(errors="replace")[-500:]}
         summary = summarise(self.path.read_text(errors="replace"))
-        summary.update({"file": str(self.path), "seconds": round(seconds, 1), "rate_hz": self.rate})
+        possible = seconds * self.rate
+        summary.update({"file": str(self.path), "seconds": round(seconds, 1), "rate_hz": self.rate,
+                        "gil_held": round(summary["samples"] / possible, 3) if possible else None})
         return summary
+
+
+# The layers of a worker a sample is charged to: the frame nearest the top of the stack that matches a
+# rule names it, so a statement issued by the event store counts for the Cassandra driver, and the
+# event store's own work (rows, Avro) for the decider's append. A stack with none of these frames
+# is the event loop's own (or mode's services) when it runs there.
+LAYERS = (
+    ("decider: append (event-store rows, Avro encode, lookups, conditional batches)",
+     ("CassandraEventStore._append", "CassandraEventStore.append", "CassandraEventStore._add_member",
+      "CassandraEventStore.row", "CassandraEventStore._write_lookups", "Decider._append")),
+    ("decider: snapshots", ("snapshot",)),
+    ("decider: cache-miss loads", ("CassandraEventStore.load", "Decider._states", "Decider._load")),
+    ("decider: decode input", ("Decider._decode", "decode_input")),
+    ("decider: publish (ledger outputs, progress)",
+     ("Decider.publish", "KafkaOutbox", "BatchProducer", "decider_pipeline.<locals>.publish")),
+    ("decider: decide (domain) and the rest", ("Decider.", "service/decider.py", "PublishPipeline")),
+    ("projector: decode, fold, Redis and Cassandra writes",
+     ("Projector.", "service/projector.py", "RedisViewStore", "CassandraReadModels", "_add_projector", "ledger_fold")),
+    ("clock projector", ("advance_clocks", "ClockProjector")),
+    ("Faust and aiokafka: fetch, dispatch, acks", ("faust/", "aiokafka/")),
+    ("Cassandra driver: issue and receive statements", ("cassandra/", "adapters/cassandra/aio.py", "counting.py")),
+    ("redis-py", ("redis/",)),
+)
+EVENT_LOOP = "the event loop and mode's services", ("asyncio/", "mode/", "selectors.py")
+
+
+def layers(collapsed: str) -> list[list]:
+    """Samples per layer (``LAYERS``) of a collapsed-stack file: [label, samples, percent], in LAYERS order."""
+    counts: Counter[str] = Counter()
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        counts[_layer(stack.split(";"))] += int(count)
+    total = sum(counts.values())
+    labels = [label for label, _ in LAYERS] + [EVENT_LOOP[0], "other"]
+    return [[label, counts[label], round(100 * counts[label] / total, 1)] for label in labels] if total else []
+
+
+def _layer(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for label, marks in LAYERS:
+            if any(m in frame for m in marks):
+                return label
+    if any(m in frame for frame in frames for m in EVENT_LOOP[1]):
+        return EVENT_LOOP[0]
+    return "other"
 
 
 def summarise(collapsed: str, top: int = 25) -> dict:
@@ -81,7 +130,7 @@ def summarise(collapsed: str, top: int = 25) -> dict:
     def share(c: Counter) -> list[list]:
         return [[name, n, round(100 * n / samples, 1)] for name, n in c.most_common(top)] if samples else []
 
-    return {"samples": samples, "self": share(own), "total": share(total)}
+    return {"samples": samples, "self": share(own), "total": share(total), "layers": layers(collapsed)}
 
 
 def _short(frame: str) -> str:

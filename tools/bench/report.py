@@ -135,6 +135,10 @@ def build(results: dict) -> dict:
         hot = ""
         if prof and prof.get("self"):
             hot = " Profile (self time, GIL held): " + "; ".join(f"{n} {p}%" for n, _, p in prof["self"][:5])
+            if prof.get("layers"):
+                busiest = sorted(prof["layers"], key=lambda row: -row[1])[:5]
+                held = f", the GIL held {prof['gil_held']:.0%} of the time" if prof.get("gil_held") else ""
+                hot += f". By layer{held}: " + "; ".join(f"{n} {p}%" for n, _, p in busiest)
         fig("e2e.throughput", "sustained throughput, decider + projector in one worker, first decider batch to "
             "the last Redis view complete", e2e_rate, "events/s", params,
             _bound(e2e["cpu_share"], "worker", cores, "one `ledger worker --role all` process") + "." + hot,
