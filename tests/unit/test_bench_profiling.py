@@ -31,3 +31,15 @@ def test_a_stack_of_the_event_loop_alone_is_the_loops_and_the_percentages_add_up
 
 def test_no_samples_give_no_layers():
     assert layers("") == []
+
+
+def test_our_own_adapters_are_not_taken_for_the_libraries_they_wrap():
+    collapsed = "\n".join([
+        f"{LOOP};Decider.publish (app/service/decider.py:300);"
+        "CassandraProgressStore.save (app/adapters/cassandra/progress.py:50) 2",
+        f"{LOOP};ClockProjector.process (app/service/member_clocks.py:80);"
+        "Script.run_many (app/adapters/redis/commands.py:30) 1",
+        f"{LOOP};RedisViewStore.write_many (app/adapters/redis/view_store.py:70);"
+        "Pipeline.execute (redis/asyncio/client.py:1500) 4",
+    ])
+    assert shares(collapsed) == {"decider: publish (ledger outputs, progress)": 2, "clock projector": 1, "redis-py": 4}

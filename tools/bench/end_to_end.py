@@ -175,6 +175,16 @@ def _wait_rows(progress: DeciderProgress, worker: Process | WorkerGroup, deadlin
 # --- throughput -------------------------------------------------------------------------------
 
 
+def _wait_settled(env: BenchEnv, pipeline: Pipeline, roles: tuple[str, ...], worker: Process | WorkerGroup,
+                  deadline: float) -> None:
+    group = pipeline.faust_group(roles[0])
+    while not env.group_settled(group, len(roles), pipeline.events_topic):
+        worker.check_alive()
+        if time.monotonic() > deadline:
+            raise BenchError(f"consumer group {group} did not settle with {len(roles)} workers")
+        time.sleep(POLL_S)
+
+
 def meter_pids(worker: Process | WorkerGroup) -> dict[str, int]:
     """The pids a CpuMeter watches for a worker: ``worker``, or one per role of a group."""
     return worker.meter_pids() if isinstance(worker, WorkerGroup) else {"worker": worker.pid}
@@ -196,6 +206,10 @@ def run_throughput(env: BenchEnv, pipeline: Pipeline, workload: Workload, *, tim
     worker = env.start_workers(pipeline, roles)
     deadline = spawned + timeout_s
     _wait_rows(progress, worker, spawned + 120)
+    if len(set(roles)) < len(roles):
+        # Workers of one role share a group: the first to join decides a batch before the others join and
+        # the group rebalances. The clock starts once every worker owns its partitions.
+        _wait_settled(env, pipeline, roles, worker, spawned + 120)
     t_start = time.monotonic()
     done_at_start = progress.done()
     meter = CpuMeter({**meter_pids(worker), **env.stack}).start()

@@ -362,6 +362,14 @@ class BenchEnv:
         got = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         return {tp.partition: max(tp.offset, 0) for tp in got}
 
+    def group_settled(self, group: str, members: int, topic: str) -> bool:
+        """Whether a consumer group is stable with ``members`` members, each assigned partitions of ``topic``."""
+        described = self.admin.describe_consumer_groups([group], request_timeout=10)[group].result(timeout=15)
+        state = getattr(described.state, "name", str(described.state))
+        assigned = [m for m in described.members if m.assignment and
+                    any(tp.topic == topic for tp in m.assignment.topic_partitions)]
+        return state == "STABLE" and len(described.members) == members and len(assigned) == members
+
     def end_offset_total(self, topic: str) -> int:
         return sum(self.end_offsets(topic).values())
 
@@ -395,8 +403,10 @@ class BenchEnv:
         name = name or f"worker-{pipeline.label}"
         counts = self.statement_counts_file(name)
         counts.unlink(missing_ok=True)
+        # dynamic membership: two processes of one role must not share a static group.instance.id
         return self.spawn(name, [sys.executable, "-m", "app", "worker", "--role", role, "--metrics-port", str(metrics_port)],
-                          {**pipeline.env(), "LEDGER_COUNT_STATEMENTS_TO": str(counts)})
+                          {**pipeline.env(), "LEDGER_COUNT_STATEMENTS_TO": str(counts),
+                           "LEDGER_CONSUMER_GROUP_INSTANCE_ID": ""})
 
     def start_workers(self, pipeline: Pipeline, roles: tuple[str, ...]) -> Process | WorkerGroup:
         """One `ledger worker --role all` for ``("all",)``, else a process per role."""

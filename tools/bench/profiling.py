@@ -47,13 +47,13 @@ class Profiler:
     def stop(self) -> dict | None:
         if self._proc is None:
             return None
+        seconds = time.monotonic() - self._started  # sampled until now; py-spy then writes its file
         if self._proc.poll() is None:
             self._proc.send_signal(signal.SIGINT)
             try:
                 self._proc.wait(60)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
-        seconds = time.monotonic() - self._started
         if not self.path.exists():
             return {"file": None, "error": self.path.with_suffix(".log").read_text(errors="replace")[-500:]}
         summary = summarise(self.path.read_text(errors="replace"))
@@ -65,26 +65,32 @@ class Profiler:
 
 # The layers of a worker a sample is charged to: the frame nearest the top of the stack that matches a
 # rule names it, so a statement issued by the event store counts for the Cassandra driver, and the
-# event store's own work (rows, Avro) for the decider's append. A stack with none of these frames
-# is the event loop's own (or mode's services) when it runs there.
+# event store's own work (rows, Avro) for the decider's append. py-spy names a library's frame by its
+# path under site-packages, ``(cassandra/...)``, and ours by ``(app/...)``, so a library's marks start
+# with the parenthesis. The driver's compiled code has no frames of its own: issuing a statement shows
+# as our thin wrappers around it (``aio.py``, ``counting.py``). A stack with none of these frames is
+# the event loop's own (or mode's services) when it runs there.
 LAYERS = (
     ("decider: append (event-store rows, Avro encode, lookups, conditional batches)",
      ("CassandraEventStore._append", "CassandraEventStore.append", "CassandraEventStore._add_member",
       "CassandraEventStore.row", "CassandraEventStore._write_lookups", "Decider._append")),
-    ("decider: snapshots", ("snapshot",)),
-    ("decider: cache-miss loads", ("CassandraEventStore.load", "Decider._states", "Decider._load")),
+    ("decider: snapshots", ("Decider._snapshot", "save_snapshot")),
+    ("decider: cache-miss loads", ("CassandraEventStore.load", "CassandraEventStore._latest_snapshots",
+                                   "Decider._states", "Decider._load")),
     ("decider: decode input", ("Decider._decode", "decode_input")),
     ("decider: publish (ledger outputs, progress)",
      ("Decider.publish", "KafkaOutbox", "BatchProducer", "decider_pipeline.<locals>.publish")),
-    ("decider: decide (domain) and the rest", ("Decider.", "service/decider.py", "PublishPipeline")),
+    ("decider: decide (domain) and the rest", ("Decider.", "(app/service/decider.py", "PublishPipeline")),
+    ("clock projector", ("advance_clocks", "ClockProjector", "RedisMemberClocks")),
     ("projector: decode, fold, Redis and Cassandra writes",
-     ("Projector.", "service/projector.py", "RedisViewStore", "CassandraReadModels", "_add_projector", "ledger_fold")),
-    ("clock projector", ("advance_clocks", "ClockProjector")),
-    ("Faust and aiokafka: fetch, dispatch, acks", ("faust/", "aiokafka/")),
-    ("Cassandra driver: issue and receive statements", ("cassandra/", "adapters/cassandra/aio.py", "counting.py")),
-    ("redis-py", ("redis/",)),
+     ("Projector.", "(app/service/projector.py", "RedisViewStore", "CassandraReadModels", "_add_projector",
+      "ledger_fold")),
+    ("Faust and aiokafka: fetch, dispatch, acks", ("(faust/", "(aiokafka/")),
+    ("Cassandra driver: issue and receive statements",
+     ("(cassandra/", "(app/adapters/cassandra/aio.py", "(app/adapters/cassandra/counting.py")),
+    ("redis-py", ("(redis/",)),
 )
-EVENT_LOOP = "the event loop and mode's services", ("asyncio/", "mode/", "selectors.py")
+EVENT_LOOP = "the event loop and mode's services", ("(asyncio/", "(mode/", "(selectors.py")
 
 
 def layers(collapsed: str) -> list[list]:

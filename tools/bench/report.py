@@ -52,6 +52,14 @@ def split_shape(roles) -> str:
     return "the decider and the projector in a process each"
 
 
+def busiest_worker(shares: dict | None, roles) -> str:
+    """The worker process whose CPU share judges the split's bound: the decider when the roles are split,
+    else the busier of the two workers (their CPU keys are ``all1``, ``all2``)."""
+    if "decider" in roles or not shares:
+        return "decider"
+    return max((k for k in shares if k.startswith("all")), key=shares.get, default="decider")
+
+
 def _ratio(a, b) -> float | None:
     if a is None or b is None or not b:
         return None
@@ -169,7 +177,7 @@ def build(results: dict) -> dict:
     if split:
         roles = "`" + "` and `".join(f"--role {r}" for r in split["roles"]) + "`"
         shape = split_shape(split["roles"])
-        main = "all1" if "all1" in (split["cpu_share"] or {}) else "decider"
+        main = busiest_worker(split["cpu_share"], split["roles"])
         fig("split.throughput", f"sustained throughput with {shape} ({roles}), "
             "the same workload, first decider batch to the last Redis view complete", split["rate"], "events/s",
             _params(events=split["events"], members=split["members"], partitions=P, batch_size=cfg["batch_size"],
@@ -189,7 +197,7 @@ def build(results: dict) -> dict:
                             batch_size=cfg["batch_size"], concurrency=1, rate=slat["rate_target"],
                             probes=slat["probes"], seconds=slat["seconds"], worker_processes=len(split["roles"])),
                     _bound(slat["cpu_share"], main, cores, "the decider's and the projector's micro-batches, "
-                           + ("each on an event loop of its own" if main == "decider" else
+                           + ("each on an event loop of its own" if "decider" in split["roles"] else
                               "each worker's on its own event loop, for its half of the input partitions")),
                     [{"figure": "split.throughput", "ratio": _ratio(slat["rate_target"], split["rate"]),
                       "meaning": "background rate / sustained throughput"}],
