@@ -26,7 +26,7 @@ PHASES = ("ceilings", "naive", "e2e", "latency", "replay", "whatif", "api", "spl
 
 
 # The split phase's worker processes by default: two workers that each decide and project their share
-# of the partitions (1.28-1.71x one worker on the 2-core machine; a decider and a projector in a process
+# of the partitions (1.01-1.71x one worker on the 2-core machine; a decider and a projector in a process
 # each, `--split-roles decider,projector`, 0.98-1.31x: BENCHMARKS.md).
 SPLIT_ROLES = ("all", "all")
 
