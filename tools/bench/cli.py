@@ -75,13 +75,12 @@ SOAK_OPTIONS = ("members", "seed", "batch_size", "cache_size", "redis_db", "out"
                 "soak_warmup_events")
 
 
-SPLIT_CHOICES = (("decider", "projector"), ("all", "all"))
-
-
 def split_roles(text: str) -> tuple[str, ...]:
+    from tools.bench.report import SPLIT_SHAPES
+
     roles = tuple(r.strip() for r in text.split(","))
-    if roles not in SPLIT_CHOICES:
-        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(','.join(c) for c in SPLIT_CHOICES)}")
+    if roles not in SPLIT_SHAPES:
+        raise argparse.ArgumentTypeError(f"{text!r}: one of {', '.join(','.join(c) for c in SPLIT_SHAPES)}")
     return roles
 
 

@@ -93,14 +93,23 @@ LAYERS = (
 EVENT_LOOP = "the event loop and mode's services", ("(asyncio/", "(mode/", "(selectors.py")
 
 
+def _stacks(collapsed: str):
+    """(frames, samples) of each line of a collapsed-stack file (``a;b;c N``)."""
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack.split(";"), int(count)
+
+
 def layers(collapsed: str) -> list[list]:
     """Samples per layer (``LAYERS``) of a collapsed-stack file: [label, samples, percent], in LAYERS order."""
     counts: Counter[str] = Counter()
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        counts[_layer(stack.split(";"))] += int(count)
+    for frames, n in _stacks(collapsed):
+        counts[_layer(frames)] += n
+    return _layer_rows(counts)
+
+
+def _layer_rows(counts: Counter[str]) -> list[list]:
     total = sum(counts.values())
     labels = [label for label, _ in LAYERS] + [EVENT_LOOP[0], "other"]
     return [[label, counts[label], round(100 * counts[label] / total, 1)] for label in labels] if total else []
@@ -120,23 +129,20 @@ def summarise(collapsed: str, top: int = 25) -> dict:
     """Top functions by self and total samples of a collapsed-stack file (``a;b;c N`` per line)."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    by_layer: Counter[str] = Counter()
     samples = 0
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for raw, n in _stacks(collapsed):
         samples += n
-        frames = [_short(f) for f in stack.split(";")]
-        if frames:
-            own[frames[-1]] += n
+        by_layer[_layer(raw)] += n
+        frames = [_short(f) for f in raw]
+        own[frames[-1]] += n
         for f in set(frames):
             total[f] += n
 
     def share(c: Counter) -> list[list]:
         return [[name, n, round(100 * n / samples, 1)] for name, n in c.most_common(top)] if samples else []
 
-    return {"samples": samples, "self": share(own), "total": share(total), "layers": layers(collapsed)}
+    return {"samples": samples, "self": share(own), "total": share(total), "layers": _layer_rows(by_layer)}
 
 
 def _short(frame: str) -> str:

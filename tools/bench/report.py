@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 PARAM_KEYS = ("events", "members", "partitions", "batch_size", "concurrency")
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
@@ -45,11 +46,27 @@ def _bound(shares: dict | None, main: str, cores: int, what: str) -> str:
     return f"{what}; bound: {verdict}. CPU cores used: {_cores(shares)}"
 
 
+class SplitShape(NamedTuple):
+    what: str  # the split phase's two processes, in words
+    loops: str  # which micro-batches share an event loop
+
+
+# The two shapes the split phase measures (`ledger bench --split-roles`), by their roles.
+SPLIT_SHAPES = {
+    ("decider", "projector"): SplitShape("the decider and the projector in a process each",
+                                         "each on an event loop of its own"),
+    ("all", "all"): SplitShape("two workers, each deciding and projecting its share of the input partitions",
+                               "each worker's on its own event loop, for its half of the input partitions"),
+}
+
+
+def _split(roles) -> SplitShape:
+    return SPLIT_SHAPES.get(tuple(roles), SPLIT_SHAPES[("decider", "projector")])
+
+
 def split_shape(roles) -> str:
     """What the split phase's processes are, in words."""
-    if tuple(roles) == ("all", "all"):
-        return "two workers, each deciding and projecting its share of the input partitions"
-    return "the decider and the projector in a process each"
+    return _split(roles).what
 
 
 def busiest_worker(shares: dict | None, roles) -> str:
@@ -197,8 +214,7 @@ def build(results: dict) -> dict:
                             batch_size=cfg["batch_size"], concurrency=1, rate=slat["rate_target"],
                             probes=slat["probes"], seconds=slat["seconds"], worker_processes=len(split["roles"])),
                     _bound(slat["cpu_share"], main, cores, "the decider's and the projector's micro-batches, "
-                           + ("each on an event loop of its own" if "decider" in split["roles"] else
-                              "each worker's on its own event loop, for its half of the input partitions")),
+                           + _split(split["roles"]).loops),
                     [{"figure": "split.throughput", "ratio": _ratio(slat["rate_target"], split["rate"]),
                       "meaning": "background rate / sustained throughput"}],
                     {"decider_part_ms": slat.get(f"decider_{q}_ms"), "backlog_after": slat["backlog_after"]})
